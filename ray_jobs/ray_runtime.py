@@ -1,0 +1,38 @@
+"""Joining or starting Ray: the embedded default is a private local Ray, never a stale cluster."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+
+log = logging.getLogger(__name__)
+
+
+def resolve_address(address: str | None) -> str:
+    """--address, else RAY_ADDRESS (set by `ray job submit`), else a new in-process local Ray.
+    A bare ray.init() would join whatever cluster this machine last recorded, and hang if it died."""
+    return address or os.environ.get("RAY_ADDRESS") or "local"
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None, runtime_env: dict | None = None) -> Iterator[None]:
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    target = resolve_address(address)
+    log.info("connecting to Ray at %s", target)
+    ray.init(address=target, runtime_env=runtime_env, logging_level=logging.WARNING, log_to_driver=True)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def cluster_cpus() -> int:
+    import ray
+
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))

@@ -1,0 +1,55 @@
+"""Explicit pyarrow schemas of every Parquet dataset this project writes (docs/outputs.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ray_jobs import atomic
+
+RESULTS = pa.schema(
+    [
+        pa.field("task_id", pa.string(), nullable=False),
+        pa.field("completion_id", pa.int64(), nullable=False),
+        pa.field("suite", pa.string(), nullable=False),  # "base" | "plus"
+        pa.field("passed", pa.bool_(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),  # sandbox.verdict.STATUSES
+        pa.field("error_type", pa.string()),
+        pa.field("error_message", pa.string()),
+        pa.field("duration_s", pa.float64(), nullable=False),
+        pa.field("config_id", pa.string(), nullable=False),
+    ],
+    metadata={"ray_humaneval.dataset": "results", "ray_humaneval.schema_version": "1"},
+)
+
+GENERATIONS = pa.schema(
+    [
+        pa.field("task_id", pa.string(), nullable=False),
+        pa.field("completion_id", pa.int64(), nullable=False),
+        pa.field("config_id", pa.string(), nullable=False),
+        pa.field("response", pa.string(), nullable=False),  # raw model text
+        pa.field("completion", pa.string(), nullable=False),  # extracted code, appended to the prompt
+        pa.field("finish_reason", pa.string()),  # "stop" | "length" | "error"
+        pa.field("prompt_tokens", pa.int64()),
+        pa.field("completion_tokens", pa.int64()),
+        pa.field("latency_s", pa.float64()),
+        pa.field("replica", pa.string()),  # which Serve replica answered
+        pa.field("error", pa.string()),  # generation error (engine error, timeout), else null
+    ],
+    metadata={"ray_humaneval.dataset": "generations", "ray_humaneval.schema_version": "1"},
+)
+
+
+def write_table(rows: list[dict], schema: pa.Schema, target: Path) -> None:
+    """Validate rows against the schema and write atomically (temp file, then rename)."""
+    table = pa.Table.from_pylist(rows, schema=schema)
+    with atomic.atomic_path(target) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_tables(paths: list[Path], schema: pa.Schema) -> pa.Table:
+    if not paths:
+        return schema.empty_table()
+    return pa.concat_tables([pq.read_table(p, schema=schema) for p in paths])
