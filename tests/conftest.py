@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def oracle_cache(tmp_path_factory) -> Path:
+    """HumanEval+ oracles are cached per machine in ~/.cache; tests of the Mini set use their own."""
+    return tmp_path_factory.mktemp("oracles")
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray for the whole session (starting one costs seconds)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=os.cpu_count() or 2, include_dashboard=False,
+                 logging_level="ERROR", log_to_driver=False)
+    yield ray
+    ray.shutdown()
