@@ -1,0 +1,72 @@
+import json
+
+from ray_jobs.groundtruth import TaskOracle
+from ray_jobs.sandbox.codec import encode, equality_digest
+from ray_jobs.sandbox.verdict import base_verdict, outputs_match, plus_verdict
+
+
+def raw(result="", timed_out=False, signal=None, exit_code=0, **extra):
+    return {"result": result, "timed_out": timed_out, "signal": signal, "exit_code": exit_code, "duration": 0.1, **extra}
+
+
+def exc(kind, phase="run"):
+    return "E " + json.dumps({"type": kind, "message": "m", "phase": phase}) + "\n"
+
+
+def test_base_taxonomy():
+    assert base_verdict(raw("P tok\n"), "tok").status == "passed"
+    assert base_verdict(raw("P other\n"), "tok").status == "crashed"
+    assert base_verdict(raw(exc("AssertionError")), "t").status == "failed"
+    assert (base_verdict(raw(exc("KeyError")), "t").status, base_verdict(raw(exc("KeyError")), "t").error_type) == ("error", "KeyError")
+    assert base_verdict(raw(exc("SyntaxError", "compile")), "t").status == "syntax_error"
+    assert base_verdict(raw(exc("MemoryError")), "t").status == "out_of_memory"
+    assert base_verdict(raw(timed_out=True, signal="SIGKILL", exit_code=None), "t").status == "timeout"
+    assert base_verdict(raw(signal="SIGXCPU", exit_code=None), "t").status == "timeout"
+    crash = base_verdict(raw(signal="SIGSEGV", exit_code=None), "t")
+    assert (crash.status, crash.error_type) == ("crashed", "SIGSEGV")
+    assert base_verdict(raw(), "t").error_type == "EarlyExit"
+    assert base_verdict(raw(worker_died=True, signal="SIGKILL"), "t").status == "crashed"
+
+
+def test_evalplus_comparison_rules():
+    assert outputs_match(1.0, 1, [], "f", 0)  # == first
+    assert outputs_match(0.1 + 0.2, 0.3, [], "f", 0)  # float outputs get atol 1e-6
+    assert not outputs_match(0.31, 0.3, [], "f", 0)
+    assert outputs_match([1.0000001, 2.0], [1.0, 2.0], [], "f", 0)
+    assert not outputs_match((1.0, 2.0), [1.0, 2.0], [], "f", 1e-6)  # type must match under tolerance
+    assert outputs_match(1.00005, 1.0, [], "f", 1e-4)
+    assert outputs_match(1.0, 999.0, [[-1.0, 1.0]], "find_zero", 1e-4)  # root of -1 + x
+    assert not outputs_match(0.5, 1.0, [[-1.0, 1.0]], "find_zero", 1e-4)
+    assert not outputs_match("x", 1.0, [[-1.0, 1.0]], "find_zero", 1e-4)
+
+
+def oracle(expected, digests=None):
+    return TaskOracle("T/1", "f", [[i] for i in range(len(expected))], expected,
+                      digests or [None] * len(expected), [0.0] * len(expected), 0.0)
+
+
+def outs(*values):
+    return "".join(f"O {encode(v)}\n" for v in values)
+
+
+def test_plus_verdicts():
+    o = oracle([1, None, "x"])
+    assert plus_verdict(raw(outs(1, None, "x") + "D\n"), o).status == "passed"
+    failed = plus_verdict(raw(outs(1, 2) + "D\n"), o)
+    assert failed.status == "failed" and "input #1" in failed.error_message
+    assert plus_verdict(raw(outs(1, None) + "D\n"), o).status == "failed"  # too few outputs
+    assert plus_verdict(raw(outs(1) + "T 1\n"), o).status == "timeout"
+    assert plus_verdict(raw(outs(1) + "U 1 Eq\n"), o).error_type == "UnencodableOutput"
+    assert plus_verdict(raw(exc("ZeroDivisionError")), o).error_type == "ZeroDivisionError"
+    assert plus_verdict(raw(outs(1), timed_out=True, signal="SIGKILL", exit_code=None), o).status == "timeout"
+
+
+def test_large_outputs_compare_by_digest():
+    big = "y" * 100
+    o = oracle([None], [equality_digest(big)])
+    assert plus_verdict(raw(f"H {equality_digest(big)}\nD\n"), o).passed
+    assert plus_verdict(raw(outs(big) + "D\n"), o).passed
+    assert not plus_verdict(raw(outs("z") + "D\n"), o).passed
+    assert not plus_verdict(raw("H -\nD\n"), o).passed
+    small = oracle([[1, 2]])
+    assert plus_verdict(raw(f"H {equality_digest([1.0, 2])}\nD\n"), small).passed
