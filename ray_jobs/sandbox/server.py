@@ -8,6 +8,7 @@ Protocol on stdin/stdout, each frame a 4-byte big-endian length and a payload:
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -327,6 +328,8 @@ def main() -> None:
     for name in _WARM_MODULES:
         __import__(name)
     _warm_up()
+    gc.collect()
+    gc.freeze()  # a sample's collections then never walk (and copy-on-write) the inherited heap
     server = ForkServer(settings, report, fd_in, fd_out)
     write_frame(fd_out, json.dumps({"type": "ready", "layers": report.layers}).encode())
     server.serve()

@@ -1,0 +1,32 @@
+# Every install step lives here, so a fresh clone needs only `make demo` or `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+
+.PHONY: setup test demo bench tiny-model lint-docker clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e ".[cpu,analysis,test]"
+	@# PyPI's torchvision/torchaudio/torchcodec break `import vllm` beside torch 2.13.0+cpu
+	@# ("operator torchvision::nms does not exist"); text models need none of them.
+	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+test: setup
+	$(PY) -m pytest -q
+
+# The main job on the embedded default (a local Ray started in-process), with a tiny random
+# Qwen3 built locally: no weights to download, no GPU.
+demo: setup
+	$(PY) -m ray_jobs.demo --output-dir runs/demo
+
+bench: setup
+	$(PY) benchmarks/score_throughput.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

