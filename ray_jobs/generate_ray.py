@@ -1,0 +1,135 @@
+"""Ray Data drives requests into the Serve deployment; the driver writes generation shards.
+
+Why not vLLMEngineProcessorConfig: it keeps only the first of n outputs. Why not
+ServeDeploymentProcessorConfig: its error rows bypass postprocessing with another schema. This
+UDF makes the same DeploymentHandle calls, keeps all n choices, and turns every failure
+(ErrorResponse, exception, timeout) into per-sample error rows that the driver re-asks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from dataclasses import asdict
+
+import pyarrow as pa
+import ray
+from tqdm import tqdm
+
+from ray_jobs import schemas
+from ray_jobs.config import EvalConfig
+from ray_jobs.generation import RequestRow, generation_rows, request_body
+
+_KEYED = schemas.GENERATIONS.append(pa.field("request_key", pa.string(), nullable=False))
+
+
+def _error_text(payload: dict) -> tuple[str, bool]:
+    """(message, retryable) of an ErrorResponse; 4xx errors (e.g. prompt too long) are final."""
+    error = payload.get("error", payload)
+    if isinstance(error, dict):
+        code = error.get("code")
+        message = f"{error.get('type', 'Error')}: {error.get('message', error)}"
+    else:
+        code, message = payload.get("code"), str(error)
+    final = isinstance(code, int) and 400 <= code < 500
+    return message, not final
+
+
+class GenerateUDF:
+    """One per Ray Data actor: holds a DeploymentHandle and keeps a batch of requests in flight."""
+
+    def __init__(self, app_name: str, deployment_name: str, config_json: str, config_id: str):
+        from ray import serve
+        from ray.serve.llm.openai_api_models import ChatCompletionRequest, CompletionRequest
+
+        from ray_jobs.datasets import load_dataset
+
+        self.cfg = EvalConfig.model_validate_json(config_json)
+        self.tasks = load_dataset(self.cfg.dataset).tasks
+        self.config_id = config_id
+        self.handle = serve.get_deployment_handle(deployment_name, app_name).options(stream=True)
+        self.request_types = {"chat": ChatCompletionRequest, "completions": CompletionRequest}
+
+    async def __call__(self, batch: dict):
+        rows = [RequestRow(**json.loads(text)) for text in batch["request"].to_pylist()]
+        results = await asyncio.gather(*(self._ask(row) for row in rows))
+        yield pa.Table.from_pylist([r for group in results for r in group], schema=_KEYED)
+
+    async def _ask(self, row: RequestRow) -> list[dict]:
+        task = self.tasks[row.task_id]
+        method, body = request_body(row, task, self.cfg)
+        started = time.perf_counter()
+        response, error, retryable = None, None, True
+        try:
+            stream = getattr(self.handle, method).remote(self.request_types[method](**body))
+            payload = await asyncio.wait_for(stream.__anext__(), timeout=self.cfg.generation.request_timeout_s)
+            payload = payload.model_dump() if hasattr(payload, "model_dump") else payload
+            if payload.get("choices") is None:
+                error, retryable = _error_text(payload)
+            else:
+                response = payload
+        except asyncio.TimeoutError:
+            error = f"TimeoutError: no response within {self.cfg.generation.request_timeout_s} s"
+        except Exception as exc:  # replica died, engine dead, ...: the driver re-asks
+            error = f"{type(exc).__name__}: {exc}"
+        latency = time.perf_counter() - started
+        replica = (response or {}).get("replica") if response else None
+        out = generation_rows(row, task, self.cfg, response, error, latency, replica, self.config_id)
+        key = row.key() + ("" if retryable else "#final")
+        return [{**r, "request_key": key} for r in out]
+
+
+def generate(cfg: EvalConfig, app_name: str, deployment_name: str, shards: list[tuple[str, list[RequestRow]]],
+             write_shard, config_id: str, progress: bool = True) -> dict:
+    """Run every request of `shards`; `write_shard(key, rows)` is called once per finished shard."""
+    owner = {}
+    for key, rows in shards:
+        for row in rows:
+            owner[row.key()] = key
+    waiting = {key: {r.key() for r in rows} for key, rows in shards}
+    collected: dict[str, list[dict]] = {key: [] for key, _ in shards}
+    pending = {r.key(): r for _, rows in shards for r in rows}
+    total = sum(r.n for r in pending.values())
+    bar = tqdm(total=total, unit="sample", desc="generating", file=sys.stderr, disable=not progress, mininterval=1.0)
+    stats = {"requests": len(pending), "retried_requests": 0, "failed_requests": 0}
+    started = time.perf_counter()
+    replicas = max(1, cfg.serving.replicas)
+    for attempt in range(cfg.generation.max_retries + 1):
+        if not pending:
+            break
+        if attempt:
+            stats["retried_requests"] += len(pending)
+            time.sleep(min(30.0, 5.0 * attempt))  # give Serve time to replace a dead replica
+        ds = ray.data.from_items([{"request": json.dumps(asdict(r))} for r in pending.values()])
+        ds = ds.map_batches(
+            GenerateUDF,
+            fn_constructor_args=(app_name, deployment_name, cfg.model_dump_json(), config_id),
+            batch_size=cfg.generation.in_flight_per_replica,
+            concurrency=replicas,
+            num_cpus=0,  # waits on the replicas; must not compete with them for CPUs
+            batch_format="pyarrow",
+        )
+        last_attempt = attempt == cfg.generation.max_retries
+        for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
+            by_request: dict[str, list[dict]] = {}
+            for row in batch.to_pylist():
+                by_request.setdefault(row.pop("request_key"), []).append(row)
+            for request_key, rows in by_request.items():
+                final = request_key.endswith("#final")
+                request_key = request_key.removesuffix("#final")
+                failed = rows[0]["error"] is not None
+                if failed and not final and not last_attempt:
+                    continue  # stays pending: asked again in the next pass
+                stats["failed_requests"] += failed
+                pending.pop(request_key, None)
+                shard = owner[request_key]
+                collected[shard].extend(rows)
+                waiting[shard].discard(request_key)
+                bar.update(len(rows))
+                if not waiting[shard]:
+                    write_shard(shard, sorted(collected.pop(shard), key=lambda r: (r["task_id"], r["completion_id"])))
+    bar.close()
+    stats["wall_s"] = time.perf_counter() - started
+    return stats

@@ -1,0 +1,187 @@
+"""The Ray Serve app: N vLLM replicas through ray.serve.llm, built from the typed config.
+
+Lifecycle rules learned the hard way: serve.run has no timeout (a replica waiting for a GPU that
+never comes hangs forever), Serve apps are detached and outlive the driver, and serve.shutdown()
+would take down other people's apps on a shared cluster. So: a unique app name, our own deadline
+with a message that says what is missing, and delete-in-finally unless asked to keep serving.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ray_jobs.config import ModelConfig, ServingConfig
+
+log = logging.getLogger(__name__)
+
+
+class ServingError(RuntimeError):
+    """The model could not be served; the message says why."""
+
+
+def resolve_device(serving: ServingConfig) -> str:
+    """auto: the GPU where the cluster has one, CPU vLLM otherwise."""
+    if serving.device != "auto":
+        return serving.device
+    import ray
+
+    return "gpu" if ray.cluster_resources().get("GPU", 0) > 0 else "cpu"
+
+
+def check_model_source(model: ModelConfig) -> None:
+    """Fail fast, before any replica starts: a local path must exist; a Hugging Face id must be in
+    the local cache or the Hub must be reachable."""
+    source = model.model
+    path = Path(source).expanduser()
+    if path.exists() or source.startswith(("/", ".", "~")):
+        if not (path / "config.json").exists():
+            raise ServingError(f"model path {source!r} does not exist or has no config.json")
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(source, "config.json"), str):
+        return
+    import socket
+
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=5).close()
+    except OSError as exc:
+        raise ServingError(
+            f"model {source!r} is not in the local Hugging Face cache and huggingface.co is unreachable "
+            f"({exc}); pass a local path with --model, or pre-download it (huggingface-cli download {source})"
+        ) from None
+
+
+def engine_kwargs(model: ModelConfig, serving: ServingConfig, device: str) -> dict:
+    kwargs = {
+        "max_model_len": serving.max_model_len,
+        "max_num_seqs": serving.max_num_seqs,
+        "tensor_parallel_size": serving.tensor_parallel_size,
+        "dtype": model.dtype,
+        "enable_prefix_caching": serving.enable_prefix_caching,
+        "trust_remote_code": model.trust_remote_code,
+        # On CPU this is the share of host RAM for the KV cache; the GPU default (0.9) refuses to start.
+        "gpu_memory_utilization": serving.gpu_memory_utilization or (0.1 if device == "cpu" else 0.9),
+    }
+    if serving.max_num_batched_tokens:
+        kwargs["max_num_batched_tokens"] = serving.max_num_batched_tokens
+    elif device == "cpu":
+        # Seeded n>1 requests whose prefill gets chunked kill the CPU engine; a wide budget avoids it.
+        kwargs["max_num_batched_tokens"] = max(serving.max_model_len, 16384)
+    if device == "cpu":
+        kwargs["enforce_eager"] = True  # skips torch.compile warm-up: minutes of start-up on small CPUs
+    if model.quantization:
+        kwargs["quantization"] = model.quantization
+    return {**kwargs, **serving.engine_kwargs}
+
+
+def build_llm_config(model: ModelConfig, serving: ServingConfig, device: str, max_ongoing_requests: int):
+    from ray.serve.llm import LLMConfig
+
+    options = {
+        "model_loading_config": {"model_id": model.model_id, "model_source": model.model},
+        "engine_kwargs": engine_kwargs(model, serving, device),
+        "deployment_config": {"num_replicas": serving.replicas, "max_ongoing_requests": max_ongoing_requests},
+    }
+    if device == "cpu":
+        options["accelerator_config"] = {"kind": "cpu"}
+    elif serving.accelerator_type:
+        options["accelerator_type"] = serving.accelerator_type
+    return LLMConfig(**options)
+
+
+def required_resources(serving: ServingConfig, device: str) -> dict[str, float]:
+    key = "GPU" if device == "gpu" else "CPU"
+    return {key: float(serving.replicas * serving.tensor_parallel_size)}
+
+
+@dataclass
+class ServeApp:
+    app_name: str
+    deployment_name: str
+    owned: bool  # started by us (and so ours to delete)
+
+    def handle(self):
+        from ray import serve
+
+        return serve.get_deployment_handle(self.deployment_name, self.app_name)
+
+
+def _deployment_name(app_name: str) -> str:
+    from ray import serve
+
+    status = serve.status().applications[app_name]
+    names = list(status.deployments)
+    if len(names) != 1:
+        raise ServingError(f"Serve app {app_name!r} has deployments {names}; expected one LLM deployment")
+    return names[0]
+
+
+def wait_until_running(app_name: str, deadline_s: float, needs: dict[str, float]) -> None:
+    from ray import serve
+    import ray
+
+    end = time.monotonic() + deadline_s
+    last = None
+    while time.monotonic() < end:
+        app = serve.status().applications.get(app_name)
+        state = str(app.status) if app else "NOT_STARTED"
+        if state != last:
+            log.info("Serve app %s: %s", app_name, state)
+            last = state
+        if state.endswith("RUNNING"):
+            return
+        if state.endswith(("DEPLOY_FAILED", "UNHEALTHY")):
+            raise ServingError(f"Serve app {app_name!r} failed to deploy: {app.message if app else ''}"[:4000])
+        time.sleep(2.0)
+    total = ray.cluster_resources()
+    have = {k: total.get(k, 0.0) for k in needs}
+    shortage = ", ".join(f"needs {v:g} {k}, cluster has {have[k]:g}" for k, v in needs.items() if have[k] < v)
+    raise ServingError(
+        f"Serve app {app_name!r} was not RUNNING after {deadline_s:.0f} s"
+        + (f": {shortage}" if shortage else " (replicas still starting, or resources held by other jobs; see `ray status`)")
+    )
+
+
+@contextlib.contextmanager
+def serving(model: ModelConfig, config: ServingConfig, max_ongoing_requests: int) -> Iterator[ServeApp]:
+    """Attach to `config.app_name` if set, else start a uniquely named app; delete ours afterwards
+    unless keep_serving."""
+    from ray import serve
+
+    if config.app_name:
+        apps = serve.status().applications
+        if config.app_name not in apps:
+            raise ServingError(f"no Serve app named {config.app_name!r} is running (running: {sorted(apps)})")
+        yield ServeApp(config.app_name, _deployment_name(config.app_name), owned=False)
+        return
+    check_model_source(model)
+    device = resolve_device(config)
+    llm_config = build_llm_config(model, config, device, max_ongoing_requests)
+    from ray.serve.llm import build_llm_deployment
+
+    from serve_app.tagged_server import TaggedLLMServer
+
+    app_name = f"humaneval-{model.model_id}-{uuid.uuid4().hex[:8]}".replace("/", "-")
+    try:
+        # serve.run waits for RUNNING without any timeout; the private non-blocking variant lets
+        # wait_until_running apply a deadline and explain what is missing.
+        deployment = build_llm_deployment(llm_config, deployment_cls=TaggedLLMServer)
+        serve._run(deployment, name=app_name, route_prefix=None, _blocking=False)
+        wait_until_running(app_name, config.startup_timeout_s, required_resources(config, device))
+        app = ServeApp(app_name, _deployment_name(app_name), owned=True)
+        log.info("serving %s on %d %s replica(s) as app %s", model.model, config.replicas, device, app_name)
+        yield app
+    finally:
+        if config.keep_serving:
+            log.warning("keeping Serve app %s running (--keep-serving); delete it with serve.delete(%r)",
+                        app_name, app_name)
+        else:
+            with contextlib.suppress(Exception):
+                serve.delete(app_name)

@@ -1,0 +1,34 @@
+"""LLMServer that stamps each response with the replica that produced it.
+
+The evaluate pipeline records `replica` per sample (replica utilisation, and the test that n x
+tasks really spread over all replicas). Responses become plain dicts; only the pipeline's own
+DeploymentHandle calls see them, the OpenAI HTTP app (serve_app.serve) uses the stock server.
+"""
+
+from __future__ import annotations
+
+from ray import serve
+from ray.serve.llm.deployment import LLMServer
+
+
+def _replica_name() -> str:
+    try:
+        return serve.get_replica_context().replica_id.unique_id
+    except Exception:  # outside a replica (unit tests)
+        return "unknown"
+
+
+class TaggedLLMServer(LLMServer):
+    async def chat(self, request, raw_request_info=None):
+        return self._tagged(await super().chat(request, raw_request_info))
+
+    async def completions(self, request, raw_request_info=None):
+        return self._tagged(await super().completions(request, raw_request_info))
+
+    async def _tagged(self, stream):
+        replica = _replica_name()
+        async for item in stream:
+            payload = item.model_dump() if hasattr(item, "model_dump") else item
+            if isinstance(payload, dict):
+                payload["replica"] = replica
+            yield payload
