@@ -89,11 +89,13 @@ def run(cfg: config.EvalConfig, progress: bool = True) -> dict:
     from ray_jobs.distributed_scoring import make_shards, score_shards, shard_path
     from ray_jobs.generate_ray import generate
     from ray_jobs.ray_runtime import cluster_cpus, ray_session
-    from serve_app.app import resolve_device, serving
+    from serve_app.app import check_model_source, resolve_device, serving
 
     started = time.perf_counter()
     dataset = load_dataset(cfg.dataset)
     task_ids = sorted(dataset.tasks, key=task_sort_key)[: cfg.limit]
+    if not cfg.serving.app_name:
+        check_model_source(cfg.model)  # before anything is written or started
     atomic.check_writable(cfg.output_dir)
     atomic.write_text(cfg.output_dir / "config.yaml", yaml.safe_dump(json.loads(cfg.model_dump_json()), sort_keys=False))
     gen_id = cfg.generation_id()

@@ -52,8 +52,9 @@ class GenerateUDF:
 
     async def __call__(self, batch: dict):
         rows = [RequestRow(**json.loads(text)) for text in batch["request"].to_pylist()]
-        results = await asyncio.gather(*(self._ask(row) for row in rows))
-        yield pa.Table.from_pylist([r for group in results for r in group], schema=_KEYED)
+        # yield each request as it finishes, so the driver can write shards while others run
+        for finished in asyncio.as_completed([self._ask(row) for row in rows]):
+            yield pa.Table.from_pylist(await finished, schema=_KEYED)
 
     async def _ask(self, row: RequestRow) -> list[dict]:
         task = self.tasks[row.task_id]
