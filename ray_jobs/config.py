@@ -195,6 +195,7 @@ class EvalConfig(_Strict):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     scoring_workers: int | None = Field(None, ge=1)
     cache_dir: Path = Field(Path("~/.cache/ray_humaneval").expanduser())
+    report: bool = Field(True, description="write report.md/.html/.json into output_dir")
 
     _positive_ks = field_validator("k")(ScoreConfig._positive_ks.__func__)
 

@@ -141,6 +141,10 @@ def run(cfg: config.EvalConfig, progress: bool = True) -> dict:
     summary = summarize(cfg, dataset, task_ids, generations, results, gen_stats, score_stats, timings, gen_id)
     write_samples_jsonl(cfg.output_dir / "samples.jsonl", generations)
     atomic.write_text(cfg.output_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    if cfg.report:
+        from ray_jobs.report import write_report
+
+        write_report([cfg.output_dir])
     return summary
 
 

@@ -1,0 +1,140 @@
+"""``python -m ray_jobs.sweep SWEEP.yaml``: many sampling configurations against models served once.
+
+    output_dir: runs/sweep
+    base: {dataset: humaneval, generation: {num_samples: 10}}    # any EvalConfig fields
+    matrix:                                                      # dotted EvalConfig paths -> values
+      sampling.temperature: [0.2, 0.7]
+      prompt.thinking: [false, true]
+    models:                                                      # optional: variants served in turn
+      - {model: Qwen/Qwen3-0.6B}
+      - {model: Qwen/Qwen3-0.6B, quantization: fp8}
+
+Each model variant gets one Serve app; all matrix configs of that variant generate at the same
+time against its replicas (one thread each), so the GPUs never idle between configs. Each config
+writes its own output dir; a finished one is skipped on rerun. index.json / index.md list them
+all, and report.html compares them (the first config is the baseline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+
+from ray_jobs import atomic, config, evaluate
+
+log = logging.getLogger("ray_jobs.sweep")
+
+
+def _set_path(data: dict, dotted: str, value) -> None:
+    node = data
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
+
+
+def _slug(value) -> str:
+    return str(value).lower().replace("/", "_").replace(" ", "")
+
+
+def expand(sweep: dict) -> list[tuple[int, str, config.EvalConfig]]:
+    """(model index, config name, config) for every model variant x matrix combination."""
+    if "output_dir" not in sweep:
+        raise config.ConfigError("the sweep needs an output_dir")
+    unknown = set(sweep) - {"output_dir", "base", "matrix", "models"}
+    if unknown:
+        raise config.ConfigError(f"unknown sweep keys: {sorted(unknown)}")
+    root = Path(sweep["output_dir"])
+    matrix = sweep.get("matrix") or {}
+    models = sweep.get("models") or [None]
+    axes = list(matrix)
+    configs = []
+    for m, model in enumerate(models):
+        for values in itertools.product(*(matrix[a] for a in axes)):
+            data = json.loads(json.dumps(sweep.get("base") or {}))
+            if model is not None:
+                data["model"] = {**data.get("model", {}), **model}
+            for axis, value in zip(axes, values):
+                _set_path(data, axis, value)
+            name = "-".join([f"m{m}"] * (len(models) > 1) + [f"{a.split('.')[-1]}={_slug(v)}" for a, v in zip(axes, values)]) or "default"
+            data["output_dir"] = str(root / name)
+            try:
+                configs.append((m, name, config.EvalConfig.model_validate(data)))
+            except ValueError as exc:
+                raise config.ConfigError(f"sweep config {name}: {exc}") from None
+    return configs
+
+
+def _finished(cfg: config.EvalConfig) -> bool:
+    summary = cfg.output_dir / "summary.json"
+    return summary.exists() and json.loads(summary.read_text()).get("config_id") == cfg.generation_id()
+
+
+def run_sweep(sweep: dict, progress: bool = False) -> dict:
+    from ray_jobs.ray_runtime import ray_session
+    from serve_app.app import serving
+
+    configs = expand(sweep)
+    root = Path(sweep["output_dir"])
+    atomic.check_writable(root)
+    index = {}
+    with ray_session(configs[0][2].address, num_cpus=evaluate._local_cpus(configs[0][2])):
+        for m in sorted({m for m, _, _ in configs}):
+            todo = [(name, cfg) for mi, name, cfg in configs if mi == m and not _finished(cfg)]
+            for mi, name, cfg in configs:
+                if mi == m and _finished(cfg):
+                    log.info("sweep: %s already finished, skipped", name)
+            if todo:
+                first = todo[0][1]
+                in_flight = first.generation.in_flight_per_replica * len(todo)
+                with serving(first.model, first.serving, max_ongoing_requests=2 * in_flight) as app:
+                    attached = [(name, cfg.model_copy(update={"serving": cfg.serving.model_copy(
+                        update={"app_name": app.app_name, "keep_serving": False})})) for name, cfg in todo]
+                    with ThreadPoolExecutor(max_workers=len(attached)) as pool:
+                        list(pool.map(lambda item: evaluate.run(item[1], progress=progress), attached))
+        for m, name, cfg in configs:
+            summary = json.loads((cfg.output_dir / "summary.json").read_text())
+            index[name] = {"dir": str(cfg.output_dir), "model": cfg.model.model, "quantization": cfg.model.quantization,
+                           "pass_at_k": summary["pass_at_k"], "config_id": summary["config_id"]}
+    atomic.write_text(root / "index.json", json.dumps(index, indent=2) + "\n")
+    lines = ["# Sweep index", "", "| config | model | pass@k | dir |", "|---|---|---|---|"]
+    for name, entry in index.items():
+        passk = "; ".join(f"{s}: " + ", ".join(f"{k}={v:.4f}" for k, v in ks.items()) for s, ks in entry["pass_at_k"].items())
+        lines.append(f"| {name} | {entry['model']} {entry['quantization'] or ''} | {passk} | {entry['dir']} |")
+    atomic.write_text(root / "index.md", "\n".join(lines) + "\n")
+    from ray_jobs.report import write_report
+
+    write_report([cfg.output_dir for _, _, cfg in configs], root)
+    return index
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    p = argparse.ArgumentParser(prog="python -m ray_jobs.sweep", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("sweep", type=Path)
+    p.add_argument("--output-dir", type=Path, help="overrides the sweep file's output_dir")
+    args = p.parse_args(argv)
+    from serve_app.app import ServingError
+
+    try:
+        sweep = config.load_yaml(args.sweep)
+        if args.output_dir:
+            sweep["output_dir"] = str(args.output_dir)
+        index = run_sweep(sweep, progress=True)
+    except (config.ConfigError, ServingError, PermissionError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(yaml.safe_dump({k: v["pass_at_k"] for k, v in index.items()}, sort_keys=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""A sweep end to end on the CPU path: tiny real model, one Serve app, 2 configs generated together."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ray_jobs.sweep import expand, run_sweep
+from ray_jobs.tiny_model import build
+
+pytestmark = [pytest.mark.ray, pytest.mark.vllm]
+
+
+def test_sweep_serves_once_runs_both_configs_and_resumes(tmp_path, ray_local):
+    model = build(tmp_path / "tiny")
+    sweep = {
+        "output_dir": str(tmp_path / "sweep"),
+        "base": {"dataset": "humaneval", "limit": 3, "k": [1, 2], "model": {"model": str(model)},
+                 "serving": {"device": "cpu", "replicas": 1, "max_model_len": 1024},
+                 "sampling": {"max_tokens": 16, "seed": None}, "generation": {"num_samples": 2}},
+        "matrix": {"prompt.thinking": [False, True]},
+    }
+    assert [name for _, name, _ in expand(sweep)] == ["thinking=false", "thinking=true"]
+    index = run_sweep(sweep)
+    assert set(index) == {"thinking=false", "thinking=true"}
+    for entry in index.values():
+        assert set(entry["pass_at_k"]["base"]) == {"pass@1", "pass@2"}
+    root = tmp_path / "sweep"
+    assert (root / "index.md").exists() and (root / "report.html").exists()
+    report = json.loads((root / "report.json").read_text())
+    assert report["comparisons"][0]["baseline"] == "thinking=false"
+    mtimes = {p: p.stat().st_mtime_ns for p in root.glob("*/summary.json")}
+    run_sweep(sweep)  # both finished: skipped, nothing served or rewritten
+    assert {p: p.stat().st_mtime_ns for p in root.glob("*/summary.json")} == mtimes
