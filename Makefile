@@ -4,9 +4,13 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: setup test demo bench tiny-model lint-docker clean
+.PHONY: setup system-deps test demo bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) system-deps
+
+# Debian's headless Chromium renders the HTML report in the tests (needs root, as CI has).
+system-deps:
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

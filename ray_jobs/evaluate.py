@@ -18,10 +18,9 @@ from pathlib import Path
 
 import yaml
 
-from ray_jobs import atomic, config, schemas
-from ray_jobs.datasets import DATASETS, DatasetError, load_dataset, task_sort_key
+from ray_jobs import atomic, cli, config, schemas
+from ray_jobs.datasets import DATASETS, load_dataset, task_sort_key
 from ray_jobs.generation import group_into_shards, plan_requests
-from ray_jobs.samples_io import SamplesError
 from ray_jobs.scoring import ScoreItem
 from ray_jobs.summary import sandbox_section, suite_metrics
 
@@ -174,6 +173,7 @@ def summarize(cfg, dataset, task_ids, generations, results, gen_stats, score_sta
     passk, counts = suite_metrics(results, dataset.suites, cfg.k, task_ids)
     return {
         "config_id": gen_id,
+        "output_dir": str(cfg.output_dir),
         "model": cfg.model.model,
         "dataset": dataset.name,
         "dataset_sha256": dataset.sha256,
@@ -201,21 +201,18 @@ def write_samples_jsonl(target: Path, generations) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     from serve_app.app import ServingError
 
-    try:
+    def job() -> dict:
         if args.output_dir is None and args.config is None:
             raise config.ConfigError("--output-dir is required")
-        cfg = build_config(args)
-        summary = run(cfg, progress=not args.no_progress)
-    except (config.ConfigError, SamplesError, DatasetError, PermissionError, ServingError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        return run(build_config(args), progress=not args.no_progress)
+
+    summary = cli.run_command(job, extra_errors=(ServingError,))
+    if summary is None:
         return 2
-    for suite, values in summary["pass_at_k"].items():
-        print(f"{suite}: " + ", ".join(f"{k}={v:.4f}" for k, v in values.items()))
-    print(f"wrote {cfg.output_dir}/summary.json")
+    cli.print_pass_at_k(summary, summary["output_dir"])
     return 0
 
 

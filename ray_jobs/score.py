@@ -8,20 +8,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import time
 from pathlib import Path
 
-from ray_jobs import atomic, config, schemas
-from ray_jobs.datasets import DATASETS, Dataset, DatasetError, load_dataset
+from ray_jobs import atomic, cli, config, schemas
+from ray_jobs.datasets import DATASETS, Dataset, load_dataset
 from ray_jobs.extract import extract_completion
-from ray_jobs.samples_io import SamplesError, read_rows, to_samples, write_samples_with_results
+from ray_jobs.samples_io import read_rows, to_samples, write_samples_with_results
 from ray_jobs.scoring import ScoreItem
 from ray_jobs.summary import sandbox_section, suite_metrics
-
-log = logging.getLogger("ray_jobs.score")
-
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m ray_jobs.score", description=__doc__,
@@ -139,21 +135,19 @@ def write_outputs(cfg, dataset: Dataset, rows, samples, results, summary: dict) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
-    try:
+
+    def job() -> dict:
         if args.samples is None and args.config is None:
             raise config.ConfigError("--samples is required")
-        cfg = build_config(args)
-        summary = run(cfg, progress=not args.no_progress)
-    except (config.ConfigError, SamplesError, DatasetError, PermissionError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        return run(build_config(args), progress=not args.no_progress)
+
+    summary = cli.run_command(job)
+    if summary is None:
         return 2
-    for suite, values in summary["pass_at_k"].items():
-        print(f"{suite}: " + ", ".join(f"{k}={v:.4f}" for k, v in values.items()))
     if summary["sandbox"]["degraded"]:
         print("WARNING: sandbox degraded: " + ", ".join(summary["sandbox"]["degraded"]), file=sys.stderr)
-    print(f"wrote {cfg.output_dir}/summary.json")
+    cli.print_pass_at_k(summary, summary["config"]["output_dir"])
     return 0
 
 

@@ -6,8 +6,6 @@ import re
 import shutil
 import subprocess
 
-import pyarrow as pa
-import pytest
 
 from ray_jobs import schemas
 from ray_jobs.report import write_report

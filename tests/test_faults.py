@@ -1,0 +1,59 @@
+"""Fault injection: a node lost mid-scoring, and a disk that fills up while writing outputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from ray_jobs import score
+from tests.test_score_cli import canonical_and_wrong, write_jsonl
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(samples: Path, out: Path, mode: str) -> dict:
+    proc = subprocess.run([sys.executable, str(REPO / "tests" / "fault_scoring_script.py"), str(samples), str(out), mode],
+                          capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.ray
+def test_removing_a_worker_node_mid_scoring_loses_and_doubles_nothing(tmp_path):
+    rows = canonical_and_wrong("humaneval") * 2  # 656 samples, 33 shards
+    samples = write_jsonl(tmp_path / "samples.jsonl", rows)
+    clean = _run(samples, tmp_path / "clean", "keep")
+    faulty = _run(samples, tmp_path / "faulty", "remove")
+    assert faulty["removed"], "the node was not removed while scoring ran"
+    assert faulty["pass_at_k"] == clean["pass_at_k"] and faulty["status_counts"] == clean["status_counts"]
+    keys = []
+    for path in (tmp_path / "faulty" / "results").glob("*.parquet"):
+        table = pq.read_table(path)
+        keys += list(zip(table.column("task_id").to_pylist(), table.column("completion_id").to_pylist()))
+    assert len(keys) == len(set(keys)) == 656  # every sample scored exactly once
+
+
+def test_full_disk_gives_a_clear_error_and_no_corrupt_file(tmp_path, capsys):
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(mount)]).returncode != 0:
+        pytest.fail("mounting a small tmpfs needs root, which this project's machines and CI have")
+    try:
+        # extra fields are carried into samples_results.jsonl: 40 x 2 KB cannot fit in 48 KB
+        rows = [{**row, "padding": "x" * 2000} for row in canonical_and_wrong("humaneval")[:40]]
+        samples = write_jsonl(tmp_path / "s.jsonl", rows)
+        code = score.main(["--samples", str(samples), "--output-dir", str(mount / "out"), "--allow-missing-tasks",
+                           "--no-progress", "--workers", "1"])
+        assert code == 2 and "No space left on device" in capsys.readouterr().err
+        leftovers = [p for p in (mount / "out").rglob("*") if p.is_file()]
+        assert not [p for p in leftovers if p.name.endswith(".tmp")]  # temp files cleaned up
+        for path in leftovers:
+            if path.suffix == ".parquet":
+                pq.read_table(path)  # whatever was renamed into place is whole
+    finally:
+        subprocess.run(["umount", str(mount)])
