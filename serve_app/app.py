@@ -149,6 +149,22 @@ def wait_until_running(app_name: str, deadline_s: float, needs: dict[str, float]
     )
 
 
+def delete_app(app_name: str, deadline_s: float = 120.0) -> bool:
+    """Delete our app without hanging the job: serve.delete's blocking wait has no timeout."""
+    from ray import serve
+
+    with contextlib.suppress(Exception):
+        serve.delete(app_name, _blocking=False)
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        with contextlib.suppress(Exception):
+            if app_name not in serve.status().applications:
+                return True
+        time.sleep(1.0)
+    log.warning("Serve app %s is still shutting down after %.0f s; check `serve status`", app_name, deadline_s)
+    return False
+
+
 @contextlib.contextmanager
 def serving(model: ModelConfig, config: ServingConfig, max_ongoing_requests: int) -> Iterator[ServeApp]:
     """Attach to `config.app_name` if set, else start a uniquely named app; delete ours afterwards
@@ -183,5 +199,4 @@ def serving(model: ModelConfig, config: ServingConfig, max_ongoing_requests: int
             log.warning("keeping Serve app %s running (--keep-serving); delete it with serve.delete(%r)",
                         app_name, app_name)
         else:
-            with contextlib.suppress(Exception):
-                serve.delete(app_name)
+            delete_app(app_name)

@@ -17,7 +17,8 @@ samples, out, remove = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "rem
 cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
 workers = [cluster.add_node(num_cpus=2) for _ in range(2)]
 ray.init(address=cluster.address)
-cfg = ScoreConfig(samples=samples, output_dir=out, workers=4, shard_size=20)
+# a generous timeout: verdicts must not depend on how loaded the machine is while a node restarts
+cfg = ScoreConfig(samples=samples, output_dir=out, workers=4, shard_size=20, sandbox={"timeout_s": 30.0})
 result = {}
 thread = threading.Thread(target=lambda: result.update(score.run(cfg, progress=False)))
 thread.start()
@@ -30,7 +31,7 @@ if remove:
             removed = True
         time.sleep(0.05)
 thread.join()
-print(json.dumps({"removed": removed, "pass_at_k": result["pass_at_k"], "status_counts": result["status_counts"],
-                  "samples": result["samples"], "shards": len(list((out / "results").glob("*.parquet")))}))
+print("RESULT " + json.dumps({"removed": removed, "pass_at_k": result["pass_at_k"], "status_counts": result["status_counts"],
+                  "samples": result["samples"], "shards": len(list((out / "results").glob("*.parquet")))}), flush=True)
 ray.shutdown()
 cluster.shutdown()

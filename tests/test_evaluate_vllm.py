@@ -142,3 +142,36 @@ def test_bad_input_fails_clearly_and_leaves_no_app(tmp_path, ray_local, capsys):
         evaluate.main(["--model", "x", "--output-dir", str(tmp_path / "o"), "--device", "tpu"])
     assert "invalid choice: 'tpu'" in capsys.readouterr().err
     assert set(serve.status().applications) == before
+
+
+def test_killed_replica_mid_generation_loses_no_sample(tmp_path, vllm_app, tiny_model):
+    import threading
+
+    import ray
+    from ray import serve
+    from ray.util.state import list_actors
+
+    cfg = eval_config(tmp_path, vllm_app, tiny_model, "replica-kill", limit=10,
+                      generation={"num_samples": 2, "shard_samples": 2, "in_flight_per_replica": 2, "max_retries": 4})
+    result = {}
+    runner = threading.Thread(target=lambda: result.update(evaluate.run(cfg, progress=False)))
+    runner.start()
+    gen_dir = cfg.output_dir / "generations"
+    while runner.is_alive() and len(list(gen_dir.glob("*.parquet"))) < 2:
+        time.sleep(0.2)
+    replicas = [a for a in list_actors(filters=[("state", "=", "ALIVE")])
+                if a.class_name.startswith("ServeReplica") and vllm_app.app_name in a.class_name]
+    assert len(replicas) == 2
+    ray.kill(ray.get_actor(replicas[0].name, namespace="serve"), no_restart=True)  # in the middle of generation
+    runner.join()
+    assert result["generation"]["samples"] == 20 and result["generation"]["errors"] == 0
+    assert sum(result["status_counts"]["base"].values()) == 20
+    deadline = time.monotonic() + 400  # Serve replaces the replica (a new engine start)
+    while time.monotonic() < deadline:
+        app = serve.status().applications[vllm_app.app_name]
+        deployment = next(iter(app.deployments.values()))
+        if str(app.status).endswith("RUNNING") and deployment.replica_states.get("RUNNING", 0) == 2:
+            break
+        time.sleep(5)
+    else:
+        pytest.fail("the killed replica was not replaced")

@@ -20,7 +20,8 @@ def _run(samples: Path, out: Path, mode: str) -> dict:
     proc = subprocess.run([sys.executable, str(REPO / "tests" / "fault_scoring_script.py"), str(samples), str(out), mode],
                           capture_output=True, text=True, timeout=600, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    line = next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))
+    return json.loads(line.removeprefix("RESULT "))
 
 
 @pytest.mark.ray
