@@ -149,7 +149,6 @@ def test_killed_replica_mid_generation_loses_no_sample(tmp_path, vllm_app, tiny_
 
     import ray
     from ray import serve
-    from ray.util.state import list_actors
 
     cfg = eval_config(tmp_path, vllm_app, tiny_model, "replica-kill", limit=10,
                       generation={"num_samples": 2, "shard_samples": 2, "in_flight_per_replica": 2, "max_retries": 4})
@@ -159,10 +158,11 @@ def test_killed_replica_mid_generation_loses_no_sample(tmp_path, vllm_app, tiny_
     gen_dir = cfg.output_dir / "generations"
     while runner.is_alive() and len(list(gen_dir.glob("*.parquet"))) < 2:
         time.sleep(0.2)
-    replicas = [a for a in list_actors(filters=[("state", "=", "ALIVE")])
-                if a.class_name.startswith("ServeReplica") and vllm_app.app_name in a.class_name]
-    assert len(replicas) == 2
-    ray.kill(ray.get_actor(replicas[0].name, namespace="serve"), no_restart=True)  # in the middle of generation
+    # the connected cluster's own named actors (the state API would auto-detect, and may find another Ray)
+    replicas = [a for a in ray.util.list_named_actors(all_namespaces=True)
+                if a["name"].startswith(f"SERVE_REPLICA::{vllm_app.app_name}#")]
+    assert len(replicas) == 2, replicas
+    ray.kill(ray.get_actor(replicas[0]["name"], namespace=replicas[0]["namespace"]), no_restart=True)  # mid-generation
     runner.join()
     assert result["generation"]["samples"] == 20 and result["generation"]["errors"] == 0
     assert sum(result["status_counts"]["base"].values()) == 20
