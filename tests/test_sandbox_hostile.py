@@ -215,6 +215,12 @@ def test_dataset_and_host_tmp_are_invisible(sandbox, tmp_path):
     assert "tmp False" in raw["stdout"]
 
 
+def test_modules_not_preloaded_still_import(sandbox):
+    """The interpreter and site-packages stay visible under the private /tmp (CI clones live there)."""
+    verdict, raw = run_base(sandbox, "import numpy, fractions, json\nprint(numpy.arange(3).sum())\n" + GOOD)
+    assert verdict.passed, verdict
+
+
 def _double_oracle() -> TaskOracle:
     return TaskOracle("T/0", "double", [[1], [2], [3]], [2, 4, 6], [None, None, None], [1e-4] * 3, 0.0)
 

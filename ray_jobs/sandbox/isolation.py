@@ -165,9 +165,11 @@ def private_mounts_and_proc(report: LayerReport) -> None:
         report.off("fresh_proc", exc)
 
 
-def freeze_filesystem(report: LayerReport, hidden_paths: list[str], scratch_mb: int) -> None:
+def freeze_filesystem(report: LayerReport, hidden_paths: list[str], scratch_mb: int,
+                      keep_visible: list[str]) -> None:
     """Read-only view of everything, data and secrets hidden, and an empty private tmpfs at /tmp
-    that is the only writable place."""
+    that is the only writable place. `keep_visible` (the interpreter and import paths) stays
+    visible even when it lies under /tmp."""
     if not report.is_on("mount_namespace"):
         for name in ("hidden_paths", "read_only_root", "private_tmp"):
             report.off(name, "no mount namespace")
@@ -194,11 +196,30 @@ def freeze_filesystem(report: LayerReport, hidden_paths: list[str], scratch_mb: 
         report.on("read_only_root")
     except OSError as exc:
         report.off("read_only_root", exc)
+    # The interpreter, its site-packages or the project may live under /tmp (a CI clone does):
+    # keep a handle on the old /tmp to bind them back, read-only, over the new empty one.
+    under_tmp = _outermost([p for p in keep_visible if os.path.realpath(p).startswith("/tmp/")])
+    old_tmp = os.open("/tmp", os.O_PATH) if under_tmp else None
     try:
         mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={scratch_mb}m,mode=1777")
+        for path in under_tmp:
+            relative = os.path.relpath(os.path.realpath(path), "/tmp")
+            os.makedirs(path, exist_ok=True)
+            # recursive: the hiding mounts inside (the dataset dir) come along
+            mount(f"/proc/self/fd/{old_tmp}/{relative}", path, None, MS_BIND | MS_REC)
+            set_mount_attr(path, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, 0, recursive=True)
         report.on("private_tmp")
     except OSError as exc:
         report.off("private_tmp", exc)
+    finally:
+        if old_tmp is not None:
+            os.close(old_tmp)
+
+
+def _outermost(paths: list[str]) -> list[str]:
+    """Existing directories among `paths`, without those inside another one of them."""
+    real = sorted({os.path.realpath(p) for p in paths if os.path.isdir(p)})
+    return [p for i, p in enumerate(real) if not any(p.startswith(q.rstrip("/") + "/") for q in real[:i])]
 
 
 def lock_mounts(report: LayerReport) -> None:

@@ -320,7 +320,8 @@ def main() -> None:
         report.off("child_subreaper", exc)
     isolation.private_mounts_and_proc(report)
     isolation.limit_pids(report, settings["max_pids"])
-    isolation.freeze_filesystem(report, settings["hidden_paths"], settings["scratch_mb"])
+    keep_visible = [sys.prefix, sys.base_prefix, *(p for p in sys.path if p)]
+    isolation.freeze_filesystem(report, settings["hidden_paths"], settings["scratch_mb"], keep_visible)
     isolation.lock_mounts(report)
     isolation.install_seccomp(report)
     isolation.prctl(isolation.PR_SET_DUMPABLE, 0)  # samples must not ptrace or read our memory
