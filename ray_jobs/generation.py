@@ -96,9 +96,7 @@ def generation_rows(row: RequestRow, task: Task, cfg: EvalConfig, response: dict
         return [{**base, "completion_id": row.first_completion_id + i, "response": "", "completion": "",
                  "finish_reason": "error", "prompt_tokens": None, "completion_tokens": None, "error": error[:2000]}
                 for i in range(row.n)]
-    prompt_tokens = (response.get("usage") or {}).get("prompt_tokens")
-    if prompt_tokens is not None and row.n:
-        prompt_tokens = len(response.get("prompt_token_ids") or []) or prompt_tokens
+    prompt_tokens = (response.get("usage") or {}).get("prompt_tokens")  # the prompt, counted once
     rows = []
     for i, choice in enumerate(choices):
         text = choice["text"] if cfg.prompt.mode == "completion" else ((choice.get("message") or {}).get("content") or "")

@@ -107,11 +107,6 @@ class ServeApp:
     deployment_name: str
     owned: bool  # started by us (and so ours to delete)
 
-    def handle(self):
-        from ray import serve
-
-        return serve.get_deployment_handle(self.deployment_name, self.app_name)
-
 
 def _deployment_name(app_name: str) -> str:
     from ray import serve

@@ -2,11 +2,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="session")
 def oracle_cache(tmp_path_factory) -> Path:

@@ -110,9 +110,8 @@ class _CappedBuffer:
 
 
 class ForkServer:
-    def __init__(self, settings: dict, report: isolation.LayerReport, fd_in: int, fd_out: int):
+    def __init__(self, settings: dict, fd_in: int, fd_out: int):
         self.settings = settings
-        self.report = report
         self.fd_in, self.fd_out = fd_in, fd_out
         self.inputs: dict[str, list] = {}
         self.is_pid1 = os.getpid() == 1
@@ -331,7 +330,7 @@ def main() -> None:
     _warm_up()
     gc.collect()
     gc.freeze()  # a sample's collections then never walk (and copy-on-write) the inherited heap
-    server = ForkServer(settings, report, fd_in, fd_out)
+    server = ForkServer(settings, fd_in, fd_out)
     write_frame(fd_out, json.dumps({"type": "ready", "layers": report.layers}).encode())
     server.serve()
 
