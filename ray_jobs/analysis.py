@@ -149,6 +149,24 @@ def difficulty_table(run: Run) -> list[dict]:
     return sorted(rows, key=lambda r: (r[f"pass_rate_{run.suites[-1]}"], r["task_id"]))
 
 
+def runtime_vs_canonical(run: Run, suite: str) -> dict:
+    """Passed samples' test runtime divided by the canonical solution's on the same inputs."""
+    rows = run.results.select(["suite", "passed", "runtime_s", "canonical_runtime_s"]).to_pylist()
+    ratios = np.array([r["runtime_s"] / r["canonical_runtime_s"] for r in rows
+                       if r["suite"] == suite and r["passed"] and r["runtime_s"] is not None
+                       and r["canonical_runtime_s"]])
+    if not len(ratios):
+        return {"samples": 0}
+    return {
+        "samples": int(len(ratios)),
+        "median": float(np.median(ratios)),
+        "p10": float(np.quantile(ratios, 0.1)),
+        "p90": float(np.quantile(ratios, 0.9)),
+        "share_over_2x": float((ratios > 2).mean()),
+        "ratios": ratios.tolist(),
+    }
+
+
 def token_use(run: Run) -> dict:
     if run.generations is None:
         return {}

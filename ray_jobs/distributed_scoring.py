@@ -56,6 +56,7 @@ class ScoringWorker:
         self.oracles = oracles
         self.sandbox = Sandbox(self.config)
         self.sandbox.start()
+        self.canonical_runtimes: dict = {}
 
     def layers(self) -> dict[str, str]:
         return self.sandbox.layers
@@ -63,7 +64,8 @@ class ScoringWorker:
     def score(self, items: list[ScoreItem], suites: tuple[str, ...]) -> list[dict]:
         from ray_jobs.scoring import score_items
 
-        return score_items(items, self.dataset.tasks, suites, self.sandbox, self.config, self.oracles)
+        return score_items(items, self.dataset.tasks, suites, self.sandbox, self.config, self.oracles,
+                           self.canonical_runtimes)
 
 
 def shard_path(results_dir: Path, shard: Shard) -> Path:

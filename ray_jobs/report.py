@@ -22,7 +22,8 @@ import numpy as np  # noqa: E402
 
 from ray_jobs import atomic  # noqa: E402
 from ray_jobs.analysis import (  # noqa: E402
-    Run, difficulty_table, failure_breakdown, load_run, paired_comparison, pass_at_k_with_ci, task_counts, token_use,
+    Run, difficulty_table, failure_breakdown, load_run, paired_comparison, pass_at_k_with_ci, runtime_vs_canonical,
+    task_counts, token_use,
 )
 from ray_jobs.quality import quality_metrics  # noqa: E402
 
@@ -44,6 +45,7 @@ def compute(runs: list[Run]) -> dict:
             "difficulty": difficulty_table(run),
             "tokens": token_use(run),
             "quality": quality_metrics(codes),
+            "runtime_vs_canonical": {s: runtime_vs_canonical(run, s) for s in run.suites},
             "timing": run.summary.get("timing", {}),
         }
     base = runs[0]
@@ -120,6 +122,18 @@ def plots(report: dict) -> dict[str, str]:
         ax.set(title=title)
     axes[0].legend(fontsize=7)
     out["quality"] = _png(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for name, d in runs.items():
+        for suite, r in d["runtime_vs_canonical"].items():
+            if r["samples"]:
+                ax.hist(np.log2(r["ratios"]), bins=30, alpha=0.5, label=f"{name} ({suite})")
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set(xlabel="log2(sample runtime / canonical runtime), passed samples", ylabel="samples",
+           title="Runtime relative to the canonical solution on the same inputs")
+    if any(r["samples"] for d in runs.values() for r in d["runtime_vs_canonical"].values()):
+        ax.legend(fontsize=8)
+    out["runtime"] = _png(fig)
     return out
 
 
@@ -159,6 +173,12 @@ def markdown(report: dict) -> str:
                       f"median maintainability {np.median(q['maintainability']) if q['maintainability'] else None}, "
                       f"median SLOC {np.median(q['sloc']) if q['sloc'] else None}; ruff: "
                       + ", ".join(f"{k} {v}" for k, v in list(q["ruff_by_rule"].items())[:10]), ""]
+        timed = [(suite, r) for suite, r in d["runtime_vs_canonical"].items() if r["samples"]]
+        if timed:
+            parts += ["### Runtime relative to the canonical solution (passed samples)", "",
+                      _md_table(["suite", "samples", "median", "p10", "p90", "share over 2x"],
+                                [[s, r["samples"], r["median"], r["p10"], r["p90"], r["share_over_2x"]] for s, r in timed]),
+                      ""]
         hardest = d["difficulty"][:15]
         if hardest:
             keys = [k for k in hardest[0] if k != "task_id"]

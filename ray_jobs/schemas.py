@@ -18,10 +18,13 @@ RESULTS = pa.schema(
         pa.field("status", pa.string(), nullable=False),  # sandbox.verdict.STATUSES
         pa.field("error_type", pa.string()),
         pa.field("error_message", pa.string()),
-        pa.field("duration_s", pa.float64(), nullable=False),
+        pa.field("duration_s", pa.float64(), nullable=False),  # wall time of the sample's process
         pa.field("config_id", pa.string(), nullable=False),
+        # passed rows only: time spent in the tests, and the canonical solution's on the same inputs
+        pa.field("runtime_s", pa.float64()),
+        pa.field("canonical_runtime_s", pa.float64()),
     ],
-    metadata={"ray_humaneval.dataset": "results", "ray_humaneval.schema_version": "1"},
+    metadata={"ray_humaneval.dataset": "results", "ray_humaneval.schema_version": "2"},
 )
 
 GENERATIONS = pa.schema(
@@ -49,7 +52,20 @@ def write_table(rows: list[dict], schema: pa.Schema, target: Path) -> None:
         pq.write_table(table, tmp)
 
 
+def _conform(table: pa.Table, schema: pa.Schema, path: Path) -> pa.Table:
+    """Files from an older schema version lack the newer nullable columns: add them as nulls."""
+    columns = []
+    for field in schema:
+        if field.name in table.column_names:
+            columns.append(table.column(field.name).cast(field.type))
+        elif field.nullable:
+            columns.append(pa.nulls(table.num_rows, field.type))
+        else:
+            raise ValueError(f"{path}: required column {field.name!r} is missing")
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
 def read_tables(paths: list[Path], schema: pa.Schema) -> pa.Table:
     if not paths:
         return schema.empty_table()
-    return pa.concat_tables([pq.read_table(p, schema=schema) for p in paths])
+    return pa.concat_tables([_conform(pq.read_table(p), schema, p) for p in paths])

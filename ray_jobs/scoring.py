@@ -27,6 +27,8 @@ def check_program(task: Task, completion: str) -> str:
 
 def _result_row(item: ScoreItem, suite: str, verdict: Verdict, duration: float) -> dict:
     return {
+        "runtime_s": verdict.runtime_s,
+        "canonical_runtime_s": None,
         "task_id": item.task_id,
         "completion_id": item.completion_id,
         "suite": suite,
@@ -38,32 +40,60 @@ def _result_row(item: ScoreItem, suite: str, verdict: Verdict, duration: float) 
     }
 
 
-def score_items(items: list[ScoreItem], tasks: dict[str, Task], suites: tuple[str, ...], sandbox: Sandbox,
-                config: SandboxConfig, oracles: dict | None = None) -> list[dict]:
-    """One result row per (item, suite). `oracles` (task_id -> TaskOracle) is needed for "plus"."""
-    jobs, pending = [], []  # pending: (item, suite, token)
-    rows = []
-    for item in items:
+def _run_items(pairs: list[tuple[ScoreItem, str]], tasks: dict[str, Task], sandbox: Sandbox,
+               config: SandboxConfig, oracles: dict | None) -> list[dict]:
+    """One result row per (item, suite) pair, in the same order."""
+    jobs, tokens = [], []
+    for item, suite in pairs:
         task = tasks[item.task_id]
-        for suite in suites:
-            if not item.completion.strip():
-                rows.append(_result_row(item, suite, EMPTY, 0.0))
-                continue
-            job = {"id": len(jobs), "token": secrets.token_hex(8)}
-            if suite == "base":
-                job.update(mode="check", program=check_program(task, item.completion), deadline=config.timeout_s)
-            else:
-                oracle = oracles[item.task_id]
-                limits = oracle.time_limits(config.plus_min_time_limit_s, config.plus_time_limit_factor)
-                sandbox.add_inputs(item.task_id, oracle.inputs)
-                job.update(
-                    mode="outputs", program=task.prompt + item.completion, entry_point=task.entry_point,
-                    inputs_key=item.task_id, time_limits=limits,
-                    deadline=min(sum(limits) + 1.0, config.plus_deadline_cap_s),
-                )
-            jobs.append(job)
-            pending.append((item, suite, job["token"]))
-    for (item, suite, token), raw in zip(pending, sandbox.run(jobs)):
+        job = {"id": len(jobs), "token": secrets.token_hex(8)}
+        if suite == "base":
+            job.update(mode="check", program=check_program(task, item.completion), deadline=config.timeout_s)
+        else:
+            oracle = oracles[item.task_id]
+            limits = oracle.time_limits(config.plus_min_time_limit_s, config.plus_time_limit_factor)
+            sandbox.add_inputs(item.task_id, oracle.inputs)
+            job.update(
+                mode="outputs", program=task.prompt + item.completion, entry_point=task.entry_point,
+                inputs_key=item.task_id, time_limits=limits,
+                deadline=min(sum(limits) + 1.0, config.plus_deadline_cap_s),
+            )
+        jobs.append(job)
+        tokens.append(job["token"])
+    rows = []
+    for (item, suite), token, raw in zip(pairs, tokens, sandbox.run(jobs)):
         verdict = base_verdict(raw, token) if suite == "base" else plus_verdict(raw, oracles[item.task_id])
         rows.append(_result_row(item, suite, verdict, raw["duration"]))
+    return rows
+
+
+def measure_canonical(keys: set[tuple[str, str]], tasks: dict[str, Task], sandbox: Sandbox, config: SandboxConfig,
+                      oracles: dict | None) -> dict[tuple[str, str], float | None]:
+    """(task_id, suite) -> the canonical solution's test runtime, run exactly as samples are, in
+    the same sandbox, so that runtime ratios compare like with like. None if it did not pass."""
+    pairs = [(ScoreItem(task_id, -1, tasks[task_id].canonical_solution), suite) for task_id, suite in sorted(keys)]
+    return {(item.task_id, suite): row["runtime_s"]
+            for (item, suite), row in zip(pairs, _run_items(pairs, tasks, sandbox, config, oracles))}
+
+
+def score_items(items: list[ScoreItem], tasks: dict[str, Task], suites: tuple[str, ...], sandbox: Sandbox,
+                config: SandboxConfig, oracles: dict | None = None,
+                canonical_runtimes: dict[tuple[str, str], float | None] | None = None) -> list[dict]:
+    """One result row per (item, suite). `oracles` (task_id -> TaskOracle) is needed for "plus".
+
+    Passed rows also get the canonical solution's runtime on the same inputs, measured once per
+    (task, suite) and remembered in `canonical_runtimes` (pass the same dict to reuse it)."""
+    empty = [(item, suite) for item in items for suite in suites if not item.completion.strip()]
+    pairs = [(item, suite) for item in items for suite in suites if item.completion.strip()]
+    rows = [_result_row(item, suite, EMPTY, 0.0) for item, suite in empty]
+    rows += _run_items(pairs, tasks, sandbox, config, oracles)
+    order = {(item.task_id, item.completion_id, suite): i for i, (item, suite) in enumerate(
+        (item, suite) for item in items for suite in suites)}
+    rows.sort(key=lambda r: order[(r["task_id"], r["completion_id"], r["suite"])])
+    reference = {} if canonical_runtimes is None else canonical_runtimes
+    passed = [row for row in rows if row["passed"]]
+    reference.update(measure_canonical({(r["task_id"], r["suite"]) for r in passed} - set(reference),
+                                       tasks, sandbox, config, oracles))
+    for row in passed:
+        row["canonical_runtime_s"] = reference[(row["task_id"], row["suite"])]
     return rows

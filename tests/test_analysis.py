@@ -4,7 +4,9 @@ import pyarrow as pa
 import pytest
 
 from ray_jobs import schemas
-from ray_jobs.analysis import Run, failure_breakdown, paired_comparison, pass_at_k_with_ci, sign_test_p
+from ray_jobs.analysis import (
+    Run, failure_breakdown, paired_comparison, pass_at_k_with_ci, runtime_vs_canonical, sign_test_p,
+)
 from ray_jobs.quality import quality_metrics, radon_metrics
 
 
@@ -56,6 +58,20 @@ def test_failure_breakdown_separates_truncation_and_generation_errors():
         schema=schemas.GENERATIONS)
     breakdown = failure_breakdown(Run("r", None, results, gens, {}), "base")
     assert breakdown == {"passed": 1, "truncated": 1, "syntax_error": 1, "generation_error": 1, "error:KeyError": 1}
+
+
+def test_runtime_vs_canonical_uses_passed_rows_with_both_timings():
+    def row(i, passed, runtime, canonical, suite="base"):
+        return {"task_id": f"T/{i}", "completion_id": 0, "suite": suite, "passed": passed,
+                "status": "passed" if passed else "failed", "runtime_s": runtime, "canonical_runtime_s": canonical}
+
+    results = _results([row(0, True, 1.0, 1.0), row(1, True, 3.0, 1.0), row(2, True, 0.5, 1.0), row(3, True, 8.0, 2.0),
+                        row(4, False, None, None), row(5, True, 2.0, None), row(6, True, 9.0, 1.0, "plus")])
+    got = runtime_vs_canonical(Run("r", None, results, None, {}), "base")
+    assert sorted(got["ratios"]) == [0.5, 1.0, 3.0, 4.0]
+    assert got["samples"] == 4 and got["median"] == 2.0 and got["share_over_2x"] == 0.5
+    assert runtime_vs_canonical(Run("r", None, results, None, {}), "plus")["ratios"] == [9.0]
+    assert runtime_vs_canonical(Run("r", None, results.slice(4, 2), None, {}), "base") == {"samples": 0}
 
 
 def test_quality_metrics_on_known_code():

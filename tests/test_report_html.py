@@ -19,7 +19,8 @@ def make_run(root, name: str, pass_every: int):
             passed = (t + c) % pass_every == 0
             rows.append({"task_id": f"HumanEval/{t}", "completion_id": c, "suite": "base", "passed": passed,
                          "status": "passed" if passed else "failed", "error_type": None, "error_message": None,
-                         "duration_s": 0.01, "config_id": name})
+                         "duration_s": 0.01, "config_id": name, "runtime_s": 0.002 * (1 + c) if passed else None,
+                         "canonical_runtime_s": 0.002 if passed else None})
             gens.append({"task_id": f"HumanEval/{t}", "completion_id": c, "config_id": name,
                          "response": "<think>x</think>```python\nreturn 1\n```", "completion": "    return 1\n",
                          "finish_reason": "stop" if c else "length", "prompt_tokens": 50, "completion_tokens": 10 + t + c})
@@ -37,6 +38,7 @@ def test_report_renders_with_all_plots_in_chromium(tmp_path):
     # n=4: of the report's ks (1, 5, 10, ...) only pass@1 qualifies
     assert "| baseline | base | pass@1 |" in md and "| candidate | base | pass@1 |" in md and "pass@5" not in md
     assert "candidate vs baseline" in md
+    assert "Runtime relative to the canonical solution" in md
     probe = tmp_path / "probe.html"
     probe.write_text(html_path.read_text().replace("</body>", (
         "<script>window.addEventListener('load', () => {const imgs = [...document.images];"
@@ -47,8 +49,8 @@ def test_report_renders_with_all_plots_in_chromium(tmp_path):
              f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
     dom = subprocess.run([*flags, "--dump-dom", f"file://{probe}"], capture_output=True, text=True, timeout=120).stdout
     title = re.search(r"<title>(.*?)</title>", dom).group(1)
-    assert title.startswith("IMAGES 5 DECODED 5"), title
-    for plot in ("passk", "failures", "heatmap", "tokens", "quality"):
+    assert title.startswith("IMAGES 6 DECODED 6"), title
+    for plot in ("passk", "failures", "heatmap", "tokens", "quality", "runtime"):
         assert f"plot-{plot}" in title
     shot = tmp_path / "report.png"
     subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1200,2400", f"file://{html_path}"],

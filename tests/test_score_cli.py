@@ -131,3 +131,32 @@ def test_canonical_solutions_pass_every_suite_of_full_humaneval_plus():
         rows = score_items(items, dataset.tasks, dataset.suites, sandbox, config, oracles)
     failures = [(r["task_id"], r["suite"], r["status"], r["error_message"]) for r in rows if not r["passed"]]
     assert failures == [] and len(rows) == 328
+    # each canonical solution is its own reference: where its tests take long enough to time
+    # reliably, the ratio is close to 1
+    slow = [r for r in rows if r["canonical_runtime_s"] > 0.05]
+    assert len(slow) >= 5
+    assert all(0.5 < r["runtime_s"] / r["canonical_runtime_s"] < 2 for r in slow), [
+        (r["task_id"], r["suite"], r["runtime_s"], r["canonical_runtime_s"]) for r in slow]
+
+
+def test_runtime_relative_to_canonical_on_the_same_inputs(oracle_cache):
+    """A correct but slow solution reports a runtime far above the canonical one, on both suites."""
+    dataset = load_dataset("humaneval_plus_mini")
+    oracles = load_oracles("humaneval_plus_mini", oracle_cache)
+    task = dataset.tasks["HumanEval/0"]
+    slow = task.canonical_solution.replace("    sorted_numbers", "    import time\n    time.sleep(0.002)\n    sorted_numbers", 1)
+    assert slow != task.canonical_solution
+    items = [ScoreItem(task.task_id, 0, slow), ScoreItem(task.task_id, 1, "    return False\n")]
+    config, reference = SandboxConfig(), {}
+    with Sandbox(config) as sandbox:
+        rows = score_items(items, dataset.tasks, dataset.suites, sandbox, config, oracles, reference)
+    by_key = {(r["completion_id"], r["suite"]): r for r in rows}
+    assert [(k, r["passed"]) for k, r in by_key.items()] == [((0, "base"), True), ((0, "plus"), True),
+                                                            ((1, "base"), False), ((1, "plus"), False)]
+    for suite in ("base", "plus"):
+        row = by_key[(0, suite)]
+        calls = len(oracles[task.task_id].inputs) if suite == "plus" else 7  # check() calls it 7 times
+        assert row["runtime_s"] >= 0.002 * calls
+        assert row["runtime_s"] / row["canonical_runtime_s"] > 5
+        assert by_key[(1, suite)]["runtime_s"] is None and by_key[(1, suite)]["canonical_runtime_s"] is None
+    assert set(reference) == {("HumanEval/0", "base"), ("HumanEval/0", "plus")}

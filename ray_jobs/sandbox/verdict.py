@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -29,6 +29,7 @@ class Verdict:
     status: str
     error_type: str | None = None
     error_message: str | None = None
+    runtime_s: float | None = None  # test execution time as the sample reported it; passed only
 
     @property
     def passed(self) -> bool:
@@ -77,10 +78,22 @@ def _process_verdict(raw: dict) -> Verdict:
     return Verdict("crashed", "EarlyExit", f"exited with code {raw['exit_code']} before the check completed")
 
 
+def _passed(frames: list[tuple[str, str]]) -> Verdict:
+    """The sample's own timing: advisory (a sample can lie about it), so only sanity-checked."""
+    reported = [rest for kind, rest in frames if kind == "R"]
+    try:
+        runtime = float(reported[-1]) if reported else None
+    except ValueError:
+        runtime = None
+    if runtime is not None and not (math.isfinite(runtime) and runtime >= 0):
+        runtime = None
+    return replace(PASSED, runtime_s=runtime)
+
+
 def base_verdict(raw: dict, token: str) -> Verdict:
     frames = _frames(raw)
     if frames and frames[-1] == ("P", token):
-        return PASSED
+        return _passed(frames)
     for kind, rest in frames:
         if kind == "E":
             return _exception_verdict(rest)
@@ -128,7 +141,8 @@ def plus_verdict(raw: dict, oracle) -> Verdict:
     """`oracle` is a groundtruth.TaskOracle. Outputs arrive in input order, one line each."""
     index = 0
     total = len(oracle.inputs)
-    for kind, rest in _frames(raw):
+    frames = _frames(raw)
+    for kind, rest in frames:
         if kind in ("O", "H"):
             if index >= total:
                 return Verdict("failed", None, "more outputs than inputs")
@@ -146,7 +160,7 @@ def plus_verdict(raw: dict, oracle) -> Verdict:
             position, _, type_name = rest.partition(" ")
             return Verdict("failed", "UnencodableOutput", f"input #{position}: output of type {type_name} is not a builtin type")
         elif kind == "D":
-            return PASSED if index == total else Verdict("failed", None, f"{index} outputs for {total} inputs")
+            return _passed(frames) if index == total else Verdict("failed", None, f"{index} outputs for {total} inputs")
     return _process_verdict(raw)
 
 
