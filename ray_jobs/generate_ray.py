@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
+import threading
 import time
 from dataclasses import asdict
 
@@ -23,6 +25,28 @@ from ray_jobs.config import EvalConfig
 from ray_jobs.generation import RequestRow, generation_rows, request_body
 
 _KEYED = schemas.GENERATIONS.append(pa.field("request_key", pa.string(), nullable=False))
+
+log = logging.getLogger(__name__)
+
+
+class _PassThrough:
+    def __call__(self, batch):
+        return batch
+
+
+def _warm_up() -> None:
+    try:
+        ray.data.range(1).map_batches(_PassThrough, concurrency=1, num_cpus=0).materialize()
+    except Exception as exc:  # only an optimisation: generation starts them itself if need be
+        log.info("Ray Data warm-up failed: %s", exc)
+
+
+def warm_up_in_background() -> threading.Thread:
+    """Start Ray Data's executor and helper actors while the replicas load, not after: seconds of
+    process start-up off the generation's critical path."""
+    thread = threading.Thread(target=_warm_up, name="ray-data-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def _error_text(payload: dict) -> tuple[str, bool]:
@@ -38,7 +62,7 @@ def _error_text(payload: dict) -> tuple[str, bool]:
 
 
 class GenerateUDF:
-    """One per Ray Data actor: holds a DeploymentHandle and keeps a batch of requests in flight."""
+    """One per Ray Data actor: holds a DeploymentHandle; Ray Data runs many calls concurrently."""
 
     def __init__(self, app_name: str, deployment_name: str, config_json: str, config_id: str):
         from ray import serve
@@ -102,12 +126,18 @@ def generate(cfg: EvalConfig, app_name: str, deployment_name: str, shards: list[
         if attempt:
             stats["retried_requests"] += len(pending)
             time.sleep(min(30.0, 5.0 * attempt))  # give Serve time to replace a dead replica
-        ds = ray.data.from_items([{"request": json.dumps(asdict(r))} for r in pending.values()])
+        # One request per block and per batch, and in_flight_per_replica concurrent calls per
+        # actor: a finished request is replaced at once and its rows reach the driver at once.
+        # (Batches of many requests run in waves: each waits for its slowest request, which
+        # halves the requests in flight when output lengths vary; benchmarks/generation_overhead.py.)
+        ds = ray.data.from_items([{"request": json.dumps(asdict(r))} for r in pending.values()],
+                                 override_num_blocks=len(pending))
         ds = ds.map_batches(
             GenerateUDF,
             fn_constructor_args=(app_name, deployment_name, cfg.model_dump_json(), config_id),
-            batch_size=cfg.generation.in_flight_per_replica,
+            batch_size=1,
             concurrency=replicas,
+            max_concurrency=cfg.generation.in_flight_per_replica,
             num_cpus=0,  # waits on the replicas; must not compete with them for CPUs
             batch_format="pyarrow",
         )
@@ -119,6 +149,8 @@ def generate(cfg: EvalConfig, app_name: str, deployment_name: str, shards: list[
             for request_key, rows in by_request.items():
                 final = request_key.endswith("#final")
                 request_key = request_key.removesuffix("#final")
+                if request_key not in pending:
+                    continue  # reported twice (Ray Data retried its task): counted once already
                 failed = rows[0]["error"] is not None
                 if failed and not final and not last_attempt:
                     continue  # stays pending: asked again in the next pass

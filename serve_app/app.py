@@ -184,6 +184,9 @@ def serving(model: ModelConfig, config: ServingConfig, max_ongoing_requests: int
         # serve.run waits for RUNNING without any timeout; the private non-blocking variant lets
         # wait_until_running apply a deadline and explain what is missing.
         deployment = build_llm_deployment(llm_config, deployment_cls=TaggedLLMServer)
+        # The job talks to replicas through handles only: where this call starts Serve, no HTTP
+        # proxy is started (it would take CPU from CPU replicas). A running Serve keeps its own.
+        serve.start(proxy_location="Disabled")
         serve._run(deployment, name=app_name, route_prefix=None, _blocking=False)
         wait_until_running(app_name, config.startup_timeout_s, required_resources(config, device))
         app = ServeApp(app_name, _deployment_name(app_name), owned=True)

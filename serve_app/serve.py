@@ -10,14 +10,31 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
+import sys
 import time
 
 from ray_jobs.config import ModelConfig, ServingConfig
 from ray_jobs.ray_runtime import ray_session
-from serve_app.app import build_llm_config, check_model_source, resolve_device
+from serve_app.app import (
+    ServingError,
+    build_llm_config,
+    check_model_source,
+    delete_app,
+    required_resources,
+    resolve_device,
+    wait_until_running,
+)
+
+APP_NAME = "humaneval-openai"
 
 
-def main(argv: list[str] | None = None) -> None:
+def _stop(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=ModelConfig().model)
     p.add_argument("--served-name")
@@ -31,21 +48,37 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO)
     model = ModelConfig(model=args.model, served_name=args.served_name)
     serving = ServingConfig(replicas=args.replicas, device=args.device, max_model_len=args.max_model_len)
-    check_model_source(model)
-    with ray_session(args.address, num_cpus=None):
-        from ray import serve
-        from ray.serve.llm import build_openai_app
+    try:
+        check_model_source(model)
+        # a new local Ray: CPU replicas hold a CPU each for life, and the OpenAI ingress needs one too
+        local_cpus = (os.cpu_count() or 2) + serving.replicas * serving.tensor_parallel_size + 1
+        with ray_session(args.address, num_cpus=local_cpus):
+            from ray import serve
+            from ray.serve.llm import build_openai_app
 
-        llm_config = build_llm_config(model, serving, resolve_device(serving), max_ongoing_requests=256)
-        serve.start(http_options={"host": args.host, "port": args.port})
-        serve.run(build_openai_app({"llm_configs": [llm_config]}), name="humaneval-openai", route_prefix="/")
-        print(f"OpenAI-compatible endpoint: http://{args.host}:{args.port}/v1 (model {model.model_id}); Ctrl-C stops it")
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            serve.delete("humaneval-openai")
+            # after ray.init, which installs its own SIGTERM handler (it aborts the process):
+            # `kill` and job stops clean up like Ctrl-C
+            signal.signal(signal.SIGTERM, _stop)
+            device = resolve_device(serving)
+            llm_config = build_llm_config(model, serving, device, max_ongoing_requests=256)
+            serve.start(http_options={"host": args.host, "port": args.port})
+            # serve.run would wait for RUNNING forever; this waits with a deadline that says what is missing
+            serve._run(build_openai_app({"llm_configs": [llm_config]}), name=APP_NAME, route_prefix="/", _blocking=False)
+            try:
+                wait_until_running(APP_NAME, serving.startup_timeout_s, required_resources(serving, device))
+                print(f"OpenAI-compatible endpoint: http://{args.host}:{args.port}/v1 (model {model.model_id}); "
+                      "Ctrl-C stops it", flush=True)
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+            finally:
+                delete_app(APP_NAME)
+    except ServingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

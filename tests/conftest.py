@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
 import pytest
+
 
 @pytest.fixture(scope="session")
 def oracle_cache(tmp_path_factory) -> Path:
@@ -21,3 +23,11 @@ def ray_local():
                  logging_level="ERROR", log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny random Qwen3 (ray_jobs.tiny_model) that CPU vLLM serves with no downloads."""
+    from ray_jobs.tiny_model import build
+
+    return build(tmp_path_factory.mktemp("model") / "tiny-qwen3")

@@ -16,15 +16,9 @@ import pytest
 
 from ray_jobs import evaluate, schemas
 from ray_jobs.config import EvalConfig, ModelConfig, ServingConfig
-from ray_jobs.tiny_model import build
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.ray, pytest.mark.vllm]
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    return build(tmp_path_factory.mktemp("model") / "tiny-qwen3")
 
 
 def serving_config(**extra) -> ServingConfig:

@@ -1,0 +1,115 @@
+"""Generation pipeline overhead: `ray_jobs.evaluate` vs bare vLLM `LLM.chat`, same prompts, n, max_tokens.
+
+    .venv/bin/python benchmarks/generation_overhead.py [--tasks 32] [--n 8] [--max-tokens 128]
+
+Baseline: one vLLM engine in one process (`LLM.chat` on every task's messages at once), the
+best batching vLLM can do. Pipeline: `ray_jobs.evaluate` with one CPU vLLM replica behind Ray
+Serve, requests streamed by Ray Data through DeploymentHandles, shards written as they finish.
+
+Both sides get the tiny random Qwen3 (`ray_jobs.tiny_model`), the same engine arguments
+(`serve_app.app.engine_kwargs`), the same chat messages (`ray_jobs.prompts.chat_messages`), Qwen3's
+non-thinking sampling defaults, `--max-tokens`, and unseeded sampling so both send n>1 requests
+(the seeded CPU path sends n=1). The baseline runs in its own process first, so its engine's
+memory is free before the pipeline starts. Prints completions/s and tokens/s for each, and the
+pipeline's share of the baseline: for the generation stage (engines up) and end to end
+(including engine / Serve start-up). The issue's goal: the generation stage keeps >= 80%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def eval_config(model: Path, output_dir: Path, args: argparse.Namespace):
+    from ray_jobs.config import EvalConfig
+
+    return EvalConfig.model_validate({
+        "output_dir": output_dir, "limit": args.tasks, "k": [1], "report": False, "scoring_workers": 1,
+        "model": {"model": str(model)},
+        "serving": {"device": "cpu", "replicas": 1, "max_model_len": args.max_model_len},
+        "sampling": {"seed": None, "max_tokens": args.max_tokens},
+        "generation": {"num_samples": args.n, "chunk_size": args.n},
+    })
+
+
+def run_bare(model: Path, args: argparse.Namespace) -> dict:
+    """The baseline, in this (child) process: one engine, every conversation in one LLM.chat."""
+    from vllm import LLM, SamplingParams
+
+    from ray_jobs.datasets import load_dataset, task_sort_key
+    from ray_jobs.prompts import chat_messages
+    from serve_app.app import engine_kwargs
+
+    cfg = eval_config(model, Path("unused"), args)
+    dataset = load_dataset(cfg.dataset)
+    tasks = [dataset.tasks[t] for t in sorted(dataset.tasks, key=task_sort_key)[: args.tasks]]
+    sampling = cfg.sampling.resolved(cfg.prompt.thinking)
+    params = SamplingParams(n=args.n, max_tokens=sampling["max_tokens"], temperature=sampling["temperature"],
+                            top_p=sampling["top_p"], top_k=sampling["top_k"], min_p=sampling["min_p"])
+    t0 = time.perf_counter()
+    llm = LLM(model=str(model), **engine_kwargs(cfg.model, cfg.serving, "cpu"))
+    t1 = time.perf_counter()
+    outputs = llm.chat([chat_messages(task, cfg.prompt) for task in tasks], params, use_tqdm=False,
+                       chat_template_kwargs={"enable_thinking": cfg.prompt.thinking})
+    t2 = time.perf_counter()
+    completions = [c for out in outputs for c in out.outputs]
+    return {"start_s": t1 - t0, "generation_s": t2 - t1, "completions": len(completions),
+            "tokens": sum(len(c.token_ids) for c in completions)}
+
+
+def run_pipeline(model: Path, args: argparse.Namespace) -> dict:
+    from ray_jobs import evaluate
+
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = evaluate.run(eval_config(model, Path(tmp) / "run", args), progress=False)
+    gen = summary["generation"]
+    return {"start_s": summary["timing"]["serve_start_s"], "generation_s": summary["timing"]["generation_s"],
+            "completions": gen["samples"] - gen["errors"], "tokens": gen["completion_tokens_total"]}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tasks", type=int, default=32)
+    p.add_argument("--n", type=int, default=8)
+    p.add_argument("--max-tokens", type=int, default=128)
+    p.add_argument("--max-model-len", type=int, default=2048)
+    p.add_argument("--model-dir", type=Path, default=Path(".tiny-model"))
+    p.add_argument("--bare-only", action="store_true", help=argparse.SUPPRESS)  # the baseline's child process
+    args = p.parse_args()
+    from ray_jobs.tiny_model import build
+
+    model = build(args.model_dir).resolve()
+    if args.bare_only:
+        print("BARE " + json.dumps(run_bare(model, args)), flush=True)
+        return
+    child = subprocess.run([sys.executable, __file__, "--bare-only", *sys.argv[1:]], capture_output=True, text=True,
+                           check=False, env={**os.environ, "VLLM_LOGGING_LEVEL": "WARNING"})
+    lines = [line for line in child.stdout.splitlines() if line.startswith("BARE ")]
+    if child.returncode or not lines:
+        sys.exit(f"bare vLLM baseline failed (exit {child.returncode}):\n{child.stderr[-4000:]}")
+    bare = json.loads(lines[-1][5:])
+    pipe = run_pipeline(model, args)
+    if pipe["completions"] != bare["completions"]:
+        sys.exit(f"pipeline returned {pipe['completions']} completions, baseline {bare['completions']}: void")
+
+    print(f"{args.tasks} tasks x n={args.n} = {bare['completions']} completions, max_tokens {args.max_tokens}, "
+          f"tiny Qwen3 on CPU vLLM, {os.cpu_count()} cores")
+    print(f"{'':<34}{'start s':>9}{'gen s':>9}{'compl/s':>10}{'tokens/s':>10}{'share':>8}{'e2e share':>11}")
+    for name, r in (("bare vLLM LLM.chat (baseline)", bare), ("ray_jobs.evaluate, 1 replica", pipe)):
+        share = bare["generation_s"] / r["generation_s"]
+        e2e = (bare["start_s"] + bare["generation_s"]) / (r["start_s"] + r["generation_s"])
+        print(f"{name:<34}{r['start_s']:>9.1f}{r['generation_s']:>9.1f}{r['completions'] / r['generation_s']:>10.1f}"
+              f"{r['tokens'] / r['generation_s']:>10.0f}{share:>7.0%}{e2e:>10.0%}")
+
+
+if __name__ == "__main__":
+    main()
