@@ -27,6 +27,12 @@ from score_throughput import make_samples, run_ours
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Found by this benchmark. evalplus/eval/__init__.py (0.3.1), unsafe_execute: the find_zero
+# special oracle asserts, then `continue`s past `details[i] = True; progress.value += 1`, so
+# no input is ever recorded as passed and every HumanEval/32 sample, the canonical one included,
+# is reported "fail". The verdicts of this task are shown apart, not compared.
+EVALPLUS_KNOWN_BUGS = {"HumanEval/32"}
+
 # Runs in EvalPlus's venv: warm its ground-truth cache, then time evaluate() alone.
 EVALPLUS_DRIVER = """
 import json, sys, time
@@ -83,11 +89,15 @@ def main() -> None:
         ours_s, ours_total_s, _ = run_ours(samples, Path(tmp) / "out", args.workers, 3.0, args.dataset)
         ours = our_verdicts(Path(tmp) / "out")
     differ = sorted(k for k in theirs if theirs[k] != ours.get(k))
-    if differ or len(theirs) != len(ours):
-        sys.exit(f"verdicts differ on {len(differ)} of {len(theirs)} (sample, suite) pairs, e.g. {differ[:5]}: void")
+    unexplained = [k for k in differ if k[0] not in EVALPLUS_KNOWN_BUGS]
+    if unexplained or len(theirs) != len(ours):
+        sys.exit(f"verdicts differ on {len(unexplained)} of {len(theirs)} (sample, suite) pairs, "
+                 f"e.g. {unexplained[:5]}: void")
     passed = {s: sum(v for k, v in ours.items() if k[2] == s) for s in ("base", "plus")}
     print(f"{n} samples on {args.dataset} (half canonical), {args.workers} workers, identical verdicts "
-          f"(base {passed['base']} passed, plus {passed['plus']} passed)")
+          f"(base {passed['base']} passed, plus {passed['plus']} passed) except on "
+          f"{', '.join(sorted(EVALPLUS_KNOWN_BUGS))}: {len(differ)} (sample, suite) pairs that EvalPlus 0.3.1 "
+          "fails for a bug of its own (see EVALPLUS_KNOWN_BUGS)")
     print(f"{'scorer':<44}{'wall s':>9}{'samples/s':>12}{'ratio':>8}")
     for name, seconds in (("EvalPlus 0.3.1 evaluate (baseline)", evalplus_s), ("ray_jobs.score, scoring stage", ours_s),
                           ("ray_jobs.score, incl. Ray start", ours_total_s)):
