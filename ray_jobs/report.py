@@ -120,7 +120,8 @@ def plots(report: dict) -> dict[str, str]:
             if d["quality"].get(key):
                 ax.hist(d["quality"][key], bins=20, alpha=0.5, label=name)
         ax.set(title=title)
-    axes[0].legend(fontsize=7)
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(fontsize=7)
     out["quality"] = _png(fig)
 
     fig, ax = plt.subplots(figsize=(7, 3.5))

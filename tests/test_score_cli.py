@@ -135,7 +135,7 @@ def test_canonical_solutions_pass_every_suite_of_full_humaneval_plus():
     # reliably, the ratio is close to 1
     slow = [r for r in rows if r["canonical_runtime_s"] > 0.05]
     assert len(slow) >= 5
-    assert all(0.5 < r["runtime_s"] / r["canonical_runtime_s"] < 2 for r in slow), [
+    assert all(0.33 < r["runtime_s"] / r["canonical_runtime_s"] < 3 for r in slow), [
         (r["task_id"], r["suite"], r["runtime_s"], r["canonical_runtime_s"]) for r in slow]
 
 
