@@ -33,3 +33,23 @@ def test_sweep_serves_once_runs_both_configs_and_resumes(tmp_path, ray_local):
     mtimes = {p: p.stat().st_mtime_ns for p in root.glob("*/summary.json")}
     run_sweep(sweep)  # both finished: skipped, nothing served or rewritten
     assert {p: p.stat().st_mtime_ns for p in root.glob("*/summary.json")} == mtimes
+
+
+def test_model_variants_are_served_in_turn_each_with_its_own_weights(tmp_path, ray_local):
+    """The model axis (checkpoints here; vLLM `quantization` variants go the same way on GPUs)."""
+    import pyarrow.parquet as pq
+
+    first, second = build(tmp_path / "tiny-a", seed=0), build(tmp_path / "tiny-b", seed=1)
+    sweep = {
+        "output_dir": str(tmp_path / "sweep"),
+        "base": {"dataset": "humaneval", "limit": 2, "k": [1], "model": {"served_name": "tiny"},
+                 "serving": {"device": "cpu", "replicas": 1, "max_model_len": 1024},
+                 "sampling": {"max_tokens": 16, "seed": 7}, "generation": {"num_samples": 1}},
+        "models": [{"model": str(first)}, {"model": str(second)}],
+    }
+    index = run_sweep(sweep)
+    assert [(name, entry["model"]) for name, entry in index.items()] == [("m0", str(first)), ("m1", str(second))]
+    responses = {name: pq.read_table(tmp_path / "sweep" / name / "generations").column("response").to_pylist()
+                 for name in index}
+    assert responses["m0"] != responses["m1"]  # same prompts and seeds, different weights
+    assert "| m1 |" in (tmp_path / "sweep" / "index.md").read_text()
