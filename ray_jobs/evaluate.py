@@ -117,7 +117,7 @@ def run(cfg: config.EvalConfig, progress: bool = True) -> dict:
             t0 = time.perf_counter()
             warm_up = warm_up_in_background()
             with serving(cfg.model, cfg.serving, max_ongoing_requests=2 * in_flight) as app:
-                warm_up.join()
+                warm_up.join(timeout=120)  # an optimisation only: never a reason to hang
                 timings["serve_start_s"] = time.perf_counter() - t0
                 gen_stats = generate(cfg, app.app_name, app.deployment_name, todo,
                                      lambda key, rows: schemas.write_table(rows, schemas.GENERATIONS, paths[key]),
