@@ -23,6 +23,7 @@ from ray_jobs.datasets import DATASETS, load_dataset, task_sort_key
 from ray_jobs.generation import group_into_shards, plan_requests
 from ray_jobs.scoring import ScoreItem
 from ray_jobs.summary import sandbox_section, suite_metrics
+from ray_jobs.utilisation import replica_utilisation
 
 log = logging.getLogger("ray_jobs.evaluate")
 
@@ -111,7 +112,7 @@ def run(cfg: config.EvalConfig, progress: bool = True) -> dict:
         shards = group_into_shards(requests, cfg.generation.shard_samples, gen_id)
         paths = {key: gen_dir / f"shard-{key}.parquet" for key, _ in shards}
         todo = [(key, rows) for key, rows in shards if not paths[key].exists()]
-        gen_stats = {"requests": 0, "retried_requests": 0, "failed_requests": 0, "wall_s": 0.0}
+        gen_stats = {"requests": 0, "retried_requests": 0, "failed_requests": 0, "wall_s": 0.0, "started_at": time.time()}
         if todo:
             in_flight = cfg.generation.in_flight_per_replica
             t0 = time.perf_counter()
@@ -151,7 +152,7 @@ def run(cfg: config.EvalConfig, progress: bool = True) -> dict:
 
 def generation_metrics(generations, gen_stats: dict) -> dict:
     rows = generations.select(["finish_reason", "completion_tokens", "prompt_tokens", "replica", "response",
-                               "error"]).to_pylist()
+                               "error", "latency_s", "request_started_at"]).to_pylist()
     finish = Counter(r["finish_reason"] for r in rows)
     tokens = [r["completion_tokens"] for r in rows if r["completion_tokens"] is not None]
     thinking = [r["response"].count("</think>") > 0 or "<think>" in r["response"] for r in rows]
@@ -166,8 +167,8 @@ def generation_metrics(generations, gen_stats: dict) -> dict:
         "responses_with_thinking": sum(thinking),
         "tokens_per_s": round(sum(tokens) / wall, 1) if wall and tokens else None,
         "samples_per_s": round(len(rows) / wall, 2) if wall else None,
-        "samples_per_replica": dict(Counter(r["replica"] for r in rows if r["replica"])),
-        **{k: v for k, v in gen_stats.items() if k != "wall_s"},
+        "replica_utilisation": replica_utilisation(rows, since=gen_stats["started_at"]),
+        **{k: v for k, v in gen_stats.items() if k not in ("wall_s", "started_at")},
     }
 
 

@@ -83,7 +83,7 @@ class GenerateUDF:
     async def _ask(self, row: RequestRow) -> list[dict]:
         task = self.tasks[row.task_id]
         method, body = request_body(row, task, self.cfg)
-        started = time.perf_counter()
+        started, started_at = time.perf_counter(), time.time()
         response, error, retryable = None, None, True
         try:
             # a plain dict: serve_app.tagged_server builds vLLM's request model inside the replica
@@ -100,7 +100,7 @@ class GenerateUDF:
             error = f"{type(exc).__name__}: {exc}"
         latency = time.perf_counter() - started
         replica = (response or {}).get("replica") if response else None
-        out = generation_rows(row, task, self.cfg, response, error, latency, replica, self.config_id)
+        out = generation_rows(row, task, self.cfg, response, error, latency, replica, self.config_id, started_at)
         key = row.key() + ("" if retryable else "#final")
         return [{**r, "request_key": key} for r in out]
 
@@ -117,7 +117,7 @@ def generate(cfg: EvalConfig, app_name: str, deployment_name: str, shards: list[
     pending = {r.key(): r for _, rows in shards for r in rows}
     total = sum(r.n for r in pending.values())
     bar = tqdm(total=total, unit="sample", desc="generating", file=sys.stderr, disable=not progress, mininterval=1.0)
-    stats = {"requests": len(pending), "retried_requests": 0, "failed_requests": 0}
+    stats = {"requests": len(pending), "retried_requests": 0, "failed_requests": 0, "started_at": time.time()}
     started = time.perf_counter()
     replicas = max(1, cfg.serving.replicas)
     for attempt in range(cfg.generation.max_retries + 1):

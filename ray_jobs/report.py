@@ -47,6 +47,7 @@ def compute(runs: list[Run]) -> dict:
             "quality": quality_metrics(codes),
             "runtime_vs_canonical": {s: runtime_vs_canonical(run, s) for s in run.suites},
             "timing": run.summary.get("timing", {}),
+            "throughput": throughput(run.summary),
         }
     base = runs[0]
     for other in runs[1:]:
@@ -55,6 +56,17 @@ def compute(runs: list[Run]) -> dict:
                 cmp = paired_comparison(task_counts(base.results, suite), task_counts(other.results, suite))
                 report["comparisons"].append({"baseline": base.name, "candidate": other.name, "suite": suite, **cmp})
     return report
+
+
+def throughput(summary: dict) -> dict:
+    """The summary's rates and per-replica utilisation, where the run generated (not for score-only runs)."""
+    gen, scoring = summary.get("generation") or {}, summary.get("scoring") or {}
+    return {
+        "generation_tokens_per_s": gen.get("tokens_per_s"),
+        "generation_samples_per_s": gen.get("samples_per_s"),
+        "scoring_samples_per_s": scoring.get("samples_per_s"),
+        "replicas": (gen.get("replica_utilisation") or {}).get("replicas", {}),
+    }
 
 
 def _png(fig) -> str:
@@ -174,6 +186,16 @@ def markdown(report: dict) -> str:
                       f"median maintainability {np.median(q['maintainability']) if q['maintainability'] else None}, "
                       f"median SLOC {np.median(q['sloc']) if q['sloc'] else None}; ruff: "
                       + ", ".join(f"{k} {v}" for k, v in list(q["ruff_by_rule"].items())[:10]), ""]
+        if d["timing"]:
+            rates = {k: v for k, v in d["throughput"].items() if k != "replicas" and v is not None}
+            parts += ["### Stage timings and throughput", "",
+                      _md_table(["stage", "seconds"], [[k.removesuffix("_s"), v] for k, v in d["timing"].items()]), "",
+                      ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in rates.items()), ""]
+        if d["throughput"]["replicas"]:
+            parts += ["### Replica utilisation (this run's generation window)", "",
+                      _md_table(["replica", "requests", "samples", "busy share", "mean in flight", "tokens/s"],
+                                [[name, r["requests"], r["samples"], r["busy_share"], r["mean_in_flight"],
+                                  r["tokens_per_s"]] for name, r in d["throughput"]["replicas"].items()]), ""]
         timed = [(suite, r) for suite, r in d["runtime_vs_canonical"].items() if r["samples"]]
         if timed:
             parts += ["### Runtime relative to the canonical solution (passed samples)", "",

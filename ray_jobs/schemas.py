@@ -40,8 +40,9 @@ GENERATIONS = pa.schema(
         pa.field("latency_s", pa.float64()),
         pa.field("replica", pa.string()),  # which Serve replica answered
         pa.field("error", pa.string()),  # generation error (engine error, timeout), else null
+        pa.field("request_started_at", pa.float64()),  # unix time the request was sent (v2; null in v1 files)
     ],
-    metadata={"ray_humaneval.dataset": "generations", "ray_humaneval.schema_version": "1"},
+    metadata={"ray_humaneval.dataset": "generations", "ray_humaneval.schema_version": "2"},
 )
 
 

@@ -47,7 +47,11 @@ def test_right_answers_score_pass_at_1_of_one(tmp_path, scripted_apps):
     assert summary["pass_at_k"] == {"base": {"pass@1": 1.0, "pass@3": 1.0}}
     gen = summary["generation"]
     assert gen["samples"] == 164 * 3 and gen["errors"] == 0
-    assert len(gen["samples_per_replica"]) == 2  # spread over both replicas
+    replicas = gen["replica_utilisation"]["replicas"]
+    assert len(replicas) == 2  # spread over both replicas
+    assert sum(r["samples"] for r in replicas.values()) == 164 * 3
+    assert sum(r["requests"] for r in replicas.values()) == gen["requests"]
+    assert all(0 < r["busy_share"] <= 1 and r["mean_in_flight"] > 0 for r in replicas.values())
     assert gen["responses_with_thinking"] == 164 * 3
     table = schemas.read_tables(sorted((cfg.output_dir / "generations").glob("*.parquet")), schemas.GENERATIONS)
     assert table.num_rows == 164 * 3
@@ -58,6 +62,7 @@ def test_right_answers_score_pass_at_1_of_one(tmp_path, scripted_apps):
 
     again = evaluate.run(cfg, progress=False)  # resume: nothing generated or scored twice
     assert again["generation"]["requests"] == 0 and again["scoring"]["shards_resumed"] > 0
+    assert again["generation"]["replica_utilisation"]["replicas"] == {}  # the first run's requests are not this run's
     assert again["pass_at_k"] == summary["pass_at_k"]
 
 
