@@ -112,7 +112,7 @@ def run(cfg: config.EvalConfig, progress: bool = True) -> dict:
         shards = group_into_shards(requests, cfg.generation.shard_samples, gen_id)
         paths = {key: gen_dir / f"shard-{key}.parquet" for key, _ in shards}
         todo = [(key, rows) for key, rows in shards if not paths[key].exists()]
-        gen_stats = {"requests": 0, "retried_requests": 0, "failed_requests": 0, "wall_s": 0.0, "started_at": time.time()}
+        gen_stats = {"requests": 0, "retried_requests": 0, "failed_requests": 0, "wall_s": 0.0}
         if todo:
             in_flight = cfg.generation.in_flight_per_replica
             t0 = time.perf_counter()
@@ -124,6 +124,10 @@ def run(cfg: config.EvalConfig, progress: bool = True) -> dict:
                                      lambda key, rows: schemas.write_table(rows, schemas.GENERATIONS, paths[key]),
                                      gen_id, progress)
         timings["generation_s"] = gen_stats["wall_s"]
+        # this run's shards only: resumed ones hold an earlier run's requests
+        this_run = schemas.read_tables([paths[key] for key, _ in todo], schemas.GENERATIONS)
+        gen_stats["replica_utilisation"] = replica_utilisation(
+            this_run.select(["replica", "request_started_at", "latency_s", "completion_tokens"]).to_pylist())
         generations = schemas.read_tables([paths[key] for key, _ in shards], schemas.GENERATIONS)
 
         items = [ScoreItem(r["task_id"], r["completion_id"], r["completion"])
@@ -152,7 +156,7 @@ def run(cfg: config.EvalConfig, progress: bool = True) -> dict:
 
 def generation_metrics(generations, gen_stats: dict) -> dict:
     rows = generations.select(["finish_reason", "completion_tokens", "prompt_tokens", "replica", "response",
-                               "error", "latency_s", "request_started_at"]).to_pylist()
+                               "error"]).to_pylist()
     finish = Counter(r["finish_reason"] for r in rows)
     tokens = [r["completion_tokens"] for r in rows if r["completion_tokens"] is not None]
     thinking = [r["response"].count("</think>") > 0 or "<think>" in r["response"] for r in rows]
@@ -167,8 +171,7 @@ def generation_metrics(generations, gen_stats: dict) -> dict:
         "responses_with_thinking": sum(thinking),
         "tokens_per_s": round(sum(tokens) / wall, 1) if wall and tokens else None,
         "samples_per_s": round(len(rows) / wall, 2) if wall else None,
-        "replica_utilisation": replica_utilisation(rows, since=gen_stats["started_at"]),
-        **{k: v for k, v in gen_stats.items() if k not in ("wall_s", "started_at")},
+        **{k: v for k, v in gen_stats.items() if k != "wall_s"},
     }
 
 

@@ -117,7 +117,7 @@ def generate(cfg: EvalConfig, app_name: str, deployment_name: str, shards: list[
     pending = {r.key(): r for _, rows in shards for r in rows}
     total = sum(r.n for r in pending.values())
     bar = tqdm(total=total, unit="sample", desc="generating", file=sys.stderr, disable=not progress, mininterval=1.0)
-    stats = {"requests": len(pending), "retried_requests": 0, "failed_requests": 0, "started_at": time.time()}
+    stats = {"requests": len(pending), "retried_requests": 0, "failed_requests": 0}
     started = time.perf_counter()
     replicas = max(1, cfg.serving.replicas)
     for attempt in range(cfg.generation.max_retries + 1):

@@ -85,8 +85,7 @@ def request_body(row: RequestRow, task: Task, cfg: EvalConfig) -> tuple[str, dic
 
 
 def generation_rows(row: RequestRow, task: Task, cfg: EvalConfig, response: dict | None, error: str | None,
-                    latency_s: float, replica: str | None, config_id: str,
-                    started_at: float | None = None) -> list[dict]:
+                    latency_s: float, replica: str | None, config_id: str, started_at: float) -> list[dict]:
     """One row per requested sample. An error (engine error, timeout) fills every sample of the
     request with finish_reason "error" so nothing requested goes missing."""
     base = {"task_id": task.task_id, "config_id": config_id, "latency_s": latency_s, "replica": replica,

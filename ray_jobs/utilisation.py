@@ -19,17 +19,15 @@ def _union_length(intervals: list[tuple[float, float]]) -> float:
     return total
 
 
-def replica_utilisation(rows: list[dict], since: float | None = None) -> dict:
-    """`rows`: generation rows (replica, request_started_at, latency_s, completion_tokens).
-    `since`: unix time the run's generation began; earlier requests (resumed shards, written by an
-    earlier run) are left out, so the window is this run's."""
+def replica_utilisation(rows: list[dict]) -> dict:
+    """`rows`: one run's generation rows (replica, request_started_at, latency_s, completion_tokens).
+    Start times are the sending actors' clocks: on a multi-node cluster the window is as exact as
+    the nodes' clocks agree."""
     requests: dict[tuple[str, float, float], list[dict]] = {}
     for r in rows:
         started = r.get("request_started_at")
         if r.get("replica") is None or started is None or r.get("latency_s") is None:
             continue  # errors (no replica answered) and files written before the column existed
-        if since is not None and started < since:
-            continue
         requests.setdefault((r["replica"], started, r["latency_s"]), []).append(r)
     if not requests:
         return {"window_s": 0.0, "replicas": {}}

@@ -51,13 +51,14 @@ def test_generation_rows_keep_all_choices_and_fill_errors():
         {"index": 1, "message": {"content": "```python\nreturn number % 1.0\n```"}, "finish_reason": "stop", "token_ids": [1, 2]},
         {"index": 0, "message": {"content": "<think>hmm"}, "finish_reason": "length", "token_ids": [1, 2, 3]},
     ]}
-    out = generation_rows(row, TASK, cfg(), response, None, 1.5, "r1", "cid")
+    out = generation_rows(row, TASK, cfg(), response, None, 1.5, "r1", "cid", 100.0)
     assert [(r["completion_id"], r["finish_reason"], r["completion_tokens"]) for r in out] == [(2, "length", 3), (3, "stop", 2)]
     assert out[0]["completion"] == "" and out[1]["completion"] == "    return number % 1.0\n"
-    errors = generation_rows(row, TASK, cfg(), None, "EngineDeadError: x", 0.1, None, "cid")
+    errors = generation_rows(row, TASK, cfg(), None, "EngineDeadError: x", 0.1, None, "cid", 100.0)
     assert [(r["completion_id"], r["finish_reason"]) for r in errors] == [(2, "error"), (3, "error")]
-    short = generation_rows(row, TASK, cfg(), {"choices": response["choices"][:1]}, None, 0.1, None, "cid")
+    short = generation_rows(row, TASK, cfg(), {"choices": response["choices"][:1]}, None, 0.1, None, "cid", 100.0)
     assert all(r["error"] == "expected 2 choices, got 1" for r in short)
+    assert {r["request_started_at"] for r in out + errors + short} == {100.0}  # every sample carries its request's
 
 
 def test_config_yaml_then_flags(tmp_path):

@@ -52,6 +52,9 @@ def test_right_answers_score_pass_at_1_of_one(tmp_path, scripted_apps):
     assert sum(r["samples"] for r in replicas.values()) == 164 * 3
     assert sum(r["requests"] for r in replicas.values()) == gen["requests"]
     assert all(0 < r["busy_share"] <= 1 and r["mean_in_flight"] > 0 for r in replicas.values())
+    report = (cfg.output_dir / "report.md").read_text()
+    assert "### Stage timings and throughput" in report and "| generation |" in report
+    assert all(f"| {name} |" in report for name in replicas)  # one utilisation row per replica
     assert gen["responses_with_thinking"] == 164 * 3
     table = schemas.read_tables(sorted((cfg.output_dir / "generations").glob("*.parquet")), schemas.GENERATIONS)
     assert table.num_rows == 164 * 3

@@ -22,13 +22,12 @@ def test_busy_share_counts_overlapping_requests_once():
     assert a["tokens_per_s"] == 4.0
 
 
-def test_errors_old_files_and_earlier_runs_are_left_out():
-    rows = (request("a", 50.0, 1.0)  # an earlier run's resumed shard
-            + request(None, 100.0, 1.0)  # an error: no replica answered
+def test_errors_and_old_files_are_left_out():
+    rows = (request(None, 100.0, 1.0)  # an error: no replica answered
             + [{"replica": "a", "request_started_at": None, "latency_s": 1.0, "completion_tokens": 3}]  # a v1 file
             + request("a", 100.0, 5.0))
-    out = replica_utilisation(rows, since=99.0)
+    out = replica_utilisation(rows)
     assert out["window_s"] == 5.0
     assert out["replicas"] == {"a": {"requests": 1, "samples": 2, "completion_tokens": 20, "busy_share": 1.0,
                                      "mean_in_flight": 1.0, "tokens_per_s": 4.0}}
-    assert replica_utilisation([], since=0.0) == {"window_s": 0.0, "replicas": {}}
+    assert replica_utilisation([]) == {"window_s": 0.0, "replicas": {}}
