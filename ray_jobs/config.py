@@ -138,6 +138,7 @@ class ServingConfig(_Strict):
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1,
                                                  description="default 0.9 on GPU, 0.1 (of host RAM) on CPU")
     enable_prefix_caching: bool = True
+    engine_metrics: bool = Field(True, description="vLLM per-step stats in Ray's Prometheus endpoint (Grafana)")
     engine_kwargs: dict = Field(default_factory=dict, description="extra vLLM engine arguments")
     startup_timeout_s: float = Field(1200.0, gt=0)
     app_name: str | None = Field(None, description="attach to this running Serve app instead of starting one")

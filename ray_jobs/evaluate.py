@@ -49,6 +49,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-model-len", type=int)
     p.add_argument("--app-name", help="attach to a running Serve app instead of starting one")
     p.add_argument("--keep-serving", action="store_true", default=None)
+    p.add_argument("--engine-metrics", action=argparse.BooleanOptionalAction, default=None,
+                   help="vLLM engine metrics in Ray's Prometheus/Grafana (default: on)")
     p.add_argument("--address", help="Ray address; default: RAY_ADDRESS, else a new local Ray")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
@@ -58,7 +60,8 @@ def build_config(args: argparse.Namespace) -> config.EvalConfig:
     nested = {
         "model": {"model": args.model},
         "serving": {"replicas": args.replicas, "device": args.device, "max_model_len": args.max_model_len,
-                    "app_name": args.app_name, "keep_serving": args.keep_serving},
+                    "app_name": args.app_name, "keep_serving": args.keep_serving,
+                    "engine_metrics": args.engine_metrics},
         "sampling": {"temperature": args.temperature, "top_p": args.top_p, "max_tokens": args.max_tokens,
                      "seed": args.seed},
         "prompt": {"thinking": args.thinking, "mode": args.prompt_mode},

@@ -120,6 +120,9 @@ def generate(cfg: EvalConfig, app_name: str, deployment_name: str, shards: list[
     stats = {"requests": len(pending), "retried_requests": 0, "failed_requests": 0}
     started = time.perf_counter()
     replicas = max(1, cfg.serving.replicas)
+    # The bar above counts samples; Ray Data's own per-operator bars would repeat it in blocks and
+    # redraw on the driver, which shares the CPUs with CPU replicas.
+    ray.data.DataContext.get_current().enable_progress_bars = False
     for attempt in range(cfg.generation.max_retries + 1):
         if not pending:
             break

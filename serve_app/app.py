@@ -78,6 +78,8 @@ def engine_kwargs(model: ModelConfig, serving: ServingConfig, device: str) -> di
         kwargs["enforce_eager"] = True  # skips torch.compile warm-up: minutes of start-up on small CPUs
     if model.quantization:
         kwargs["quantization"] = model.quantization
+    if not serving.engine_metrics:
+        kwargs["disable_log_stats"] = True  # the engine core then skips its per-step stats too
     return {**kwargs, **serving.engine_kwargs}
 
 
@@ -88,6 +90,7 @@ def build_llm_config(model: ModelConfig, serving: ServingConfig, device: str, ma
         "model_loading_config": {"model_id": model.model_id, "model_source": model.model},
         "engine_kwargs": engine_kwargs(model, serving, device),
         "deployment_config": {"num_replicas": serving.replicas, "max_ongoing_requests": max_ongoing_requests},
+        "log_engine_metrics": serving.engine_metrics,
     }
     if device == "cpu":
         options["accelerator_config"] = {"kind": "cpu"}
