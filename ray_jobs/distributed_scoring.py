@@ -97,7 +97,9 @@ def score_shards(shards: list[Shard], results_dir: Path, dataset_name: str, suit
             for worker in pool:
                 while todo and sum(1 for w, _ in in_flight.values() if w is worker) < per_worker_depth:
                     shard = todo.popleft()
-                    in_flight[worker.score.remote(shard.items, suites)] = (worker, shard)
+                    # named per shard: the dashboard's task list then says which results file is in work
+                    call = worker.score.options(name=f"score shard-{shard.key} ({len(shard.items)} samples)")
+                    in_flight[call.remote(shard.items, suites)] = (worker, shard)
             done, _ = ray.wait(list(in_flight), num_returns=1)
             worker, shard = in_flight.pop(done[0])
             rows = ray.get(done[0])
