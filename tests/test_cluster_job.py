@@ -93,3 +93,10 @@ def test_ray_job_submit_runs_an_evaluation_to_succeeded(head_node, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["generation"]["samples"] == 4 and sum(summary["status_counts"]["base"].values()) == 4
     assert "Deleting app" in logs or "deleted" in logs.lower()  # the job removed its Serve app
+
+    # the dashboard's task list names each scoring call after the results file it wrote
+    listed = subprocess.run(["ray", "list", "tasks", "--address", address, "--limit", "10000", "--format", "json"],
+                            env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    named = {t["name"].split()[1] for t in json.loads(listed.stdout) if t["name"].startswith("score shard-")}
+    assert named == {p.stem for p in (out / "results").glob("shard-*.parquet")}
