@@ -144,6 +144,14 @@ class ServingConfig(_Strict):
     app_name: str | None = Field(None, description="attach to this running Serve app instead of starting one")
     keep_serving: bool = Field(False, description="leave the app running after the job, for reuse")
 
+    @model_validator(mode="after")
+    def _metrics_need_stats(self) -> "ServingConfig":
+        # Ray Serve LLM refuses the pair deep inside replica start-up; say it here, in config terms
+        if self.engine_metrics and self.engine_kwargs.get("disable_log_stats"):
+            raise ValueError("engine_kwargs.disable_log_stats turns off the stats that engine metrics export; "
+                             "set serving.engine_metrics: false (--no-engine-metrics) instead")
+        return self
+
 
 class SamplingConfig(_Strict):
     """None means: Qwen3's recommendation for the prompt's thinking mode."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ray_jobs.config import ModelConfig, ServingConfig
+from ray_jobs.config import ConfigError, EvalConfig, ModelConfig, ServingConfig, build
 from serve_app.app import build_llm_config, engine_kwargs
 
 
@@ -30,3 +30,12 @@ def test_user_engine_kwargs_win():
     serving = ServingConfig(engine_kwargs={"kv_cache_dtype": "fp8", "max_num_seqs": 64})
     kwargs = engine_kwargs(ModelConfig(), serving, "gpu")
     assert kwargs["kv_cache_dtype"] == "fp8" and kwargs["max_num_seqs"] == 64
+
+
+def test_stats_off_with_metrics_on_is_a_config_error_naming_the_fix(tmp_path):
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("serving:\n  engine_kwargs: {disable_log_stats: true}\n")
+    with pytest.raises(ConfigError, match=r"serving.*disable_log_stats.*--no-engine-metrics"):
+        build(EvalConfig, config_file, {"output_dir": tmp_path / "out"})
+    fixed = build(EvalConfig, config_file, {"output_dir": tmp_path / "out", "serving": {"engine_metrics": False}})
+    assert build_llm_config(fixed.model, fixed.serving, "cpu", 8).engine_kwargs["disable_log_stats"] is True
