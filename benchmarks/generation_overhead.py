@@ -92,6 +92,16 @@ def run_bare_in_child(args: argparse.Namespace) -> dict:
     return json.loads(lines[-1][5:])
 
 
+def shares(bare: dict, run: dict) -> dict[str, float]:
+    """`run`'s completions/s as a share of the baseline's (same completions, so a ratio of times)."""
+    return {
+        "share": bare["generation_s"] / run["generation_s"],
+        "e2e": (bare["start_s"] + bare["generation_s"]) / (run["start_s"] + run["generation_s"]),
+        # from the first request sent to the last answered: without the job's fixed dispatch start-up
+        "in_flight": bare["generation_s"] / run.get("requests_window_s", run["generation_s"]),
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", type=int, default=32)
@@ -120,21 +130,16 @@ def main() -> None:
           f"{args.max_tokens}, tiny Qwen3 on CPU vLLM, {os.cpu_count()} cores")
     print(f"{'':<34}{'start s':>9}{'gen s':>9}{'compl/s':>10}{'tokens/s':>10}{'share':>8}{'e2e share':>11}"
           f"{'in-flight share':>17}")
-    shares = {"share": [], "e2e": [], "in_flight": []}
+    medians = {"share": [], "e2e": [], "in_flight": []}
     for number, (bare, pipe) in enumerate(pairs, 1):
         for name, r in ((f"#{number} bare vLLM LLM.chat (baseline)", bare), (f"#{number} ray_jobs.evaluate, 1 replica", pipe)):
-            share = bare["generation_s"] / r["generation_s"]
-            e2e = (bare["start_s"] + bare["generation_s"]) / (r["start_s"] + r["generation_s"])
-            # from the first request sent to the last answered: without the job's fixed dispatch start-up
-            in_flight = bare["generation_s"] / r.get("requests_window_s", r["generation_s"])
+            share = shares(bare, r)
             print(f"{name:<34}{r['start_s']:>9.1f}{r['generation_s']:>9.1f}"
                   f"{r['completions'] / r['generation_s']:>10.1f}{r['tokens'] / r['generation_s']:>10.0f}"
-                  f"{share:>7.0%}{e2e:>10.0%}{in_flight:>16.0%}")
-        shares["share"].append(share)
-        shares["e2e"].append(e2e)
-        shares["in_flight"].append(in_flight)
-    print("median over pairs: " + ", ".join(f"{k} {statistics.median(v):.0%}" for k, v in shares.items()))
-
+                  f"{share['share']:>7.0%}{share['e2e']:>10.0%}{share['in_flight']:>16.0%}")
+        for key, value in shares(bare, pipe).items():
+            medians[key].append(value)
+    print("median over pairs: " + ", ".join(f"{k} {statistics.median(v):.0%}" for k, v in medians.items()))
 
 if __name__ == "__main__":
     main()
