@@ -1,6 +1,7 @@
 """Generation pipeline overhead: `ray_jobs.evaluate` vs bare vLLM `LLM.chat`, same prompts, n, max_tokens.
 
     .venv/bin/python benchmarks/generation_overhead.py [--tasks 32] [--n 8] [--max-tokens 128] [--repeat 3]
+        [--engine-niceness 0 15]
 
 Baseline: one vLLM engine in one process (`LLM.chat` on every task's messages at once), the
 best batching vLLM can do. Pipeline: `ray_jobs.evaluate` with one CPU vLLM replica behind Ray
@@ -34,13 +35,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def eval_config(model: Path, output_dir: Path, args: argparse.Namespace):
+def eval_config(model: Path, output_dir: Path, args: argparse.Namespace, engine_niceness: int = 0):
     from ray_jobs.config import EvalConfig
 
     return EvalConfig.model_validate({
         "output_dir": output_dir, "limit": args.tasks, "k": [1], "report": False, "scoring_workers": 1,
         "model": {"model": str(model)},
-        "serving": {"device": "cpu", "replicas": 1, "max_model_len": args.max_model_len},
+        "serving": {"device": "cpu", "replicas": 1, "max_model_len": args.max_model_len,
+                    "engine_niceness": engine_niceness},
         "sampling": {"seed": None, "max_tokens": args.max_tokens},
         "generation": {"num_samples": args.n, "chunk_size": args.n},
     })
@@ -71,11 +73,11 @@ def run_bare(model: Path, args: argparse.Namespace) -> dict:
             "tokens": sum(len(c.token_ids) for c in completions)}
 
 
-def run_pipeline(model: Path, args: argparse.Namespace) -> dict:
+def run_pipeline(model: Path, args: argparse.Namespace, engine_niceness: int) -> dict:
     from ray_jobs import evaluate
 
     with tempfile.TemporaryDirectory() as tmp:
-        summary = evaluate.run(eval_config(model, Path(tmp) / "run", args), progress=False)
+        summary = evaluate.run(eval_config(model, Path(tmp) / "run", args, engine_niceness), progress=False)
     gen = summary["generation"]
     return {"start_s": summary["timing"]["serve_start_s"], "generation_s": summary["timing"]["generation_s"],
             "requests_window_s": gen["replica_utilisation"]["window_s"],
@@ -111,6 +113,8 @@ def main() -> None:
     p.add_argument("--model-dir", type=Path, default=Path(".tiny-model"))
     p.add_argument("--repeat", type=int, default=1,
                    help="baseline/pipeline pairs, run alternately; shares are reported per pair and as the median")
+    p.add_argument("--engine-niceness", type=int, nargs="+", default=[0],
+                   help="run the pipeline once per value in each pair (serving.engine_niceness; Ray's worker default is 15)")
     p.add_argument("--bare-only", action="store_true", help=argparse.SUPPRESS)  # the baseline's child process
     args = p.parse_args()
     from ray_jobs.tiny_model import build
@@ -121,25 +125,32 @@ def main() -> None:
         return
     pairs = []
     for _ in range(args.repeat):
-        bare, pipe = run_bare_in_child(args), run_pipeline(model, args)
-        if pipe["completions"] != bare["completions"]:
-            sys.exit(f"pipeline returned {pipe['completions']} completions, baseline {bare['completions']}: void")
-        pairs.append((bare, pipe))
+        bare = run_bare_in_child(args)
+        pipes = {nice: run_pipeline(model, args, nice) for nice in args.engine_niceness}
+        for pipe in pipes.values():
+            if pipe["completions"] != bare["completions"]:
+                sys.exit(f"pipeline returned {pipe['completions']} completions, baseline {bare['completions']}: void")
+        pairs.append((bare, pipes))
 
     print(f"{args.tasks} tasks x n={args.n} = {pairs[0][0]['completions']} completions, max_tokens "
           f"{args.max_tokens}, tiny Qwen3 on CPU vLLM, {os.cpu_count()} cores")
     print(f"{'':<34}{'start s':>9}{'gen s':>9}{'compl/s':>10}{'tokens/s':>10}{'share':>8}{'e2e share':>11}"
           f"{'in-flight share':>17}")
-    medians = {"share": [], "e2e": [], "in_flight": []}
-    for number, (bare, pipe) in enumerate(pairs, 1):
-        for name, r in ((f"#{number} bare vLLM LLM.chat (baseline)", bare), (f"#{number} ray_jobs.evaluate, 1 replica", pipe)):
+    medians = {nice: {"share": [], "e2e": [], "in_flight": []} for nice in args.engine_niceness}
+    for number, (bare, pipes) in enumerate(pairs, 1):
+        rows = [(f"#{number} bare vLLM LLM.chat (baseline)", bare)]
+        rows += [(f"#{number} ray_jobs.evaluate, nice {nice}", pipe) for nice, pipe in pipes.items()]
+        for name, r in rows:
             share = shares(bare, r)
             print(f"{name:<34}{r['start_s']:>9.1f}{r['generation_s']:>9.1f}"
                   f"{r['completions'] / r['generation_s']:>10.1f}{r['tokens'] / r['generation_s']:>10.0f}"
                   f"{share['share']:>7.0%}{share['e2e']:>10.0%}{share['in_flight']:>16.0%}")
-        for key, value in shares(bare, pipe).items():
-            medians[key].append(value)
-    print("median over pairs: " + ", ".join(f"{k} {statistics.median(v):.0%}" for k, v in medians.items()))
+        for nice, pipe in pipes.items():
+            for key, value in shares(bare, pipe).items():
+                medians[nice][key].append(value)
+    for nice, values in medians.items():
+        print(f"median over pairs, engine niceness {nice}: "
+              + ", ".join(f"{k} {statistics.median(v):.0%}" for k, v in values.items()))
 
 if __name__ == "__main__":
     main()

@@ -139,6 +139,10 @@ class ServingConfig(_Strict):
                                                  description="default 0.9 on GPU, 0.1 (of host RAM) on CPU")
     enable_prefix_caching: bool = True
     engine_metrics: bool = Field(True, description="vLLM per-step stats in Ray's Prometheus endpoint (Grafana)")
+    engine_niceness: int = Field(
+        0, ge=0, le=19,
+        description="CPU niceness of the replicas and their vLLM engine processes. Ray starts workers at 15, "
+                    "below its own daemons and the driver; the engines are the job's hot path")
     engine_kwargs: dict = Field(default_factory=dict, description="extra vLLM engine arguments")
     startup_timeout_s: float = Field(1200.0, gt=0)
     app_name: str | None = Field(None, description="attach to this running Serve app instead of starting one")

@@ -91,6 +91,9 @@ def build_llm_config(model: ModelConfig, serving: ServingConfig, device: str, ma
         "engine_kwargs": engine_kwargs(model, serving, device),
         "deployment_config": {"num_replicas": serving.replicas, "max_ongoing_requests": max_ongoing_requests},
         "log_engine_metrics": serving.engine_metrics,
+        # Read by the replica's Ray worker as it starts: raising its niceness from the raylet's 0 needs
+        # no privileges, and the engine processes it spawns inherit it.
+        "runtime_env": {"env_vars": {"RAY_worker_niceness": str(serving.engine_niceness)}},
     }
     if device == "cpu":
         options["accelerator_config"] = {"kind": "cpu"}

@@ -75,6 +75,21 @@ def test_n_samples_per_task_arrive_from_both_replicas(tmp_path, vllm_app, tiny_m
     assert summary["generation"]["tokens_per_s"] > 0 and set(summary["timing"]) >= {"generation_s", "scoring_s"}
 
 
+def test_engines_run_at_the_configured_niceness_not_rays_worker_default(vllm_app):
+    import psutil
+
+    def processes(title: str) -> list[psutil.Process]:
+        return [p for p in psutil.process_iter(["cmdline"]) if title in " ".join(p.info["cmdline"] or [])]
+
+    replicas = processes(f"ServeReplica:{vllm_app.app_name}:")
+    assert len(replicas) == 2
+    engines = [p for replica in replicas for p in [replica, *replica.children(recursive=True)]]
+    assert len(engines) >= 6  # each replica, its EngineCore and its worker
+    assert {p.nice() for p in engines} == {ServingConfig().engine_niceness} == {0}
+    # the setting is what made the difference: Ray's own workers keep its default, 15
+    assert {p.nice() for p in processes("ray::ServeController")} == {15}
+
+
 def test_thinking_flag_changes_the_rendered_prompt(tmp_path, vllm_app, tiny_model):
     prompts = {}
     for thinking in (True, False):
