@@ -39,3 +39,11 @@ def test_stats_off_with_metrics_on_is_a_config_error_naming_the_fix(tmp_path):
         build(EvalConfig, config_file, {"output_dir": tmp_path / "out"})
     fixed = build(EvalConfig, config_file, {"output_dir": tmp_path / "out", "serving": {"engine_metrics": False}})
     assert build_llm_config(fixed.model, fixed.serving, "cpu", 8).engine_kwargs["disable_log_stats"] is True
+
+
+def test_engine_niceness_reaches_the_replicas_runtime_env(tmp_path):
+    llm_config = build_llm_config(ModelConfig(), ServingConfig(engine_niceness=5), "gpu", max_ongoing_requests=8)
+    assert llm_config.runtime_env["env_vars"]["RAY_worker_niceness"] == "5"
+    # lowering niceness below the raylet's would need privileges the replicas do not have
+    with pytest.raises(ConfigError, match=r"serving\.engine_niceness"):
+        build(EvalConfig, None, {"output_dir": tmp_path / "out", "serving": {"engine_niceness": -5}})
