@@ -83,6 +83,20 @@ def engine_kwargs(model: ModelConfig, serving: ServingConfig, device: str) -> di
     return {**kwargs, **serving.engine_kwargs}
 
 
+def replica_env_vars(serving: ServingConfig) -> dict[str, str]:
+    """The job's runtime_env env_vars (HF_TOKEN, HF_HOME, ...) plus the engines' niceness.
+
+    Ray Serve LLM replaces the job's env_vars with the LLMConfig's instead of merging them, and the
+    replicas are the Serve controller's children, not the job's: so the job's are copied here.
+    RAY_worker_niceness is read by the replica's Ray worker as it starts; raising its niceness from
+    the raylet's 0 needs no privileges, and the engine processes it spawns inherit it.
+    """
+    import ray
+
+    inherited = (ray.get_runtime_context().runtime_env.get("env_vars") or {}) if ray.is_initialized() else {}
+    return {**inherited, "RAY_worker_niceness": str(serving.engine_niceness)}
+
+
 def build_llm_config(model: ModelConfig, serving: ServingConfig, device: str, max_ongoing_requests: int):
     from ray.serve.llm import LLMConfig
 
@@ -91,9 +105,7 @@ def build_llm_config(model: ModelConfig, serving: ServingConfig, device: str, ma
         "engine_kwargs": engine_kwargs(model, serving, device),
         "deployment_config": {"num_replicas": serving.replicas, "max_ongoing_requests": max_ongoing_requests},
         "log_engine_metrics": serving.engine_metrics,
-        # Read by the replica's Ray worker as it starts: raising its niceness from the raylet's 0 needs
-        # no privileges, and the engine processes it spawns inherit it.
-        "runtime_env": {"env_vars": {"RAY_worker_niceness": str(serving.engine_niceness)}},
+        "runtime_env": {"env_vars": replica_env_vars(serving)},
     }
     if device == "cpu":
         options["accelerator_config"] = {"kind": "cpu"}
@@ -125,8 +137,8 @@ def _deployment_name(app_name: str) -> str:
 
 
 def wait_until_running(app_name: str, deadline_s: float, needs: dict[str, float]) -> None:
-    from ray import serve
     import ray
+    from ray import serve
 
     end = time.monotonic() + deadline_s
     last = None

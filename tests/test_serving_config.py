@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import pytest
 
 from ray_jobs.config import ConfigError, EvalConfig, ModelConfig, ServingConfig, build
 from serve_app.app import build_llm_config, engine_kwargs
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("device", ["cpu", "gpu"])
@@ -47,3 +56,26 @@ def test_engine_niceness_reaches_the_replicas_runtime_env(tmp_path):
     # lowering niceness below the raylet's would need privileges the replicas do not have
     with pytest.raises(ConfigError, match=r"serving\.engine_niceness"):
         build(EvalConfig, None, {"output_dir": tmp_path / "out", "serving": {"engine_niceness": -5}})
+
+
+@pytest.mark.ray
+def test_replicas_keep_the_jobs_env_vars_beside_the_niceness(tmp_path):
+    """`ray job submit --runtime-env-json '{"env_vars": {"HF_TOKEN": ...}}'` must still reach the
+    replicas: Ray Serve LLM would replace the job's env_vars with the LLMConfig's."""
+    script = tmp_path / "options.py"
+    script.write_text(textwrap.dedent("""
+        import json, ray
+        ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="ERROR",
+                 runtime_env={"env_vars": {"HF_TOKEN": "secret", "HF_HOME": "/models"}})
+        from ray_jobs.config import ModelConfig, ServingConfig
+        from serve_app.app import build_llm_config
+        from serve_app.tagged_server import TaggedLLMServer
+        config = build_llm_config(ModelConfig(), ServingConfig(engine_niceness=3), "cpu", 8)
+        options = TaggedLLMServer.get_deployment_options(config)
+        print("ENV " + json.dumps(options["ray_actor_options"]["runtime_env"]["env_vars"]))
+    """))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=REPO, check=False,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    lines = [line for line in out.stdout.splitlines() if line.startswith("ENV ")]
+    assert lines, out.stderr[-3000:]
+    assert json.loads(lines[-1][4:]) == {"HF_TOKEN": "secret", "HF_HOME": "/models", "RAY_worker_niceness": "3"}
