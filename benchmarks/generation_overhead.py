@@ -152,5 +152,6 @@ def main() -> None:
         print(f"median over pairs, engine niceness {nice}: "
               + ", ".join(f"{k} {statistics.median(v):.0%}" for k, v in values.items()))
 
+
 if __name__ == "__main__":
     main()
