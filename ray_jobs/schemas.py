@@ -23,8 +23,13 @@ RESULTS = pa.schema(
         # passed rows only: time spent in the tests, and the canonical solution's on the same inputs
         pa.field("runtime_s", pa.float64()),
         pa.field("canonical_runtime_s", pa.float64()),
+        # v3: the sample's CPU time, its load-independent time (wall minus waiting for a CPU: what
+        # the limit is compared to), and the largest share of a time limit one test used
+        pa.field("cpu_s", pa.float64()),
+        pa.field("effective_s", pa.float64()),
+        pa.field("limit_share", pa.float64()),
     ],
-    metadata={"ray_humaneval.dataset": "results", "ray_humaneval.schema_version": "2"},
+    metadata={"ray_humaneval.dataset": "results", "ray_humaneval.schema_version": "3"},
 )
 
 GENERATIONS = pa.schema(

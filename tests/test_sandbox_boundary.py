@@ -1,0 +1,248 @@
+"""The sandbox boundary, probed from inside the way an attacker would, while the scorer runs as
+root (as it does here, in CI and in most containers).
+
+Every probe is harmless to the machine it runs on: files are opened for writing and closed without
+writing, kernel objects are created only where creation must fail, and memory is searched, never
+changed. Each test ends by scoring an innocent sample, which must still pass.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import pytest
+
+from ray_jobs.config import SandboxConfig
+from ray_jobs.sandbox.client import Sandbox
+from tests.sandbox_probe import GOOD, assert_worker_healthy, probe, run_base, run_plus
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the boundary a root-run scorer must hold")
+
+LIBC = "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    with Sandbox(SandboxConfig(timeout_s=3.0, memory_mb=1024)) as sb:
+        yield sb
+
+
+def test_every_layer_is_on(sandbox):
+    assert sandbox.layers and all(state == "on" for state in sandbox.layers.values()), sandbox.layers
+
+
+def test_samples_never_hold_host_root(sandbox):
+    out = probe(sandbox, "say('uid', os.getuid(), os.geteuid(), os.getgid())\n"
+                         "say('map', open('/proc/self/uid_map').read().split())\n"
+                         "say('caps', [l.split()[1] for l in open('/proc/self/status') if l.startswith('Cap')])\n"
+                         "say('groups', os.getgroups())\n")
+    uid_line = next(line for line in out.splitlines() if line.startswith("uid"))
+    assert uid_line.split()[1:] != ["0", "0", "0"]
+    mapping = eval(next(line for line in out.splitlines() if line.startswith("map"))[4:])
+    outside = mapping[1::3]  # inside, outside, count triples
+    assert outside and "0" not in outside, mapping
+    caps = eval(next(line for line in out.splitlines() if line.startswith("caps"))[5:])
+    assert all(int(c, 16) == 0 for c in caps), caps  # CapInh, CapPrm, CapEff, CapBnd, CapAmb all empty
+
+
+@pytest.mark.parametrize("path", [
+    "/proc/sys/kernel/core_pattern", "/proc/sys/kernel/hostname", "/proc/sys/kernel/shmmax",
+    "/proc/sys/kernel/randomize_va_space", "/proc/sys/kernel/pid_max", "/proc/sys/vm/overcommit_memory",
+    "/proc/sysrq-trigger",
+])
+def test_kernel_tunables_cannot_be_opened_for_writing(sandbox, path):
+    out = probe(sandbox, f"try:\n    fd = os.open({path!r}, os.O_WRONLY)\n    os.close(fd)\n    say('WRITABLE')\n"
+                         "except OSError as e:\n    say('refused', e.errno)\n")
+    assert "WRITABLE" not in out and "refused" in out
+
+
+@pytest.mark.parametrize("path", ["/dev/kvm", "/dev/loop0", "/dev/loop-control", "/dev/mem", "/dev/sda",
+                                  "/dev/vda", "/dev/fuse", "/etc/shadow", "/etc/gshadow", "/proc/kcore"])
+def test_device_nodes_and_secrets_do_not_open(sandbox, path):
+    out = probe(sandbox, f"for mode in (os.O_RDONLY, os.O_WRONLY):\n    try:\n        os.close(os.open({path!r}, mode))\n"
+                         "        say('OPENED')\n    except OSError as e:\n        say('refused', e.errno)\n")
+    assert "OPENED" not in out
+
+
+def test_only_the_allowed_tree_is_visible(sandbox):
+    repo = Path(__file__).resolve().parents[1]
+    shared = (repo.parent / "shared").resolve()
+    # the path to the allowed packages exists (here, .venv inside the repo), nothing else of the repo
+    out = probe(sandbox, f"say('top', sorted(os.listdir('/')))\n"
+                         f"say('repo', sorted(os.listdir({str(repo)!r})))\n"
+                         f"for p in ({str(repo / 'ray_jobs')!r}, {str(repo / 'README.md')!r}, {str(shared)!r}, '/home',"
+                         " '/root/.cache', '/tmp/ray', '/var', '/run', '/sys', '/etc/shadow', '/dev/shm/x', '/mnt'):\n"
+                         "    say('exists', p, os.path.exists(p))\n"
+                         "say('etc', sorted(os.listdir('/etc')))\n"
+                         "say('dev', sorted(os.listdir('/dev')))\n")
+    assert all(line.endswith("False") for line in out.splitlines() if line.startswith("exists")), out
+    repo_view = eval(next(line for line in out.splitlines() if line.startswith("repo"))[5:])
+    assert set(repo_view) <= {".venv"}, repo_view
+    top = eval(next(line for line in out.splitlines() if line.startswith("top"))[4:])
+    assert not {"home", "var", "run", "sys", "mnt", "srv", "opt", "boot"} & set(top), top
+    etc = eval(next(line for line in out.splitlines() if line.startswith("etc"))[4:])
+    assert set(etc) <= {"group", "hosts", "ld.so.cache", "localtime", "passwd"}, etc
+    dev = eval(next(line for line in out.splitlines() if line.startswith("dev"))[4:])
+    assert set(dev) <= {"null", "zero", "full", "random", "urandom", "fd", "stdin", "stdout", "stderr", "shm"}
+
+
+def test_no_dataset_copy_is_readable_anywhere(sandbox):
+    """Walk everything the sample can see but /proc: no HumanEval or MBPP data file, no oracle cache."""
+    verdict, outcome = run_base(sandbox, "import os\nhits = []\n"
+                                "for root, dirs, files in os.walk('/'):\n"
+                                "    if root == '/':\n"
+                                "        dirs.remove('proc')\n"
+                                "    hits += [os.path.join(root, f) for f in files if f.endswith(('.jsonl', '.jsonl.gz'))\n"
+                                "             or any(k in f.lower() for k in ('humaneval', 'mbpp', 'groundtruth'))]\n"
+                                "os.write(1, repr(hits).encode())\n" + GOOD, time_limit=60.0)
+    assert verdict.passed, verdict
+    assert outcome.stdout == "[]", outcome.stdout
+
+
+def test_no_io_uring_bpf_keyring_ptrace_or_namespaces(sandbox):
+    # x86-64 syscall numbers: io_uring_setup 425, bpf 321, userfaultfd 323, perf_event_open 298,
+    # add_key 248, keyctl 250, ptrace 101, unshare 272, setns 308, mount 165, memfd_secret 447
+    calls = {"io_uring_setup": (425, 8, 0), "bpf": (321, 0, 0, 0), "userfaultfd": (323, 0),
+             "perf_event_open": (298, 0, 0, -1, -1, 0), "add_key": (248, b"user", b"k", b"v", 1, -3),
+             "keyctl": (250, 0, -3, 0), "ptrace": (101, 16, 1, 0, 0), "unshare": (272, 0x10000000),
+             "unshare_net": (272, 0x40000000), "mount": (165, b"none", b"/tmp", b"tmpfs", 0, 0)}
+    code = LIBC + "import platform\nsay('arch', platform.machine())\n"
+    for name, args in calls.items():
+        code += (f"r = libc.syscall({', '.join(map(repr, args))})\n"
+                 f"say({name!r}, r, ctypes.get_errno())\n")
+    out = probe(sandbox, code)
+    if "x86_64" not in out:
+        pytest.skip("syscall numbers above are x86-64's")
+    for name in calls:
+        line = next(line for line in out.splitlines() if line.startswith(name + " "))
+        assert line.split()[1] == "-1", line  # every one refused
+
+
+def test_no_sysv_ipc_or_message_queue_survives(sandbox):
+    code = LIBC + ("say('shmget', libc.shmget(0x5eed, 4096, 0o1666), ctypes.get_errno())\n"
+                   "say('msgget', libc.msgget(0x5eed, 0o1666), ctypes.get_errno())\n"
+                   "say('semget', libc.semget(0x5eed, 1, 0o1666), ctypes.get_errno())\n")
+    out = probe(sandbox, code)
+    assert all(line.split()[1] == "-1" for line in out.splitlines()), out
+    out = probe(sandbox, "for kind in ('shm', 'msg', 'sem'):\n    say(kind, open('/proc/sysvipc/' + kind).read().splitlines()[1:])\n")
+    assert out.count("[]") == 3, out
+    assert_worker_healthy(sandbox)
+
+
+def test_files_of_an_earlier_sample_are_gone(sandbox):
+    marker = "rhe-" + secrets.token_hex(6)
+    probe(sandbox, f"open('/tmp/{marker}', 'w').write('x')\nos.makedirs('/tmp/d/' * 50)\n"
+                   f"open('/dev/shm/{marker}', 'w').write('y')\nopen('{marker}-cwd', 'w').write('z')\n")
+    out = probe(sandbox, "say('tmp', sorted(os.listdir('/tmp')), os.listdir('.'))\n")
+    assert marker not in out and "tmp [] []" in out
+
+
+def test_a_full_tmp_does_not_fail_the_next_sample(sandbox):
+    verdict, _ = run_base(sandbox, "with open('/tmp/fill', 'wb') as f:\n    while True:\n        f.write(b'x' * (1 << 20))\n")
+    assert not verdict.passed  # ENOSPC or EFBIG
+    out = probe(sandbox, "open('/tmp/after', 'w').write('x' * 1000)\nsay('written', os.path.getsize('/tmp/after'))\n")
+    assert "written 1000" in out
+
+
+def _memory_hits(sandbox: Sandbox, hexed: str, planted: str = "") -> tuple[int, int]:
+    """(str objects holding the needle twice over, copies of it in the heap and anonymous memory):
+    the needle is built at run time, so this program's own text does not hold it. Memory is read
+    in place (ctypes): where a forked server's leftovers would live."""
+    out = probe(sandbox, "import gc, ctypes\n"
+                         f"one = bytes.fromhex({hexed!r}).decode()\n"
+                         f"target = one + one\n{planted}\n"
+                         "def strings(o):\n"
+                         "    items = [*o.keys(), *o.values()] if isinstance(o, dict) else o if isinstance(o, (list, tuple)) else ()\n"
+                         "    return [v for v in items if isinstance(v, str) and v is not target]\n"
+                         "objects = sum(1 for o in gc.get_objects() for v in strings(o) if target in v)\n"
+                         "needle, copies = target.encode(), 0\n"
+                         "for line in open('/proc/self/maps').read().splitlines():\n"
+                         "    fields = line.split()\n"
+                         "    if 'r' not in fields[1] or (len(fields) > 5 and not fields[5].startswith('[heap')):\n"
+                         "        continue\n"
+                         "    start, end = (int(x, 16) for x in fields[0].split('-'))\n"
+                         "    copies += ctypes.string_at(start, end - start).count(needle)\n"
+                         "say('found', objects, copies)\n")
+    objects, copies = out.split("found")[1].split()
+    return int(objects), int(copies)
+
+
+def test_no_memory_of_an_earlier_sample_or_of_the_server(sandbox):
+    """A wrong sample scans its whole address space for an earlier sample's program and values:
+    gc.get_objects() found a peer's right answer in the old design, which forked samples from a
+    server that held the whole batch."""
+    secret = "rhe-peer-" + secrets.token_hex(8)
+    hexed = secret.encode().hex()
+    # the scanner works: planted in its own memory, three times over, it is found
+    planted_objects, planted_copies = _memory_hits(sandbox, hexed, planted="keep = [one * 3]")
+    assert planted_objects >= 1 and planted_copies >= 3
+    run_base(sandbox, f"PEER_ANSWER = {secret!r} * 3\n" + GOOD)
+    run_plus(sandbox, f"PEER_ANSWER = {secret!r} * 3\n" + GOOD)
+    objects, copies = _memory_hits(sandbox, hexed)
+    assert objects == 0
+    assert copies <= 2  # its own two: `target` and its encoded bytes
+    out = probe(sandbox, "try:\n    os.pread(os.open('/proc/1/mem', os.O_RDONLY), 16, 0x400000)\n    say('READ')\n"
+                         "except OSError as e:\n    say('refused', e.errno)\n")
+    assert "READ" not in out
+
+
+def test_pid_limit_holds_against_raising_it(sandbox):
+    code = ("import threading, time\n"
+            "try:\n    os.close(os.open('/proc/sys/kernel/pid_max', os.O_WRONLY))\n    say('pid_max WRITABLE')\n"
+            "except OSError:\n    pass\n"
+            "started = 0\nstop = threading.Event()\n"
+            "try:\n"
+            "    for _ in range(2000):\n"
+            "        threading.Thread(target=stop.wait, daemon=True).start()\n"
+            "        started += 1\n"
+            "except RuntimeError:\n    pass\n"
+            "stop.set()\nsay('threads', started)\n")
+    out = probe(sandbox, code)
+    assert "WRITABLE" not in out
+    started = int(out.split("threads")[1].split()[0])
+    assert started < sandbox.config.max_pids, out
+    assert_worker_healthy(sandbox)
+
+
+def test_memfd_memory_counts_against_the_limit(sandbox):
+    """memfd pages escape RLIMIT_AS (and RLIMIT_FSIZE bounds one file, not how many); the memory
+    cgroup counts them and kills the sample."""
+    code = ("import os\nchunk = b'x' * (15 << 20)\nfds = []\n"
+            "for _ in range(200):\n    fds.append(os.memfd_create('hog'))\n    os.write(fds[-1], chunk)\n")  # 3 GiB > 1 GiB
+    verdict, _ = run_base(sandbox, code + GOOD, time_limit=20.0)
+    assert verdict.status == "out_of_memory", verdict
+    assert_worker_healthy(sandbox)
+
+
+@pytest.mark.parametrize("attack", [
+    # a result line nested deep enough to make json.loads raise RecursionError in the worker
+    "os.write(3, b'E ' + b'[' * 200000 + b'\\n')\n",
+    "os.write(3, b'E {\"type\": ' * 100000 + b'\\n')\n",
+    # death by a real-time signal: signal.Signals(35) raises
+    LIBC + "libc.kill(libc.getpid(), 35)\n",
+    LIBC + "libc.kill(libc.getpid(), 64)\n",
+    # the whole pid namespace, the server's parent, and a stop signal to everything
+    LIBC + "libc.kill(-1, 9)\nlibc.kill(1, 9)\nlibc.kill(0, 19)\n",
+    # a flood of garbage on every fd it holds
+    "for fd in (1, 2, 3):\n    os.write(fd, os.urandom(1 << 16))\n",
+])
+def test_no_sample_stops_the_run(sandbox, attack):
+    verdict, _ = run_base(sandbox, "import os\n" + attack + "raise SystemExit(3)\n")
+    assert not verdict.passed
+    assert sandbox.proc.poll() is None  # the server lives
+    assert_worker_healthy(sandbox)
+
+
+def test_innocent_samples_after_a_series_of_attacks_all_pass():
+    attacks = [
+        "import os\nos.write(3, b'E ' + b'[' * 200000 + b'\\n')\n",
+        "import ctypes\nctypes.CDLL(None).kill(ctypes.CDLL(None).getpid(), 40)\n",
+        "open('/tmp/x', 'wb').write(b'x' * (200 << 20))\n",
+        "import ctypes\nfork = ctypes.CDLL(None).fork\nfor _ in range(400):\n    fork()\n",
+    ]
+    with Sandbox(SandboxConfig(timeout_s=3.0, memory_mb=1024)) as sb:
+        for attack in attacks:
+            run_base(sb, attack + GOOD)
+            assert_worker_healthy(sb)
