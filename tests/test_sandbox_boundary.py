@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from pathlib import Path
 
 import pytest
@@ -246,3 +247,76 @@ def test_innocent_samples_after_a_series_of_attacks_all_pass():
         for attack in attacks:
             run_base(sb, attack + GOOD)
             assert_worker_healthy(sb)
+
+
+# ---- found by an outside red team against the first version of this boundary -------------------
+
+def test_splice_from_a_socket_cannot_wedge_the_server(sandbox):
+    """splice() from an empty socket into the output pipe waits holding the pipe's lock: the
+    server's read of that pipe blocked forever, and the client with it. splice is refused now,
+    and every descendant is killed before the pipes are drained."""
+    attack = (LIBC + "import socket\na, b = socket.socketpair()\n"
+              "if libc.fork() == 0:\n    libc.splice(a.fileno(), None, 1, None, 65536, 0)\n    libc._exit(0)\n"
+              "os.write(1, b'splice %d' % libc.splice(a.fileno(), None, 3, None, 65536, 0))\n")
+    started = time.monotonic()
+    verdict, outcome = run_base(sandbox, "import os, time\n" + attack + GOOD)
+    assert time.monotonic() - started < 10
+    assert "splice -1" in outcome.stdout
+    assert_worker_healthy(sandbox)
+
+
+def test_named_sockets_cannot_be_made(sandbox):
+    out = probe(sandbox, "import socket\ns = socket.socket(socket.AF_UNIX)\n"
+                         "try:\n    s.bind('\\0rhe-rendezvous')\n    say('BOUND')\nexcept OSError as e:\n    say('refused', e.errno)\n"
+                         "a, b = socket.socketpair()\na.send(b'x')\nsay('pair', b.recv(1))\n")  # asyncio's self-pipe still works
+    assert "BOUND" not in out and "pair b'x'" in out
+
+
+def test_filling_tmp_with_empty_files_stops_at_its_inode_limit(sandbox):
+    """Empty files cost no blocks: without an inode cap they filled the memory cgroup with kernel
+    memory until the OOM killer took the server's host-side parent."""
+    out = probe(sandbox, "made = 0\ntry:\n    for i in range(100000):\n"
+                         "        os.close(os.open('/tmp/%x' % i, os.O_CREAT | os.O_WRONLY))\n        made += 1\n"
+                         "except OSError as e:\n    say('stopped', made, e.errno)\n")
+    assert "stopped" in out and int(out.split()[1]) < 20000
+    assert sandbox.restarts == 0
+    assert_worker_healthy(sandbox)
+
+
+def test_memory_in_flight_is_released_before_the_next_sample():
+    """memfds sent through a unix socket in a cycle outlive the sample until the kernel's socket
+    garbage collector runs; the next samples were OOM-killed while it was still charged."""
+    leave = ("import os, socket, array\nchunk = b'x' * (15 << 20)\nfds = []\n"
+             "for _ in range(40):\n    fds.append(os.memfd_create('hog'))\n    os.write(fds[-1], chunk)\n"
+             "a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+             "a.sendmsg([b'x'], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array('i', fds + [a.fileno(), b.fileno()]))])\n"
+             "b.sendmsg([b'y'], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array('i', [a.fileno(), b.fileno()]))])\n")
+    innocent = "_x = b'x' * (500 << 20)\n"
+    with Sandbox(SandboxConfig(timeout_s=3.0, memory_mb=1024)) as sb:
+        run_base(sb, leave + GOOD)
+        for _ in range(2):
+            verdict, _ = run_base(sb, innocent + GOOD)
+            assert verdict.passed, verdict
+
+
+def test_a_sample_cannot_fake_starvation_to_escape_its_deadline():
+    """A helper the sample starves itself (SCHED_IDLE, one CPU) made its wait the largest and the
+    first version credit it: the sample ran to the 10x backstop and was run again, twice."""
+    attack = ("import ctypes, signal\nlibc = ctypes.CDLL(None)\n"
+              "libc.sched_setaffinity(0, 8, ctypes.byref(ctypes.c_ulong(1)))\n"
+              "if libc.fork() == 0:\n    libc.sched_setscheduler(0, 5, ctypes.byref(ctypes.c_int(0)))\n"
+              "    while True:\n        pass\n"
+              "signal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True:\n    pass\n")
+    with Sandbox(SandboxConfig(timeout_s=0.5)) as sb:
+        started = time.monotonic()
+        verdict, outcome = run_base(sb, attack, time_limit=0.5)
+        assert verdict.status == "timeout" and verdict.error_type != "WallClockBackstop"
+        assert not outcome.backstop and time.monotonic() - started < 4
+
+
+def test_no_file_state_carries_over(sandbox):
+    """Inode numbers and timestamps of /tmp told a later sample what an earlier one did."""
+    probe(sandbox, "for i in range(500):\n    os.close(os.open('/tmp/%d' % i, os.O_CREAT | os.O_WRONLY))\n"
+                   "import ctypes\nlibc = ctypes.CDLL(None)\nfor i in range(500):\n    libc.unlink(b'/tmp/%d' % i)\n")
+    later = probe(sandbox, "os.close(os.open('/tmp/a', os.O_CREAT | os.O_WRONLY))\nsay('inode', os.stat('/tmp/a').st_ino)\n")
+    assert int(later.split("inode")[1].split()[0]) < 100  # a fresh tmpfs numbers its inodes from the start

@@ -111,3 +111,18 @@ def test_large_outputs_compare_by_digest():
     assert not plus_verdict(raw("H -\nD\n"), o).passed
     small = oracle([[1, 2]])
     assert plus_verdict(raw(f"H {equality_digest([1.0, 2])}\nD\n"), small).passed
+
+
+def test_numpy_scalar_outputs_follow_evalplus():
+    from ray_jobs.sandbox.codec import NumpyScalar
+
+    assert outputs_match(NumpyScalar(3), 3, [], "f", 0)  # np.int64(3) == 3
+    assert outputs_match(NumpyScalar(0.5), 0.5, [], "f", 0)  # exact
+    assert not outputs_match(NumpyScalar(0.1 + 0.2), 0.3, [], "f", 0)  # tolerance path: type(out) != float
+    assert outputs_match(0.1 + 0.2, 0.3, [], "f", 0)
+
+
+def test_a_wrong_answer_on_a_huge_integer_is_failed_not_crashed():
+    o = oracle([10 ** 5000])
+    verdict = plus_verdict(raw(outs(10 ** 5000 + 1) + "D\n"), o)
+    assert verdict.status == "failed" and "too large to show" in verdict.error_message

@@ -1,12 +1,15 @@
-"""A memory and a process-count cgroup per fork server, made by the (trusted) client.
+"""A memory and a process-count cgroup for one fork server's samples, made by the (trusted) client.
 
 RLIMIT_AS bounds a process's address space, not what it makes the kernel hold for it: memfd and
-shared-memory pages, tmpfs files, page tables of a fork storm. A memory cgroup counts all of it.
-One cgroup per server is enough because a server runs one sample at a time; the server's own
-memory was charged before it joined, so the limit is one sample's plus a margin. cgroup v2 is used
-where its controllers can be enabled, else the v1 hierarchies; where neither can be had (no
-privilege, a read-only /sys/fs/cgroup) the layer is reported off and seccomp refuses memfd_create
-instead (docs/threat_model.md).
+shared-memory pages, tmpfs files and inodes, page tables of a fork storm. A memory cgroup counts
+all of it. Only samples join it (each, first thing after its fork, through a handle the sandbox
+opened with the host identity): the server and its helpers stay outside, so running out of memory
+there kills a sample and never the server (a red-team finding against a first version that put
+the whole tree in one cgroup). One cgroup per server is enough, since a server runs one sample at a
+time and waits for the last one's memory to be released before the next. cgroup v2 is used where
+its controllers can be enabled, else the v1 hierarchies; where neither can be had (no privilege,
+a read-only /sys/fs/cgroup) the layer is reported off and seccomp refuses memfd_create instead
+(docs/threat_model.md).
 """
 
 from __future__ import annotations
@@ -14,18 +17,68 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import time
 import uuid
 from dataclasses import dataclass, field
 
-SERVER_MARGIN_MB = 256  # the server's own new allocations (forks' page tables, buffers)
+RELEASED_BYTES = 32 << 20  # what a finished sample may still hold while the next one starts
+RELEASE_WAIT_S = 2.0  # how long the server waits for the kernel to free more (sockets in flight)
 
 
 @dataclass
-class ServerCgroups:
-    dirs: list[tuple[str, str]] = field(default_factory=list)  # (layer, dir): the server joins each
+class SampleCgroups:
+    dirs: list[tuple[str, str]] = field(default_factory=list)  # (layer, dir): every sample joins each
     memory_events: str | None = None  # where the kernel counts OOM kills ("oom_kill N")
+    memory_usage: str | None = None  # current usage in bytes
     layers: dict[str, str] = field(default_factory=dict)  # why a cgroup could not be made
+
+
+@dataclass
+class Handles:
+    """Opened with the host identity before the sandbox's own takes over; used from inside."""
+
+    join: list[int] = field(default_factory=list)  # cgroup.procs of each: a sample writes "0"
+    events: int | None = None
+    usage: int | None = None
+
+    def join_self(self) -> None:
+        for fd in self.join:
+            os.write(fd, b"0")
+
+    def usage_bytes(self) -> int:
+        return _read_int(self.usage) or 0
+
+    def wait_until_released(self) -> None:
+        """A sample's memory can outlive it (memfds sent in a cycle through a unix socket stay
+        charged until the kernel's socket garbage collector runs, and nothing runs it until a unix
+        socket is closed): the next sample must not start short of its limit."""
+        if self.usage is None or self.usage_bytes() < RELEASED_BYTES:
+            return
+        for end in socket.socketpair():  # closing one schedules the collector
+            end.close()
+        end = time.monotonic() + RELEASE_WAIT_S
+        while self.usage_bytes() >= RELEASED_BYTES and time.monotonic() < end:
+            time.sleep(0.01)
+
+
+def open_handles(cgroups: SampleCgroups) -> Handles:
+    handles = Handles()
+    for _, path in dict.fromkeys(cgroups.dirs):
+        handles.join.append(os.open(f"{path}/cgroup.procs", os.O_WRONLY))
+    for name, path in (("events", cgroups.memory_events), ("usage", cgroups.memory_usage)):
+        if path:
+            setattr(handles, name, os.open(path, os.O_RDONLY))
+    return handles
+
+
+def _read_int(fd: int | None) -> int | None:
+    if fd is None:
+        return None
+    try:
+        return int(os.pread(fd, 64, 0).split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _mounts() -> list[tuple[str, str, set[str]]]:
@@ -80,10 +133,10 @@ def _v1_child(mounts, own, controller: str) -> str:
     return child
 
 
-def create(memory_mb: int, max_pids: int) -> ServerCgroups:
+def create(memory_mb: int, max_pids: int) -> SampleCgroups:
     """Make the cgroups; every failure becomes an "off" layer with its reason, never an error."""
-    result = ServerCgroups()
-    limit = str((memory_mb + SERVER_MARGIN_MB) * 1024 * 1024)
+    result = SampleCgroups()
+    limit = str(memory_mb * 1024 * 1024)
     try:
         mounts, own = _mounts(), _own_paths()
     except OSError as exc:
@@ -96,7 +149,7 @@ def create(memory_mb: int, max_pids: int) -> ServerCgroups:
     else:
         if _configure(child, {"memory.max": limit, "pids.max": str(max_pids)}, {"memory.swap.max": "0"}):
             result.dirs += [("memory_cgroup", child), ("pids_cgroup", child)]
-            result.memory_events = f"{child}/memory.events"
+            result.memory_events, result.memory_usage = f"{child}/memory.events", f"{child}/memory.current"
             return result
         v2_error = OSError(f"cannot set limits in {child}")
     v1 = {"memory": ("memory_cgroup", {"memory.limit_in_bytes": limit}, {"memory.memsw.limit_in_bytes": limit}),
@@ -112,7 +165,7 @@ def create(memory_mb: int, max_pids: int) -> ServerCgroups:
             continue
         result.dirs.append((layer, child))
         if controller == "memory":
-            result.memory_events = f"{child}/memory.oom_control"
+            result.memory_events, result.memory_usage = f"{child}/memory.oom_control", f"{child}/memory.usage_in_bytes"
     return result
 
 
@@ -149,7 +202,7 @@ def oom_kills(events_fd: int | None) -> int:
     return 0
 
 
-def remove(cgroups: ServerCgroups, deadline_s: float = 5.0) -> None:
+def remove(cgroups: SampleCgroups, deadline_s: float = 5.0) -> None:
     """Kill anything left in them, then remove the directories (the kernel refuses while a process
     or a zombie is still inside, so retry briefly)."""
     end = time.monotonic() + deadline_s

@@ -116,11 +116,10 @@ def run_outputs(job: OutputsJob, inputs: list, fd: int) -> None:
     except BaseException as exc:
         report_exception(fd, exc, "run")
         return
-    waits = loadclock.WaitCounter()  # each input's limit counts from its own start
     total, share = 0.0, 0.0
     for index, args in enumerate(inputs):
         limit = job.time_limits[index]
-        loadclock.arm(limit, guard.TimeoutException, waits)
+        loadclock.arm(limit, guard.TimeoutException, per_test=True)
         try:
             output = candidate(*args)
         except guard.TimeoutException:

@@ -11,6 +11,7 @@ import pickle
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _HEADER_LIMIT = 1 << 16
 _F_SETPIPE_SZ = 1031
+_ANSWER_MARGIN_S = 30.0
 
 # Numeric libraries spawn a thread per core; a sample gets one core's worth.
 _THREAD_PINS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
@@ -73,7 +75,7 @@ def warn_degraded(layers: dict[str, str]) -> None:
             log.warning("SANDBOX DEGRADED: layer %r is %s", name, state)
 
 
-def server_settings(config: SandboxConfig, made: cgroups.ServerCgroups) -> ServerSettings:
+def server_settings(config: SandboxConfig, made: cgroups.SampleCgroups) -> ServerSettings:
     return ServerSettings(
         parent_pid=os.getpid(), namespaces=config.namespaces, sandbox_uid=config.sandbox_uid,
         memory_mb=config.memory_mb, file_mb=config.file_mb, max_open_files=config.max_open_files,
@@ -81,7 +83,7 @@ def server_settings(config: SandboxConfig, made: cgroups.ServerCgroups) -> Serve
         result_cap_bytes=config.result_cap_bytes, wall_backstop_factor=config.wall_backstop_factor,
         visible_paths=tuple(str(Path(p).resolve()) for p in config.extra_paths),
         site_packages=tuple(config.site_packages), preload=tuple(config.preload),
-        cgroups=tuple(made.dirs), memory_events=made.memory_events,
+        cgroups=made,
     )
 
 
@@ -91,7 +93,7 @@ class Sandbox:
     def __init__(self, config: SandboxConfig):
         self.config = config
         self.proc: subprocess.Popen | None = None
-        self.cgroups = cgroups.ServerCgroups()
+        self.cgroups = cgroups.SampleCgroups()
         self.layers: dict[str, str] = {}
         self._loaded_inputs: set[str] = set()
         self._inputs: dict[str, list] = {}
@@ -130,7 +132,7 @@ class Sandbox:
                 self.proc.wait()
             self.proc = None
         cgroups.remove(self.cgroups)
-        self.cgroups = cgroups.ServerCgroups()
+        self.cgroups = cgroups.SampleCgroups()
 
     def __enter__(self) -> "Sandbox":
         self.start()
@@ -168,7 +170,7 @@ class Sandbox:
             writer.start()
             for position, i in enumerate(sent):
                 try:
-                    outcome = self._read_outcome(jobs[i].id)
+                    outcome = self._read_outcome(jobs[i])
                 except ProtocolError as exc:  # the sample in flight took the server down
                     log.warning("sandbox fork server failed (%s); respawning it", exc)
                     self.proc.kill()
@@ -176,7 +178,7 @@ class Sandbox:
                     done[i] = Outcome(id=jobs[i].id, signal="SIGKILL", worker_died=True)
                     todo += sent[position + 1:]
                     break
-                if outcome.backstop and reruns[i] < self.config.backstop_retries:
+                if outcome.backstop and reruns[i] < self.config.backstop_retries and _starved(outcome):
                     reruns[i] += 1
                     log.warning("sample %d was starved past the wall-clock backstop; running it again", jobs[i].id)
                     todo.append(i)
@@ -206,9 +208,19 @@ class Sandbox:
         except (BrokenPipeError, OSError):  # the server died: the reader sees it and resends
             pass
 
-    def _read_outcome(self, job_id: int) -> Outcome:
-        outcome = read_outcome(self.proc.stdout.fileno(), job_id, _HEADER_LIMIT, self.config.result_cap_bytes,
-                               self.config.stdout_cap_bytes)
+    def _read_outcome(self, job: Job) -> Outcome:
+        """The server answers within the backstop; past it plus a margin, something holds it in
+        the kernel, and the client gives up on it (the last line of defence: no sample can make
+        a scoring worker wait forever)."""
+        deadline = time.monotonic() + job.deadline * self.config.wall_backstop_factor + _ANSWER_MARGIN_S
+        outcome = read_outcome(self.proc.stdout.fileno(), job.id, _HEADER_LIMIT, self.config.result_cap_bytes,
+                               self.config.stdout_cap_bytes, deadline)
         if outcome is None:
             raise ProtocolError("the fork server died")
         return outcome
+
+
+def _starved(outcome: Outcome) -> bool:
+    """Stopped by the backstop while using little CPU: the machine starved it, so it gets another
+    run. One that used its CPU share (a red team's sample faking starvation) does not."""
+    return outcome.cpu_s < 0.5 * outcome.wall_s

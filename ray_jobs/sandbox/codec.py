@@ -2,18 +2,18 @@
 
 Only exact builtin types are encoded (``type(v) is int``, never a subclass), so an object with a
 forged ``__eq__`` cannot reach the comparison: it is rejected inside the sample's own process.
-The wire form is JSON in which every JSON object is a type tag, so decoding can never build
-anything but plain builtin values.
+numpy's own scalar types (np.int64, np.float64, np.bool_, np.str_; never a subclass a sample
+defines) travel as their builtin values, because EvalPlus compares them with `==` and passes
+them; at the top level they keep a tag, because EvalPlus's tolerance path also requires
+`type(out) == type(expected)`, which a numpy scalar fails. The wire form is JSON in which every
+JSON object is a type tag, so decoding can never build anything but plain builtin values.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-
-# Results of HumanEval tasks include big integers (e.g. fib); the default 4300-digit cap would
-# turn a correct answer into an encoding error.
-sys.set_int_max_str_digits(0)
+from typing import NamedTuple
 
 
 class UnencodableValue(TypeError):
@@ -23,6 +23,21 @@ class UnencodableValue(TypeError):
 # int -> decimal str is quadratic in the digit count (seconds for HumanEval/83's plus outputs);
 # hex is linear. No float exceeds 2**1024, so int/float equality is unaffected by the switch.
 _BIG_INT_BITS = 1024
+
+
+class NumpyScalar(NamedTuple):
+    """A decoded top-level output that was a numpy scalar: its builtin value."""
+
+    value: object
+
+
+def _numpy_scalar(value):
+    """The builtin value of a scalar of numpy's own types; None for anything else."""
+    numpy = sys.modules.get("numpy")
+    if numpy is None or type(value).__module__ != "numpy" or not isinstance(value, numpy.generic):
+        return None
+    plain = value.item()
+    return plain if type(plain) in (bool, int, float, complex, str, bytes) else None
 
 
 def _to_wire(value):
@@ -45,13 +60,19 @@ def _to_wire(value):
         return {"b": value.hex()}
     if kind is complex:
         return {"c": [value.real, value.imag]}
+    plain = _numpy_scalar(value)
+    if plain is not None:
+        return _to_wire(plain)
     raise UnencodableValue(kind.__name__)
 
 
 def encode(value) -> str:
-    """Encode one value; raises UnencodableValue for anything but exact builtin types."""
+    """Encode one value; raises UnencodableValue for anything but exact builtin types (and numpy's
+    scalars)."""
     try:
-        return json.dumps(_to_wire(value), separators=(",", ":"))
+        plain = _numpy_scalar(value)
+        wire = {"n": _to_wire(plain)} if plain is not None else _to_wire(value)
+        return json.dumps(wire, separators=(",", ":"))
     except RecursionError as exc:
         raise UnencodableValue("nesting too deep") from exc
 
@@ -82,8 +103,12 @@ def _from_wire(node):
 
 
 def decode(text: str):
-    """Inverse of encode. Raises ValueError on anything malformed."""
-    return _from_wire(json.loads(text))
+    """Inverse of encode (a top-level numpy scalar comes back as NumpyScalar). Raises ValueError on
+    anything malformed."""
+    node = json.loads(text)
+    if isinstance(node, dict) and len(node) == 1 and "n" in node:
+        return NumpyScalar(_from_wire(node["n"]))
+    return _from_wire(node)
 
 
 # Outputs whose encoding exceeds this are compared by digest instead of being shipped whole:
@@ -94,6 +119,9 @@ DIGEST_THRESHOLD_CHARS = 64 * 1024
 def _equality_form(value):
     """A form in which values that compare equal with == map to the same JSON (1 == 1.0 == True,
     {1, 2} == frozenset({2, 1}), dict order ignored), while list != tuple stays distinct."""
+    plain = _numpy_scalar(value)
+    if plain is not None:
+        value = plain
     kind = type(value)
     if kind is bool:
         return int(value)

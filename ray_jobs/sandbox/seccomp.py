@@ -5,8 +5,8 @@ Default allow, with denials for the kernel surface a HumanEval-style program nev
 attacker uses to reach past the namespaces: io_uring (it creates sockets past a socket() rule),
 bpf, userfaultfd, perf events, keyrings, ptrace and cross-process memory access, namespace calls
 (unshare, setns, clone into a namespace) and the new mount API, pivot_root, kexec, reboot and
-module loading, SysV IPC and POSIX message queues (they outlive the process), and sockets of any
-family but AF_UNIX. Calls of other architectures (int 0x80, x32) are killed by libseccomp's
+module loading, SysV IPC and POSIX message queues (they outlive the process), splice and its
+kin, named sockets, and sockets of any family but AF_UNIX. Calls of other architectures (int 0x80, x32) are killed by libseccomp's
 architecture check. mount(2) and umount2(2) stay allowed: the server swaps a used /tmp for a
 fresh tmpfs with them. A sample cannot use them: it holds no capability, and the only way to one,
 a new user namespace, is denied here.
@@ -39,6 +39,12 @@ DENIED = (
     "swapon", "swapoff", "acct", "quotactl", "syslog", "vhangup", "iopl", "ioperm",
     "sethostname", "setdomainname", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
     "shmget", "msgget", "semget", "mq_open",
+    # splice from a socket into a pipe waits for data holding the pipe's lock, which wedged the
+    # server's read of a sample's output (red team); sendfile and tee/vmsplice share the machinery
+    "splice", "tee", "vmsplice", "sendfile",
+    # no named sockets: a bound socket passed around in flight outlives its sample, a rendezvous
+    # for the next one (socketpair, which asyncio uses, needs neither)
+    "bind", "listen",
 )
 
 

@@ -150,9 +150,9 @@ class _Capture:
 
 class ForkServer:
     def __init__(self, settings: ServerSettings, layers: isolation.LayerReport, sample_uid: int | None,
-                 events_fd: int | None, fd_in: int, fd_out: int):
+                 handles: cgroups.Handles, fd_in: int, fd_out: int):
         self.settings, self.layers = settings, layers
-        self.sample_uid, self.events_fd = sample_uid, events_fd
+        self.sample_uid, self.cgroups = sample_uid, handles
         self.fd_in, self.fd_out = fd_in, fd_out
         self.inputs: dict[str, list] = {}
         self.is_pid1 = os.getpid() == 1
@@ -163,9 +163,8 @@ class ForkServer:
         self.job = _lazy_zeros(MAX_JOB_BYTES, inherited=True)  # the sample reads its job from here
         self.result = _Capture(settings.result_cap_bytes)
         self.output = _Capture(settings.stdout_cap_bytes)
-        self.oom_score = _open_oom_score()
         self.limits = isolation.SampleLimits(settings.memory_mb, settings.max_open_files)
-        self.oom_count = cgroups.oom_kills(events_fd)
+        self.oom_count = cgroups.oom_kills(handles.events)
 
     # -- one sample (runs in the forked child) ------------------------------------------------
     def _sample_main(self, job_size: int, res_w: int, out_w: int) -> None:
@@ -173,6 +172,7 @@ class ForkServer:
         once (seccomp, the guard, the capability bounding set, the SIGALRM handler, the working
         directory) the server did before the first fork."""
         try:
+            self.cgroups.join_self()  # before anything else: all it allocates counts there
             job = decode_job(memoryview(self.job)[:job_size])
             # Park the pipe ends above the standard fds first: either may currently be fd 1..3.
             os.dup2(res_w, _PARKED_RESULT_FD)
@@ -202,31 +202,33 @@ class ForkServer:
 
     # -- one sample (the server's side) -------------------------------------------------------
     def run_one(self, deadline: float, job_size: int) -> Outcome:
+        self.cgroups.wait_until_released()
         res_r, res_w = os.pipe()
         out_r, out_w = os.pipe()
         cpu_before = _children_cpu_s()
-        _set_oom_score(self.oom_score, b"1000")  # the sample forks as the memory cgroup's victim
         pid = _fork()
         if pid == 0:
             os.close(res_r)
             os.close(out_r)
             self._sample_main(job_size, res_w, out_w)
-        _set_oom_score(self.oom_score, b"-1000")
         os.close(res_w)
         os.close(out_w)
-        clock = loadclock.SampleClock(None if self.is_pid1 else [pid], enabled=self.timing)
-        timed_out, backstop = self._watch(pid, deadline, clock, {res_r: self.result, out_r: self.output})
-        wall = clock.wall()
-        # read while it is a zombie: its wait goes with it when reaped
-        effective = max(0.0, wall - max(clock.wait_s, loadclock.process_wait_s(pid))) if self.timing else wall
+        clock = loadclock.SampleClock(pid, namespace=self.is_pid1, enabled=self.timing)
+        captures = {res_r: self.result, out_r: self.output}
+        timed_out, backstop = self._watch(pid, deadline, clock, captures)
+        # while it is a zombie (its wait goes with it when reaped); its CPU is all in its own counts
+        wall, effective = clock.wall(), clock.effective(whole_tree=False)
         _, status = os.waitpid(pid, 0)
+        # every descendant dies before the pipes are drained: one sleeping in the kernel with a
+        # pipe's lock held would otherwise block the read (red team: splice from a socket)
         self._kill_descendants()
+        _drain(captures)
         # the next sample must not find this job; zeroed only now, when no fork shares the page
         # any more (writing it earlier would copy it first)
         _forget(self.job, job_size)
         os.close(res_r)
         os.close(out_r)
-        self._clear_workdir()
+        self._fresh_workdir()
         killed = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
         return Outcome(
             id=-1, timed_out=timed_out, backstop=backstop,
@@ -239,7 +241,7 @@ class ForkServer:
 
     def _oom_killed(self) -> bool:
         """Did the memory cgroup's OOM killer strike since last asked (only asked after a SIGKILL)?"""
-        count = cgroups.oom_kills(self.events_fd)
+        count = cgroups.oom_kills(self.cgroups.events)
         struck, self.oom_count = count > self.oom_count, count
         return struck
 
@@ -275,13 +277,6 @@ class ForkServer:
                         poller.unregister(fd)
         finally:
             os.close(pidfd)
-        for fd, capture in captures.items():  # what was written before exit is still in the pipes
-            os.set_blocking(fd, False)
-            try:
-                while capture.read_from(fd):
-                    pass
-            except BlockingIOError:
-                pass
         return timed_out, backstop
 
     def _kill_descendants(self) -> None:
@@ -321,18 +316,13 @@ class ForkServer:
         gc.collect()
         gc.freeze()
 
-    def _clear_workdir(self) -> None:
-        """Nothing a sample wrote may be seen by the next one. Listing is ~2 µs; only a sample that
-        left something pays for a fresh tmpfs (~20 µs)."""
-        try:
-            if not os.listdir(self.workdir):
-                return
-        except OSError:
-            pass
+    def _fresh_workdir(self) -> None:
+        """Nothing a sample wrote may be seen by the next one, not even inode numbers or
+        timestamps: a new tmpfs every time (~20 µs)."""
         if self.own_scratch:
             rootfs.reset_scratch(self.settings.scratch_mb)
             _chdir(self.workdir)  # onto the new tmpfs
-        else:  # no mount namespace (tests, degraded hosts): a new directory per dirty sample
+        elif os.listdir(self.workdir):  # no mount namespace (tests, degraded hosts): a new directory
             self.workdir = tempfile.mkdtemp(prefix="rhe-sample-")
             _chdir(self.workdir)
 
@@ -362,20 +352,14 @@ class ForkServer:
                 return
 
 
-def _open_oom_score() -> int | None:
-    """Opened while the server is still dumpable, so its own /proc file is its own to write."""
-    try:
-        return os.open("/proc/self/oom_score_adj", os.O_WRONLY)
-    except OSError:
-        return None
-
-
-def _set_oom_score(fd: int | None, value: bytes) -> None:
-    """Raising is always allowed, and lowering back down to the -1000 that host root set at start."""
-    if fd is not None:
+def _drain(captures: dict[int, _Capture]) -> None:
+    """What was written before the sample's end is still in the pipes."""
+    for fd, capture in captures.items():
+        os.set_blocking(fd, False)
         try:
-            os.pwrite(fd, value, 0)
-        except OSError:
+            while capture.read_from(fd):
+                pass
+        except BlockingIOError:
             pass
 
 
@@ -424,14 +408,16 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def enter_sandbox(settings: ServerSettings, layout: rootfs.MountPlan, report: isolation.LayerReport) -> int | None:
-    """Create the namespaces and return in the process that becomes the server. Returns the uid
-    samples switch to, or None where the caller has only its own uid to run them as."""
+def enter_sandbox(settings: ServerSettings, layout: rootfs.MountPlan,
+                  report: isolation.LayerReport) -> tuple[int | None, cgroups.Handles]:
+    """Create the namespaces and return in the process that becomes the server: the uid samples
+    switch to (None where the caller has only its own uid to run them as), and the handles on
+    the samples' cgroups."""
     root = os.geteuid() == 0
     if not settings.namespaces:
         for name in ("user_namespace", *_NAMESPACES):
             report.off(name, "disabled by configuration")
-        return _identity(report, root, userns=False, uid=settings.sandbox_uid)
+        return _identity(report, root, userns=False, uid=settings.sandbox_uid), _open_cgroups(settings, report)
     to_c_r, to_c_w = os.pipe()
     to_p_r, to_p_w = os.pipe()
     parent = os.getpid()
@@ -452,6 +438,7 @@ def enter_sandbox(settings: ServerSettings, layout: rootfs.MountPlan, report: is
     os.close(to_p_r)
     os.close(to_c_w)
     userns = _enter_user_namespace(root, to_p_w, to_c_r, report)
+    handles = _open_cgroups(settings, report)  # before the cgroup namespace, with the host's uid
     unshared = _unshare_namespaces(report)
     # Still the host identity (the namespace root is not yet ours): open the root's sources now,
     # in this mount namespace, which the server's bind mounts require of them.
@@ -470,7 +457,7 @@ def enter_sandbox(settings: ServerSettings, layout: rootfs.MountPlan, report: is
         # getppid() is 0 across the namespace boundary, so no check that C still lives: if it died
         # first, the client closes our stdin and serve() ends at end of file.
         isolation.prctl(isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
-    return _identity(report, root, userns, settings.sandbox_uid)
+    return _identity(report, root, userns, settings.sandbox_uid), handles
 
 
 def _enter_user_namespace(root: bool, to_p: int, from_p: int, report: isolation.LayerReport) -> bool:
@@ -521,28 +508,37 @@ def _identity(report: isolation.LayerReport, root: bool, userns: bool, uid: int)
     return None
 
 
-def _join_cgroups(settings: ServerSettings, report: isolation.LayerReport) -> int | None:
-    """Move this process (and so every later fork) into the client's cgroups; returns an fd on
-    the memory cgroup's OOM counter."""
-    for layer, path in settings.cgroups:
+def _open_cgroups(settings: ServerSettings, report: isolation.LayerReport) -> cgroups.Handles:
+    """Handles on the samples' cgroups, opened while this process still has the host identity
+    that the cgroup files' owner has (the server and its samples will not)."""
+    try:
+        return cgroups.open_handles(settings.cgroups)
+    except OSError as exc:
+        for layer, _ in settings.cgroups.dirs:
+            report.off(layer, f"cannot open {exc.filename}: {exc.strerror}")
+        return cgroups.Handles()
+
+
+def _check_cgroups(handles: cgroups.Handles, settings: ServerSettings, report: isolation.LayerReport) -> None:
+    """A trial sample joins them: only then is a cgroup layer on."""
+    if not handles.join:
+        return
+    pid = _fork()
+    if pid == 0:
         try:
-            isolation.write_file(f"{path}/cgroup.procs", str(os.getpid()))
+            handles.join_self()
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    joined = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    for layer, _ in settings.cgroups.dirs:
+        if joined:
             report.on(layer)
-        except OSError as exc:
-            report.off(layer, exc)
-    if settings.memory_events is None or not report.is_on("memory_cgroup"):
-        return None
-    try:
-        return os.open(settings.memory_events, os.O_RDONLY)
-    except OSError:
-        return None
-
-
-def _protect_server() -> None:
-    try:
-        isolation.write_file("/proc/self/oom_score_adj", "-1000")  # root only; samples go to +1000
-    except OSError:
-        pass
+        else:
+            report.off(layer, "a sample cannot join it")
+    if not joined:
+        handles.join, handles.events, handles.usage = [], None, None
 
 
 def _build_root(settings: ServerSettings, layout: rootfs.MountPlan, report: isolation.LayerReport) -> None:
@@ -591,15 +587,13 @@ def main() -> None:
     settings: ServerSettings = pickle.loads(read_frame(fd_in))
     _die_with_parent(settings.parent_pid)
     report = isolation.LayerReport()
-    events_fd = _join_cgroups(settings, report)
-    _protect_server()
     sys.dont_write_bytecode = True
     # Everything samples fork with is loaded now, with the host identity: the sandbox's own could
     # not read an interpreter under /root, and the allow-listed root has no project files.
     for name in _WARM_MODULES:
         __import__(name)
     layout = rootfs.plan(settings.visible_paths, settings.site_packages)
-    sample_uid = enter_sandbox(settings, layout, report)
+    sample_uid, handles = enter_sandbox(settings, layout, report)
     if not report.is_on("pid_namespace"):
         try:
             isolation.prctl(isolation.PR_SET_CHILD_SUBREAPER, 1)
@@ -612,7 +606,8 @@ def main() -> None:
         report.on("load_independent_time")
     else:
         report.off("load_independent_time", "no /proc/thread-self/schedstat (kernel without CONFIG_SCHED_INFO)")
-    server = ForkServer(settings, report, sample_uid, events_fd, fd_in, fd_out)
+    _check_cgroups(handles, settings, report)
+    server = ForkServer(settings, report, sample_uid, handles, fd_in, fd_out)
     isolation.limit_server(settings.file_mb)
     _lock_down(report)
     _warm_up()

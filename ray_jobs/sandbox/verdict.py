@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ray_jobs.sandbox.codec import NEVER_EQUAL, decode, equality_digest
+from ray_jobs.sandbox.codec import NEVER_EQUAL, NumpyScalar, decode, equality_digest
 from ray_jobs.sandbox.protocol import Outcome
 
 STATUSES = ("passed", "failed", "error", "syntax_error", "timeout", "out_of_memory", "crashed", "empty")
@@ -145,6 +145,9 @@ def _is_floats(x) -> bool:
 
 def outputs_match(out, expected, args: list, entry_point: str, atol: float) -> bool:
     """EvalPlus's comparison (evalplus/eval/__init__.py, unsafe_execute), on decoded builtins."""
+    numpy_scalar = isinstance(out, NumpyScalar)
+    if numpy_scalar:
+        out = out.value
     try:
         if entry_point == "find_zero":
             return abs(_poly(*args, out)) <= atol
@@ -152,7 +155,7 @@ def outputs_match(out, expected, args: list, entry_point: str, atol: float) -> b
         if atol == 0 and _is_floats(expected):
             atol = 1e-6
         if not exact and atol != 0:
-            if type(out) is not type(expected):
+            if numpy_scalar or type(out) is not type(expected):  # EvalPlus: assert type(out) == type(exp)
                 return False
             if isinstance(expected, (list, tuple)) and len(out) != len(expected):
                 return False
@@ -163,7 +166,10 @@ def outputs_match(out, expected, args: list, entry_point: str, atol: float) -> b
 
 
 def _short(value) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an int past Python's 4300-digit conversion limit
+        return f"<{type(value).__name__} too large to show>"
     return text if len(text) <= 120 else text[:117] + "..."
 
 

