@@ -36,7 +36,7 @@ class Shard:
     items: list[ScoreItem]
 
 
-MIN_SHARDS = 32  # a small job still spreads over a node's scoring workers
+MIN_SHARDS = 8  # a small job still spreads over a node's scoring workers
 
 
 def make_shards(items: list[ScoreItem], shard_size: int, salt: str) -> list[Shard]:

@@ -22,7 +22,7 @@ from ray_jobs import atomic, cli, config, schemas
 from ray_jobs.datasets import DATASETS, load_dataset, task_sort_key
 from ray_jobs.generation import group_into_shards, plan_requests
 from ray_jobs.scoring import ScoreItem
-from ray_jobs.summary import sandbox_section, suite_metrics
+from ray_jobs.summary import sandbox_section, suite_metrics, time_limit_metrics
 from ray_jobs.utilisation import replica_utilisation
 
 log = logging.getLogger("ray_jobs.evaluate")
@@ -193,6 +193,7 @@ def summarize(cfg, dataset, task_ids, generations, results, gen_stats, score_sta
         "suites": list(dataset.suites),
         "pass_at_k": passk,
         "status_counts": counts,
+        "time_limits": time_limit_metrics(results, dataset.suites),
         "generation": generation_metrics(generations, gen_stats),
         "scoring": {"samples_per_s": round(score_stats["samples_scored"] / score_stats["scoring_wall_s"], 1)
                     if score_stats["scoring_wall_s"] else None, "shards_resumed": score_stats["shards_skipped"]},

@@ -17,7 +17,7 @@ from ray_jobs.datasets import DATASETS, Dataset, load_dataset
 from ray_jobs.extract import extract_completion
 from ray_jobs.samples_io import read_rows, to_samples, write_samples_with_results
 from ray_jobs.scoring import ScoreItem
-from ray_jobs.summary import sandbox_section, suite_metrics
+from ray_jobs.summary import sandbox_section, suite_metrics, time_limit_metrics
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m ray_jobs.score", description=__doc__,
@@ -107,6 +107,7 @@ def summarize(cfg, dataset: Dataset, samples, results, stats: dict, started: flo
         "suites": list(dataset.suites),
         "pass_at_k": passk,
         "status_counts": counts,
+        "time_limits": time_limit_metrics(results, dataset.suites),
         "timing": {
             "total_wall_s": round(time.perf_counter() - started, 3),
             "scoring_wall_s": round(wall, 3),

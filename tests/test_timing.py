@@ -53,3 +53,17 @@ def test_results_record_cpu_and_load_independent_time(tmp_path, ray_local, oracl
     assert burn_s[-1] >= 0.6 * LIMIT * 0.9  # the 0.6 s burn is counted as CPU time
     shares = sorted(r["limit_share"] for r in results)
     assert 0.5 < shares[-1] < 1.0  # the largest share of the limit used, near 0.6
+
+
+@pytest.mark.ray
+def test_summary_counts_samples_near_the_limit(tmp_path, ray_local, oracle_cache):
+    near = dict(mixed_set(LIMIT)[0])  # a CPU burn, made to use 85% of the limit
+    near["completion"] = near["completion"].replace("< 0.08", "< 0.85")
+    rows = mixed_set(LIMIT) + [near]
+    samples = write_samples(tmp_path / "samples.jsonl", rows)
+    _ours(samples, tmp_path / "out", oracle_cache)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    limits = summary["time_limits"]["base"]
+    assert limits["timeouts"] == 3  # the long sleep, the loop, the blocked wait
+    assert limits["near_limit"] == 1  # the 85% burn; the next largest uses 60%
+    assert limits["cpu_s"] > 1.5

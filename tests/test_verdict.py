@@ -5,7 +5,7 @@ import pytest
 from ray_jobs.groundtruth import TaskOracle
 from ray_jobs.sandbox.codec import encode, equality_digest
 from ray_jobs.sandbox.protocol import Outcome
-from ray_jobs.sandbox.server import signal_name
+from ray_jobs.sandbox.protocol import signal_name
 from ray_jobs.sandbox.verdict import base_verdict, outputs_match, plus_verdict
 
 

@@ -30,7 +30,7 @@ RELEASE_WAIT_S = 2.0  # how long the server waits for the kernel to free more (s
 class SampleCgroups:
     dirs: list[tuple[str, str]] = field(default_factory=list)  # (layer, dir): every sample joins each
     memory_events: str | None = None  # where the kernel counts OOM kills ("oom_kill N")
-    memory_usage: str | None = None  # current usage in bytes
+    memory_stat: str | None = None  # memory.stat: usage by kind
     layers: dict[str, str] = field(default_factory=dict)  # why a cgroup could not be made
 
 
@@ -40,25 +40,37 @@ class Handles:
 
     join: list[int] = field(default_factory=list)  # cgroup.procs of each: a sample writes "0"
     events: int | None = None
-    usage: int | None = None
+    stat: int | None = None
 
     def join_self(self) -> None:
         for fd in self.join:
             os.write(fd, b"0")
 
-    def usage_bytes(self) -> int:
-        return _read_int(self.usage) or 0
+    def held_bytes(self) -> int:
+        """Memory the kernel cannot reclaim on its own: anonymous and shared-memory pages. (All of
+        it would count reclaimable caches too: a sample's 400,000 failed file lookups left
+        76 MiB of them, and every later sample waited for nothing; red team.)"""
+        if self.stat is None:
+            return 0
+        try:
+            text = os.pread(self.stat, 16384, 0).decode()
+        except OSError:
+            return 0
+        fields = dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
+        names = ("total_rss", "total_shmem") if "total_rss" in fields else ("anon", "shmem")  # v1, else v2
+        return sum(int(fields.get(name, 0)) for name in names)
 
     def wait_until_released(self) -> None:
-        """A sample's memory can outlive it (memfds sent in a cycle through a unix socket stay
-        charged until the kernel's socket garbage collector runs, and nothing runs it until a unix
-        socket is closed): the next sample must not start short of its limit."""
-        if self.usage is None or self.usage_bytes() < RELEASED_BYTES:
+        """A sample's memory can outlive it (files in flight in a unix socket stay charged until
+        the kernel's socket garbage collector runs, which only closing a unix socket schedules;
+        samples can no longer send descriptors, so this is the second line): the next sample must
+        not start short of its limit."""
+        if self.stat is None or self.held_bytes() < RELEASED_BYTES:
             return
         for end in socket.socketpair():  # closing one schedules the collector
             end.close()
         end = time.monotonic() + RELEASE_WAIT_S
-        while self.usage_bytes() >= RELEASED_BYTES and time.monotonic() < end:
+        while self.held_bytes() >= RELEASED_BYTES and time.monotonic() < end:
             time.sleep(0.01)
 
 
@@ -66,7 +78,7 @@ def open_handles(cgroups: SampleCgroups) -> Handles:
     handles = Handles()
     for _, path in dict.fromkeys(cgroups.dirs):
         handles.join.append(os.open(f"{path}/cgroup.procs", os.O_WRONLY))
-    for name, path in (("events", cgroups.memory_events), ("usage", cgroups.memory_usage)):
+    for name, path in (("events", cgroups.memory_events), ("stat", cgroups.memory_stat)):
         if path:
             setattr(handles, name, os.open(path, os.O_RDONLY))
     return handles
@@ -149,7 +161,7 @@ def create(memory_mb: int, max_pids: int) -> SampleCgroups:
     else:
         if _configure(child, {"memory.max": limit, "pids.max": str(max_pids)}, {"memory.swap.max": "0"}):
             result.dirs += [("memory_cgroup", child), ("pids_cgroup", child)]
-            result.memory_events, result.memory_usage = f"{child}/memory.events", f"{child}/memory.current"
+            result.memory_events, result.memory_stat = f"{child}/memory.events", f"{child}/memory.stat"
             return result
         v2_error = OSError(f"cannot set limits in {child}")
     v1 = {"memory": ("memory_cgroup", {"memory.limit_in_bytes": limit}, {"memory.memsw.limit_in_bytes": limit}),
@@ -165,7 +177,7 @@ def create(memory_mb: int, max_pids: int) -> SampleCgroups:
             continue
         result.dirs.append((layer, child))
         if controller == "memory":
-            result.memory_events, result.memory_usage = f"{child}/memory.oom_control", f"{child}/memory.usage_in_bytes"
+            result.memory_events, result.memory_stat = f"{child}/memory.oom_control", f"{child}/memory.stat"
     return result
 
 

@@ -38,7 +38,7 @@ from ray_jobs.sandbox.protocol import (
 log = logging.getLogger(__name__)
 
 _PROJECT_ROOT = Path(__file__).resolve().parents[2]
-_HEADER_LIMIT = 1 << 16
+_READY_LIMIT = 1 << 16
 _F_SETPIPE_SZ = 1031
 _ANSWER_MARGIN_S = 30.0
 
@@ -109,7 +109,7 @@ class Sandbox:
         # room for a shard's worth of requests: the writer thread is then done at once
         fcntl.fcntl(self.proc.stdin.fileno(), _F_SETPIPE_SZ, 1 << 20)
         write_frame(self.proc.stdin.fileno(), pickle.dumps(server_settings(self.config, self.cgroups)))
-        ready = read_frame(self.proc.stdout.fileno(), _HEADER_LIMIT)
+        ready = read_frame(self.proc.stdout.fileno(), _READY_LIMIT)
         if ready is None:
             code = self.proc.wait()
             self.close()
@@ -213,7 +213,7 @@ class Sandbox:
         the kernel, and the client gives up on it (the last line of defence: no sample can make
         a scoring worker wait forever)."""
         deadline = time.monotonic() + job.deadline * self.config.wall_backstop_factor + _ANSWER_MARGIN_S
-        outcome = read_outcome(self.proc.stdout.fileno(), job.id, _HEADER_LIMIT, self.config.result_cap_bytes,
+        outcome = read_outcome(self.proc.stdout.fileno(), job.id, self.config.result_cap_bytes,
                                self.config.stdout_cap_bytes, deadline)
         if outcome is None:
             raise ProtocolError("the fork server died")

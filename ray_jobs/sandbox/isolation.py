@@ -183,11 +183,15 @@ def _clamped(which: int, value: int) -> tuple[int, int]:
     return value, value
 
 
+SIGNALS_PENDING = 256  # queued signals and POSIX timers: a per-user budget the kernel shares out
+
+
 def limit_server(file_mb: int) -> None:
     """The rlimits every sample shares, set once on the server (which stays well inside them):
     samples inherit them with the fork."""
     resource.setrlimit(resource.RLIMIT_FSIZE, _clamped(resource.RLIMIT_FSIZE, file_mb * 1024 * 1024))
     resource.setrlimit(resource.RLIMIT_CORE, _clamped(resource.RLIMIT_CORE, 0))
+    resource.setrlimit(resource.RLIMIT_SIGPENDING, _clamped(resource.RLIMIT_SIGPENDING, SIGNALS_PENDING))
 
 
 class SampleLimits:

@@ -23,6 +23,7 @@ under-reports a single thread's wait by a third on 2 cores.
 
 from __future__ import annotations
 
+import mmap
 import os
 import signal
 import time
@@ -54,10 +55,36 @@ def _schedstat(path: str) -> tuple[float, float]:
     return (int(fields[0]) / 1e9, int(fields[1]) / 1e9) if len(fields) >= 2 else (0.0, 0.0)
 
 
+_private: list = [None]  # a buffer forks do not inherit, for files that hold sample-chosen text
+
+
+def _numbers_after_name(path: str) -> list[bytes]:
+    """The fields of /proc/<pid>/stat after the process name, read so that the name (which a
+    sample chooses) never becomes an object in the server's memory, where every later sample
+    would inherit it (red team: a covert channel between cooperating samples)."""
+    if _private[0] is None:
+        _private[0] = mmap.mmap(-1, 4096, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        _private[0].madvise(mmap.MADV_DONTFORK)
+    buffer = _private[0]
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return []
+    try:
+        size = os.readv(fd, [buffer])
+    except OSError:
+        return []
+    finally:
+        os.close(fd)
+    start = buffer.rfind(b")", 0, size) + 2
+    fields = buffer[start:size].split() if start > 1 else []
+    buffer[:size] = bytes(size)
+    return fields
+
+
 def _process_cpu(pid: int | str) -> tuple[float, int]:
     """(CPU seconds of the process, all its threads and its reaped children; its policy)."""
-    text = _read(f"/proc/{pid}/stat")
-    fields = text[text.rfind(b")") + 2:].split()
+    fields = _numbers_after_name(f"/proc/{pid}/stat")
     if len(fields) < 39:
         return 0.0, 0
     return sum(int(v) for v in fields[11:15]) / _TICK, int(fields[38])

@@ -6,9 +6,9 @@ deadline (so the server can watch the sample without looking at the job) followe
 job, which only the forked sample process decodes: the server never holds a program in its own
 memory, so no later sample can find one there.
 
-Server -> client frames: a 4-byte length and a payload. The server shares a kernel view with
-hostile code, so the client never unpickles what it sends: the ready message and each outcome's
-header are JSON, and an outcome's result-pipe and stdout bytes follow as two raw frames.
+Server -> client: the server shares a kernel view with hostile code, so the client never
+unpickles what it sends: the ready message is a JSON frame (a 4-byte length and a payload), each
+outcome a fixed binary header followed by the raw result-pipe and stdout bytes.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import marshal
 import os
 import re
 import select
+import signal
 import struct
 import time
 from dataclasses import dataclass, field
@@ -201,47 +202,55 @@ class Outcome:
     worker_died: bool = False  # the sample took the server down with it
 
 
-_OUTCOME_TYPES: dict[str, tuple[type, ...]] = {
-    "id": (int,), "timed_out": (bool,), "backstop": (bool,), "exit_code": (int, type(None)),
-    "signal": (str, type(None)), "oom_killed": (bool,), "wall_s": (int, float), "effective_s": (int, float),
-    "cpu_s": (int, float), "result_truncated": (bool,), "stdout_bytes": (int,), "worker_died": (bool,),
-}
-OUTCOME_HEADER = struct.Struct(">III")  # lengths of the JSON header, the result bytes, the stdout bytes
+# An outcome on the wire: a fixed binary header (no parser for the client to trust), then the
+# result-pipe and stdout bytes. Flags, exit code (-1: killed), signal number (0: none), the three
+# times, stdout bytes seen, and the lengths of the two byte strings that follow.
+OUTCOME_HEADER = struct.Struct(">BiidddQII")
+_TIMED_OUT, _BACKSTOP, _OOM_KILLED, _TRUNCATED = 1, 2, 4, 8
 
 
-def write_outcome(fd: int, outcome: Outcome, result: memoryview, stdout: memoryview) -> None:
-    """One frame, one system call: lengths, then the JSON header, then the two pipes' bytes."""
-    header = json.dumps({name: getattr(outcome, name) for name in _OUTCOME_TYPES if name != "id"}).encode()
-    parts = [OUTCOME_HEADER.pack(len(header), len(result), len(stdout)), header, result, stdout]
+def write_outcome(fd: int, outcome: Outcome, signal_number: int, result: memoryview, stdout: memoryview) -> None:
+    """One frame, one system call (where the pipe has room)."""
+    flags = (_TIMED_OUT * outcome.timed_out | _BACKSTOP * outcome.backstop | _OOM_KILLED * outcome.oom_killed
+             | _TRUNCATED * outcome.result_truncated)
+    exit_code = -1 if outcome.exit_code is None else outcome.exit_code
+    header = OUTCOME_HEADER.pack(flags, exit_code, signal_number, outcome.wall_s, outcome.effective_s, outcome.cpu_s,
+                                 outcome.stdout_bytes, len(result), len(stdout))
+    parts = [header, result, stdout]
     total, written = sum(len(p) for p in parts), os.writev(fd, parts)
     if written < total:  # a partial write (large outputs): finish the rest in order
         write_all(fd, b"".join(bytes(p) for p in parts)[written:])
 
 
-def read_outcome(fd: int, job_id: int, header_limit: int, result_limit: int, stdout_limit: int,
+def signal_name(number: int) -> str:
+    """Any signal number, real-time ones included (signal.Signals(35) raises)."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        rtmin = getattr(signal, "SIGRTMIN", 34)
+        return f"SIGRTMIN+{number - rtmin}" if number >= rtmin else f"SIG{number}"
+
+
+def read_outcome(fd: int, job_id: int, result_limit: int, stdout_limit: int,
                  deadline: float | None = None) -> Outcome | None:
     """The next outcome (that of job `job_id`: the server answers in order and never learns ids);
-    None at end of file. Strict: anything but the expected fields, types and sizes raises
-    ProtocolError, and so does silence past `deadline`."""
-    lengths = read_exact(fd, OUTCOME_HEADER.size, deadline)
-    if lengths is None:
+    None at end of file. Sizes past the limits, or silence past `deadline`, raise ProtocolError."""
+    header = read_exact(fd, OUTCOME_HEADER.size, deadline)
+    if header is None:
         return None
-    sizes = OUTCOME_HEADER.unpack(lengths)
-    if any(size > limit for size, limit in zip(sizes, (header_limit, result_limit, stdout_limit))):
-        raise ProtocolError(f"outcome parts of {sizes} bytes exceed the limits")
-    body = read_exact(fd, sum(sizes), deadline)
+    flags, exit_code, signal_number, wall, effective, cpu, stdout_bytes, result_len, stdout_len = \
+        OUTCOME_HEADER.unpack(header)
+    if result_len > result_limit or stdout_len > stdout_limit:
+        raise ProtocolError(f"outcome parts of {result_len} and {stdout_len} bytes exceed the limits")
+    body = read_exact(fd, result_len + stdout_len, deadline)
     if body is None:
         return None
-    try:
-        data = json.loads(body[:sizes[0]])
-        values = {name: data[name] for name in _OUTCOME_TYPES if name != "id"}
-    except (ValueError, KeyError, TypeError, RecursionError) as exc:
-        raise ProtocolError(f"malformed outcome header: {exc}") from None
-    for name, value in values.items():
-        if not isinstance(value, _OUTCOME_TYPES[name]):
-            raise ProtocolError(f"outcome field {name!r} has type {type(value).__name__}")
-    return Outcome(job_id, **values, result=body[sizes[0]:sizes[0] + sizes[1]].decode("utf-8", "replace"),
-                   stdout=body[sizes[0] + sizes[1]:].decode("utf-8", "replace"))
+    return Outcome(job_id, timed_out=bool(flags & _TIMED_OUT), backstop=bool(flags & _BACKSTOP),
+                   exit_code=None if exit_code < 0 else exit_code,
+                   signal=signal_name(signal_number) if signal_number else None,
+                   oom_killed=bool(flags & _OOM_KILLED), wall_s=wall, effective_s=effective, cpu_s=cpu,
+                   result=body[:result_len].decode("utf-8", "replace"), result_truncated=bool(flags & _TRUNCATED),
+                   stdout=body[result_len:].decode("utf-8", "replace"), stdout_bytes=stdout_bytes)
 
 
 @dataclass(frozen=True)

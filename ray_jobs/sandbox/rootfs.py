@@ -19,6 +19,7 @@ import importlib.util
 import os
 import sys
 import sysconfig
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,7 @@ from ray_jobs.sandbox.isolation import (
 )
 
 SCRATCH = "/tmp"
+STAGING = "/dev/shm"  # a directory that exists almost everywhere and is no source's ancestor
 DEVICES = ("null", "zero", "full", "random", "urandom")
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 _OLD = ".old-root"
@@ -57,13 +59,33 @@ class MountPlan:
     binds: list[str] = field(default_factory=list)  # host paths, bound read-only at the same place
     emptied: list[str] = field(default_factory=list)  # site-packages dirs inside a bound tree
     links: dict[str, str] = field(default_factory=dict)  # path -> symlink target
+    staged: dict[str, str] = field(default_factory=dict)  # bind source -> where stage() put it
     fds: dict[str, int] = field(default_factory=dict)  # bind source -> O_PATH fd, once opened
 
+    def stage(self) -> None:
+        """With the host identity, in a private mount namespace: bind every source at a place any
+        uid may reach (an interpreter under /root, mode 700, is not), so that the sandbox's own
+        unprivileged identity can open them later in its own mount namespace."""
+        self.open()  # first: the staging tmpfs may cover a source
+        area = STAGING if os.path.isdir(STAGING) else tempfile.mkdtemp(prefix="rhe-stage-")
+        mount("tmpfs", area, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k")
+        for index, (path, fd) in enumerate(self.fds.items()):
+            target = f"{area}/{index}"
+            if os.path.isdir(f"/proc/self/fd/{fd}"):
+                os.mkdir(target)
+            else:
+                Path(target).touch()
+            mount(f"/proc/self/fd/{fd}", target, None, MS_BIND | MS_REC)
+            os.close(fd)
+            self.staged[path] = target
+        self.fds.clear()
+
     def open(self) -> None:
-        """Take a handle on every source while this process may still look it up."""
+        """Take a handle on every source (where stage() put it, if it did) in the caller's mount
+        namespace, which the server's bind mounts require of their sources."""
         for path in self.binds:
             try:
-                self.fds[path] = os.open(path, os.O_PATH | os.O_CLOEXEC)
+                self.fds[path] = os.open(self.staged.get(path, path), os.O_PATH | os.O_CLOEXEC)
             except OSError:
                 continue
 

@@ -6,7 +6,7 @@ attacker uses to reach past the namespaces: io_uring (it creates sockets past a 
 bpf, userfaultfd, perf events, keyrings, ptrace and cross-process memory access, namespace calls
 (unshare, setns, clone into a namespace) and the new mount API, pivot_root, kexec, reboot and
 module loading, SysV IPC and POSIX message queues (they outlive the process), splice and its
-kin, named sockets, and sockets of any family but AF_UNIX. Calls of other architectures (int 0x80, x32) are killed by libseccomp's
+kin, named sockets and descriptor passing, inotify, and sockets of any family but AF_UNIX. Calls of other architectures (int 0x80, x32) are killed by libseccomp's
 architecture check. mount(2) and umount2(2) stay allowed: the server swaps a used /tmp for a
 fresh tmpfs with them. A sample cannot use them: it holds no capability, and the only way to one,
 a new user namespace, is denied here.
@@ -43,8 +43,11 @@ DENIED = (
     # server's read of a sample's output (red team); sendfile and tee/vmsplice share the machinery
     "splice", "tee", "vmsplice", "sendfile",
     # no named sockets: a bound socket passed around in flight outlives its sample, a rendezvous
-    # for the next one (socketpair, which asyncio uses, needs neither)
-    "bind", "listen",
+    # for the next one (socketpair, which asyncio uses, needs neither); and no descriptors sent
+    # over sockets: one left in flight outlives its sample, with its memory or its file lock
+    "bind", "listen", "sendmsg", "sendmmsg",
+    # inotify instances are a per-user budget, shared with whoever else runs as that uid
+    "inotify_init", "inotify_init1", "fanotify_init",
 )
 
 

@@ -85,15 +85,6 @@ check(_candidate)
 """
 
 
-def signal_name(number: int) -> str:
-    """Any signal number, real-time ones included (signal.Signals(35) raises)."""
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        rtmin = getattr(signal, "SIGRTMIN", 34)
-        return f"SIGRTMIN+{number - rtmin}" if number >= rtmin else f"SIG{number}"
-
-
 def _warm_up() -> None:
     from ray_jobs.sandbox.codec import encode
 
@@ -159,6 +150,7 @@ class ForkServer:
         self.own_scratch = layers.is_on("allowlisted_root")
         self.workdir = rootfs.SCRATCH if self.own_scratch else tempfile.mkdtemp(prefix="rhe-sample-")
         _chdir(self.workdir)  # samples fork with it as their working directory
+        self.scratch_ctime = os.stat(self.workdir).st_ctime_ns
         self.timing = layers.is_on("load_independent_time")
         self.job = _lazy_zeros(MAX_JOB_BYTES, inherited=True)  # the sample reads its job from here
         self.result = _Capture(settings.result_cap_bytes)
@@ -201,7 +193,8 @@ class ForkServer:
             os._exit(0)
 
     # -- one sample (the server's side) -------------------------------------------------------
-    def run_one(self, deadline: float, job_size: int) -> Outcome:
+    def run_one(self, deadline: float, job_size: int) -> tuple[Outcome, int]:
+        """The outcome of one sample, and the number of the signal that ended it (0: none)."""
         self.cgroups.wait_until_released()
         res_r, res_w = os.pipe()
         out_r, out_w = os.pipe()
@@ -216,8 +209,11 @@ class ForkServer:
         clock = loadclock.SampleClock(pid, namespace=self.is_pid1, enabled=self.timing)
         captures = {res_r: self.result, out_r: self.output}
         timed_out, backstop = self._watch(pid, deadline, clock, captures)
-        # while it is a zombie (its wait goes with it when reaped); its CPU is all in its own counts
-        wall, effective = clock.wall(), clock.effective(whole_tree=False)
+        # while it is a zombie (its wait goes with it when reaped; its CPU is all in its own
+        # counts); one that ended within a quarter of its deadline is recorded at its wall time,
+        # which no decision depends on: the two /proc reads cost a sample 3% of its time
+        wall = clock.wall()
+        effective = clock.effective(whole_tree=False) if wall >= deadline / 4 else wall
         _, status = os.waitpid(pid, 0)
         # every descendant dies before the pipes are drained: one sleeping in the kernel with a
         # pipe's lock held would otherwise block the read (red team: splice from a socket)
@@ -229,15 +225,15 @@ class ForkServer:
         os.close(res_r)
         os.close(out_r)
         self._fresh_workdir()
-        killed = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
-        return Outcome(
+        killed = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
+        outcome = Outcome(
             id=-1, timed_out=timed_out, backstop=backstop,
             exit_code=os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
-            signal=signal_name(killed) if killed else None,
             oom_killed=killed == signal.SIGKILL and not timed_out and not backstop and self._oom_killed(),
             wall_s=wall, effective_s=effective, cpu_s=_children_cpu_s() - cpu_before,
             result_truncated=self.result.total > self.result.filled, stdout_bytes=self.output.total,
         )
+        return outcome, killed
 
     def _oom_killed(self) -> bool:
         """Did the memory cgroup's OOM killer strike since last asked (only asked after a SIGKILL)?"""
@@ -318,16 +314,20 @@ class ForkServer:
 
     def _fresh_workdir(self) -> None:
         """Nothing a sample wrote may be seen by the next one, not even inode numbers or
-        timestamps: a new tmpfs every time (~20 µs)."""
+        timestamps: a new tmpfs (~70 µs) whenever the directory changed at all (its ctime, which
+        no one can set, moves with every entry made or removed)."""
         if self.own_scratch:
+            if os.stat(self.workdir).st_ctime_ns == self.scratch_ctime:
+                return
             rootfs.reset_scratch(self.settings.scratch_mb)
             _chdir(self.workdir)  # onto the new tmpfs
+            self.scratch_ctime = os.stat(self.workdir).st_ctime_ns
         elif os.listdir(self.workdir):  # no mount namespace (tests, degraded hosts): a new directory
             self.workdir = tempfile.mkdtemp(prefix="rhe-sample-")
             _chdir(self.workdir)
 
-    def _send(self, outcome: Outcome) -> None:
-        write_outcome(self.fd_out, outcome, self.result.view(), self.output.view())
+    def _send(self, outcome: Outcome, signal_number: int) -> None:
+        write_outcome(self.fd_out, outcome, signal_number, self.result.view(), self.output.view())
         self.result.clear()
         self.output.clear()
 
@@ -347,7 +347,7 @@ class ForkServer:
                 job_size = size - RUN_PREFIX.size
                 if not 0 < job_size <= MAX_JOB_BYTES or not read_into(self.fd_in, self.job, job_size):
                     return
-                self._send(self.run_one(deadline, job_size))
+                self._send(*self.run_one(deadline, job_size))
             else:
                 return
 
@@ -437,13 +437,28 @@ def enter_sandbox(settings: ServerSettings, layout: rootfs.MountPlan,
     _die_with_parent(parent)
     os.close(to_p_r)
     os.close(to_c_w)
+    handles = _open_cgroups(settings, report)  # with the host's uid, which owns the cgroup files
+    if root:
+        os.setgroups([])  # host root's supplementary groups must not come along
+    owner = settings.sandbox_uid - 1 if root and _can_own_user_namespace(settings.sandbox_uid - 1) else None
+    if owner is not None:
+        # The namespace is created by an unprivileged uid, not by root: the kernel charges what
+        # samples hold per user (inotify instances, queued signals...) to its creator, and those
+        # of host root are everybody's (red team: a sample took all of root's inotify instances).
+        # The sources of the samples' root are staged first, where that uid can reach them.
+        isolation.unshare(isolation.CLONE_NEWNS)
+        isolation.mount(None, "/", None, isolation.MS_REC | isolation.MS_PRIVATE)
+        layout.stage()
+        os.setresgid(owner, owner, owner)
+        os.setresuid(owner, owner, owner)
+        report.on("unprivileged_namespace_owner")
+    elif root:
+        report.off("unprivileged_namespace_owner", "this kernel lets only root create user namespaces: per-user "
+                   "kernel counts of samples are charged to host root")
     userns = _enter_user_namespace(root, to_p_w, to_c_r, report)
-    handles = _open_cgroups(settings, report)  # before the cgroup namespace, with the host's uid
     unshared = _unshare_namespaces(report)
-    # Still the host identity (the namespace root is not yet ours): open the root's sources now,
-    # in this mount namespace, which the server's bind mounts require of them.
-    layout.open()
-    if userns:
+    layout.open()  # in this mount namespace, which the server's bind mounts require of their sources
+    if userns and owner is None:
         try:
             os.setresgid(0, 0, 0)  # the namespace's root, i.e. the unprivileged host uid
             os.setresuid(0, 0, 0)
@@ -460,12 +475,27 @@ def enter_sandbox(settings: ServerSettings, layout: rootfs.MountPlan,
     return _identity(report, root, userns, settings.sandbox_uid), handles
 
 
+def _can_own_user_namespace(uid: int) -> bool:
+    """May `uid` create a user namespace here (Debian's unprivileged_userns_clone, AppArmor's
+    restriction on Ubuntu and user.max_user_namespaces can forbid it)? Tried in a throwaway fork."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            isolation.unshare(isolation.CLONE_NEWUSER)
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
 def _enter_user_namespace(root: bool, to_p: int, from_p: int, report: isolation.LayerReport) -> bool:
     """A user namespace whose root is an unprivileged host uid: P maps it (and the samples' uid)
-    when we are host root; otherwise only our own uid can be mapped, and it is not host root."""
+    when we started as host root; otherwise only our own uid can be mapped, and it is not host root."""
     try:
-        if root:
-            os.setgroups([])  # host root's supplementary groups must not come along
         isolation.unshare(isolation.CLONE_NEWUSER)
     except OSError as exc:
         os.write(to_p, b"-")
@@ -538,7 +568,7 @@ def _check_cgroups(handles: cgroups.Handles, settings: ServerSettings, report: i
         else:
             report.off(layer, "a sample cannot join it")
     if not joined:
-        handles.join, handles.events, handles.usage = [], None, None
+        handles.join, handles.events, handles.stat = [], None, None
 
 
 def _build_root(settings: ServerSettings, layout: rootfs.MountPlan, report: isolation.LayerReport) -> None:
