@@ -53,15 +53,18 @@ def run_bare(model: Path, args: argparse.Namespace) -> dict:
     from vllm import LLM, SamplingParams
 
     from ray_jobs.datasets import load_dataset, task_sort_key
+    from ray_jobs.preflight import fit
     from ray_jobs.prompts import chat_messages
     from serve_app.app import engine_kwargs
 
     cfg = eval_config(model, Path("unused"), args)
     dataset = load_dataset(cfg.dataset)
     tasks = [dataset.tasks[t] for t in sorted(dataset.tasks, key=task_sort_key)[: args.tasks]]
-    sampling = cfg.sampling.resolved(cfg.prompt.thinking)
-    params = SamplingParams(n=args.n, max_tokens=sampling["max_tokens"], temperature=sampling["temperature"],
-                            top_p=sampling["top_p"], top_k=sampling["top_k"], min_p=sampling["min_p"])
+    fitted = fit(cfg, tasks)  # the sampling and context the pipeline's run chooses too
+    cfg = cfg.fitted_to(fitted.max_model_len, fitted.sampling)
+    sampling = cfg.sampling
+    params = SamplingParams(n=args.n, max_tokens=sampling.max_tokens, temperature=sampling.temperature,
+                            top_p=sampling.top_p, top_k=sampling.top_k, min_p=sampling.min_p)
     t0 = time.perf_counter()
     llm = LLM(model=str(model), **engine_kwargs(cfg.model, cfg.serving, "cpu"))
     t1 = time.perf_counter()

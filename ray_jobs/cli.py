@@ -8,9 +8,12 @@ from collections.abc import Callable
 
 from ray_jobs import config
 from ray_jobs.datasets import DatasetError
+from ray_jobs.preflight import PreflightError
 from ray_jobs.samples_io import SamplesError
+from serve_app.model_info import ModelSourceError
 
-USER_ERRORS: tuple[type[Exception], ...] = (config.ConfigError, SamplesError, DatasetError, PermissionError)
+USER_ERRORS: tuple[type[Exception], ...] = (config.ConfigError, SamplesError, DatasetError, PermissionError,
+                                            PreflightError, ModelSourceError)
 
 
 def run_command(job: Callable[[], dict], extra_errors: tuple[type[Exception], ...] = ()) -> dict | None:

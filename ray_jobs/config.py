@@ -143,7 +143,8 @@ class ServingConfig(_Strict):
     replicas: int = Field(1, ge=1)
     tensor_parallel_size: int = Field(1, ge=1)
     accelerator_type: str | None = Field(None, description="e.g. H100; GPU only")
-    max_model_len: int = Field(10240, ge=64)
+    max_model_len: int | None = Field(
+        None, ge=64, description="context served; default: the longest prompt plus max_tokens, within the model's own limit")
     max_num_seqs: int = Field(256, ge=1)
     max_num_batched_tokens: int | None = Field(None, ge=64)
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1,
@@ -169,7 +170,9 @@ class ServingConfig(_Strict):
 
 
 class SamplingConfig(_Strict):
-    """None means: Qwen3's recommendation for the prompt's thinking mode."""
+    """None means: chosen for the model before the run (ray_jobs.preflight): Qwen3's published
+    recommendation for the thinking mode, else the model's generation_config.json, else vLLM's
+    defaults."""
 
     temperature: float | None = Field(None, ge=0)
     top_p: float | None = Field(None, gt=0, le=1)
@@ -180,12 +183,9 @@ class SamplingConfig(_Strict):
     seed: int | None = Field(1234, description="base seed; each request gets seed + its index. None: unseeded")
     stop: list[str] = Field(default_factory=list)
 
-    def resolved(self, thinking: bool) -> dict:
-        values = self.model_dump()
-        for key, default in QWEN3_SAMPLING[thinking].items():
-            if values[key] is None:
-                values[key] = default
-        return values
+    @property
+    def fitted(self) -> bool:
+        return None not in (self.temperature, self.top_p, self.top_k, self.min_p, self.max_tokens)
 
 
 class PromptConfig(_Strict):
@@ -225,13 +225,23 @@ class EvalConfig(_Strict):
 
     @model_validator(mode="after")
     def _fits_context(self) -> "EvalConfig":
-        max_tokens = self.sampling.resolved(self.prompt.thinking)["max_tokens"]
-        if max_tokens >= self.serving.max_model_len:
+        max_tokens, max_model_len = self.sampling.max_tokens, self.serving.max_model_len
+        if max_tokens is not None and max_model_len is not None and max_tokens >= max_model_len:
             raise ValueError(f"sampling.max_tokens ({max_tokens}) must be below serving.max_model_len "
-                             f"({self.serving.max_model_len}), which must also hold the prompt")
+                             f"({max_model_len}), which must also hold the prompt")
         return self
 
+    def fitted_to(self, max_model_len: int, sampling: dict) -> "EvalConfig":
+        """This configuration with what the preflight chose for the model written in."""
+        return self.model_copy(update={
+            "serving": self.serving.model_copy(update={"max_model_len": max_model_len}),
+            "sampling": SamplingConfig.model_validate(sampling),
+        })
+
     def generation_id(self) -> str:
-        """What determines the generated text: a rerun with the same id reuses its shards."""
-        return config_hash(self.dataset, self.model, self.prompt, self.sampling.resolved(self.prompt.thinking),
+        """What determines the generated text: a rerun with the same id reuses its shards. Needs a
+        fitted configuration: the sampling actually used is part of it."""
+        if not self.sampling.fitted:
+            raise ValueError("generation_id() of a configuration not yet fitted to its model")
+        return config_hash(self.dataset, self.model, self.prompt, self.sampling.model_dump(),
                            self.generation.num_samples, self.generation.chunk_size)

@@ -17,10 +17,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output-dir", type=Path, default=Path("runs/demo"))
     p.add_argument("--model-dir", type=Path, default=Path(".tiny-model"))
     args = p.parse_args(argv)
-    model = build(args.model_dir)
+    model = build(args.model_dir, shape="qwen3")
     return evaluate.main([
         "--model", str(model), "--output-dir", str(args.output_dir), "--device", "cpu", "--replicas", "2",
-        "--limit", "8", "--num-samples", "4", "--max-tokens", "48", "--max-model-len", "1024", "--k", "1,2,4",
+        "--limit", "8", "--num-samples", "4", "--max-tokens", "48", "--k", "1,2,4",
     ])
 
 

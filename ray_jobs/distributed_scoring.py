@@ -106,7 +106,10 @@ def score_shards(shards: list[Shard], results_dir: Path, dataset_name: str, suit
         ScoringWorker.remote(dataset_name, sandbox_config.model_dump(), oracles_ref)
         for _ in range(min(workers, len(todo)))
     ]
-    stats["layers"] = ray.get(pool[0].layers.remote())
+    # Work goes only to workers that have started: on a busy cluster some may wait for a CPU the
+    # whole run (replicas hold theirs), and shards queued on them would never come back.
+    starting = {worker.layers.remote(): worker for worker in pool}
+    ready: list = []
     bar = tqdm(total=sum(len(s.items) for s in todo), unit="sample", desc="scoring", file=sys.stderr,
                disable=not progress, mininterval=1.0)
     in_flight: dict = {}
@@ -114,13 +117,17 @@ def score_shards(shards: list[Shard], results_dir: Path, dataset_name: str, suit
     per_worker_depth = 2  # one running, one queued: the actor never waits for the driver
     try:
         while todo or in_flight:
-            for worker in pool:
+            for worker in ready:
                 while todo and sum(1 for w, _ in in_flight.values() if w is worker) < per_worker_depth:
                     shard = todo.popleft()
                     # named per shard: the dashboard's task list then says which results file is in work
                     call = worker.score.options(name=f"score shard-{shard.key} ({len(shard.items)} samples)")
                     in_flight[call.remote(shard.items, suites)] = (worker, shard)
-            done, _ = ray.wait(list(in_flight), num_returns=1)
+            done, _ = ray.wait([*in_flight, *starting], num_returns=1)
+            if done[0] in starting:
+                ready.append(starting.pop(done[0]))
+                stats["layers"] = stats["layers"] or ray.get(done[0])
+                continue
             worker, shard = in_flight.pop(done[0])
             try:
                 rows = ray.get(done[0])

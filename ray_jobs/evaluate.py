@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from ray_jobs import atomic, cli, config, schemas
+from ray_jobs import atomic, cli, config, preflight, schemas
 from ray_jobs.datasets import DATASETS, load_dataset, task_sort_key
 from ray_jobs.generation import group_into_shards, plan_requests
 from ray_jobs.scoring import ScoreItem
@@ -88,17 +88,19 @@ def config_address(cfg: config.EvalConfig) -> str:
     return resolve_address(cfg.address)
 
 
-def run(cfg: config.EvalConfig, progress: bool = True) -> dict:
+def run(cfg: config.EvalConfig, progress: bool = True, fitted: preflight.Fitted | None = None) -> dict:
+    """`fitted`: the preflight's answer, where the caller (a sweep) already asked for it."""
     from ray_jobs.distributed_scoring import make_shards, score_shards, shard_path
     from ray_jobs.generate_ray import generate, warm_up_in_background
-    from ray_jobs.ray_runtime import cluster_cpus, ray_session
-    from serve_app.app import check_model_source, resolve_device, serving
+    from ray_jobs.ray_runtime import cluster_cpus, cluster_gpus, ray_session
+    from serve_app.app import resolve_device, serving
 
     started = time.perf_counter()
     dataset = load_dataset(cfg.dataset)
     task_ids = sorted(dataset.tasks, key=task_sort_key)[: cfg.limit]
-    if not cfg.serving.app_name:
-        check_model_source(cfg.model)  # before anything is written or started
+    # fitted to the model before anything is written or started (an attached app is served already)
+    fitted = fitted or preflight.fit(cfg, [dataset.tasks[t] for t in task_ids], serving_checks=not cfg.serving.app_name)
+    cfg = cfg.fitted_to(fitted.max_model_len, fitted.sampling)
     atomic.check_writable(cfg.output_dir)
     atomic.write_text(cfg.output_dir / "config.yaml", yaml.safe_dump(json.loads(cfg.model_dump_json()), sort_keys=False))
     gen_id = cfg.generation_id()
@@ -107,6 +109,7 @@ def run(cfg: config.EvalConfig, progress: bool = True) -> dict:
 
     with ray_session(cfg.address, num_cpus=_local_cpus(cfg)):
         device = resolve_device(cfg.serving) if not cfg.serving.app_name else "attached"
+        preflight.check_gpus(cfg, device, cluster_gpus())
         seeded_cpu = device == "cpu" and cfg.sampling.seed is not None
         if seeded_cpu and cfg.generation.chunk_size > 1:
             log.info("CPU vLLM: seeded samples are sent as n=1 requests (seeded n>1 with chunked prefill kills the engine)")
@@ -147,7 +150,7 @@ def run(cfg: config.EvalConfig, progress: bool = True) -> dict:
         timings["scoring_s"] = score_stats["scoring_wall_s"]
     results = schemas.read_tables([shard_path(results_dir, s) for s in score_shards_], schemas.RESULTS)
     timings["total_s"] = time.perf_counter() - started
-    summary = summarize(cfg, dataset, task_ids, generations, results, gen_stats, score_stats, timings, gen_id)
+    summary = summarize(cfg, dataset, task_ids, generations, results, gen_stats, score_stats, timings, gen_id, fitted)
     write_samples_jsonl(cfg.output_dir / "samples.jsonl", generations)
     atomic.write_text(cfg.output_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     if cfg.report:
@@ -178,7 +181,7 @@ def generation_metrics(generations, gen_stats: dict) -> dict:
     }
 
 
-def summarize(cfg, dataset, task_ids, generations, results, gen_stats, score_stats, timings, gen_id) -> dict:
+def summarize(cfg, dataset, task_ids, generations, results, gen_stats, score_stats, timings, gen_id, fitted) -> dict:
     passk, counts = suite_metrics(results, dataset.suites, cfg.k, task_ids)
     return {
         "config_id": gen_id,
@@ -189,7 +192,11 @@ def summarize(cfg, dataset, task_ids, generations, results, gen_stats, score_sta
         "tasks": len(task_ids),
         "num_samples": cfg.generation.num_samples,
         "thinking": cfg.prompt.thinking,
-        "sampling": cfg.sampling.resolved(cfg.prompt.thinking),
+        "sampling": cfg.sampling.model_dump(),
+        "sampling_sources": fitted.sources,
+        "model_fit": {"architectures": list(fitted.profile.architectures), "context_limit": fitted.profile.context_limit,
+                      "context_limit_from": fitted.profile.context_key, "max_model_len": cfg.serving.max_model_len,
+                      "longest_prompt_tokens": fitted.longest_prompt, "notes": fitted.notes},
         "suites": list(dataset.suites),
         "pass_at_k": passk,
         "status_counts": counts,

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from ray_jobs import schemas
 from ray_jobs.config import EvalConfig
 from ray_jobs.generation import RequestRow, generation_rows, request_body
+from serve_app.failures import root_cause
 
 _KEYED = schemas.GENERATIONS.append(pa.field("request_key", pa.string(), nullable=False))
 
@@ -97,7 +98,8 @@ class GenerateUDF:
         except asyncio.TimeoutError:
             error = f"TimeoutError: no response within {self.cfg.generation.request_timeout_s} s"
         except Exception as exc:  # replica died, engine dead, ...: the driver re-asks
-            error = f"{type(exc).__name__}: {exc}"
+            # the replica's own exception, not the Ray frames wrapped around it
+            error = root_cause(str(exc)) or f"{type(exc).__name__}: {exc}"
         latency = time.perf_counter() - started
         replica = (response or {}).get("replica") if response else None
         out = generation_rows(row, task, self.cfg, response, error, latency, replica, self.config_id, started_at)

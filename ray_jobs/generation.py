@@ -63,7 +63,7 @@ def group_into_shards(rows: list[RequestRow], shard_samples: int, salt: str) -> 
 
 def request_body(row: RequestRow, task: Task, cfg: EvalConfig) -> tuple[str, dict]:
     """(method, OpenAI request kwargs) for the LLMServer deployment."""
-    sampling = cfg.sampling.resolved(cfg.prompt.thinking)
+    sampling = cfg.sampling.model_dump()
     body = {
         "model": cfg.model.model_id,
         "n": row.n,

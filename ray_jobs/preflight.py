@@ -40,10 +40,10 @@ class Fitted:
     """What the preflight decided, to be written into the configuration the run uses."""
 
     profile: ModelProfile
-    max_model_len: int
+    max_model_len: int | None  # None: an attached app's own
     sampling: dict  # every SamplingConfig field, resolved
     sources: dict[str, str]  # sampling field -> where its value came from
-    longest_prompt: int
+    longest_prompt: int | None  # None: no tokenizer to count with
     notes: list[str] = field(default_factory=list)
 
 
@@ -76,10 +76,10 @@ def _prompt_tokens(cfg: EvalConfig, tokenizer, tasks: list[Task]) -> int:
     for task in tasks:
         if cfg.prompt.mode == "completion":
             count = len(tokenizer(completion_prompt(task))["input_ids"])
-        else:
-            ids = tokenizer.apply_chat_template(chat_messages(task, cfg.prompt), add_generation_prompt=True,
-                                                tokenize=True, enable_thinking=cfg.prompt.thinking)
-            count = len(ids["input_ids"] if isinstance(ids, dict) else ids)
+        else:  # rendered, then tokenized as vLLM's chat endpoint does it
+            text = tokenizer.apply_chat_template(chat_messages(task, cfg.prompt), add_generation_prompt=True,
+                                                 tokenize=False, enable_thinking=cfg.prompt.thinking)
+            count = len(tokenizer(text, add_special_tokens=False)["input_ids"])
         longest = max(longest, count)
     return longest
 
@@ -110,12 +110,25 @@ def check_gpus(cfg: EvalConfig, device: str, cluster_gpus: float) -> None:
                              f"{cluster_gpus:g}; lower --replicas or add GPU nodes")
 
 
+def _unread_attached(cfg: EvalConfig, reason: str) -> Fitted:
+    """An attached app serves a model whose files this driver cannot read (a path on another node,
+    a cache only the replicas have): nothing to fit; the app's context applies."""
+    profile = ModelProfile.unread(cfg.model.model)
+    sampling, sources = resolve_sampling(cfg, profile)
+    note = (f"the files of {cfg.model.model!r} are not readable here ({reason}); the attached app's context "
+            "applies and unset sampling values are vLLM's defaults")
+    log.warning("%s", note)
+    return Fitted(profile, cfg.serving.max_model_len, sampling, sources, None, [note])
+
+
 def fit(cfg: EvalConfig, tasks: list[Task], serving_checks: bool = True) -> Fitted:
-    """`serving_checks`: this run starts the replicas (not attached to a running app)."""
+    """`serving_checks`: this run starts the replicas (False: attached to a running app)."""
     try:
         profile = read_profile(cfg.model.model)
     except ModelSourceError as exc:
-        raise PreflightError(str(exc)) from None
+        if serving_checks:
+            raise PreflightError(str(exc)) from None
+        return _unread_attached(cfg, str(exc).split(";")[0])
     if serving_checks:
         check_architecture(cfg, profile)
     tokenizer = _tokenizer(profile, cfg.model.trust_remote_code)
@@ -150,6 +163,11 @@ def fit(cfg: EvalConfig, tasks: list[Task], serving_checks: bool = True) -> Fitt
                      f"prompt takes {longest} of the model's {limit} tokens")
         sampling["max_tokens"], sources["max_tokens"] = room, f"{sources['max_tokens']}, capped to the context"
     max_model_len = cfg.serving.max_model_len or longest + sampling["max_tokens"]
+    if 0 < (tokenizer.model_max_length or 0) < max_model_len:  # unset is a huge sentinel
+        notes.append(f"the tokenizer's model_max_length ({tokenizer.model_max_length}) is below the {max_model_len} "
+                     "tokens served; vLLM follows config.json, as this run does")
     for note in notes:
         log.warning("%s", note)
+    if not serving_checks and cfg.serving.max_model_len is None:
+        max_model_len = None  # the attached app serves what it was started with
     return Fitted(profile, max_model_len, sampling, sources, longest, notes)

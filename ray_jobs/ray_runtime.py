@@ -38,3 +38,9 @@ def cluster_cpus() -> int:
     import ray
 
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def cluster_gpus() -> float:
+    import ray
+
+    return ray.cluster_resources().get("GPU", 0.0)

@@ -48,6 +48,7 @@ def compute(runs: list[Run]) -> dict:
             "runtime_vs_canonical": {s: runtime_vs_canonical(run, s) for s in run.suites},
             "timing": run.summary.get("timing", {}),
             "throughput": throughput(run.summary),
+            "setup": setup(run.summary),
         }
     base = runs[0]
     for other in runs[1:]:
@@ -56,6 +57,14 @@ def compute(runs: list[Run]) -> dict:
                 cmp = paired_comparison(task_counts(base.results, suite), task_counts(other.results, suite))
                 report["comparisons"].append({"baseline": base.name, "candidate": other.name, "suite": suite, **cmp})
     return report
+
+
+def setup(summary: dict) -> dict:
+    """The model and the sampling a run used, and where each sampling value came from."""
+    sources = summary.get("sampling_sources") or {}
+    return {"model": summary.get("model"), "thinking": summary.get("thinking"), "model_fit": summary.get("model_fit"),
+            "sampling": {name: {"value": value, "source": sources.get(name, "explicit")}
+                         for name, value in (summary.get("sampling") or {}).items()}}
 
 
 def throughput(summary: dict) -> dict:
@@ -172,7 +181,18 @@ def markdown(report: dict) -> str:
                   f"{c['tasks_worse']} worse (sign test p = {c['p_sign_test']:.4f}).",
                   f"Gained: {', '.join(c['gained']) or 'none'}. Lost: {', '.join(c['lost']) or 'none'}.", ""]
     for name, d in report["runs"].items():
-        parts += [f"## {name}", "", "### Outcomes", ""]
+        parts += [f"## {name}", ""]
+        fit, sampling = d["setup"]["model_fit"], d["setup"]["sampling"]
+        if sampling:
+            parts += ["### Model and sampling", ""]
+            if fit and fit["context_limit"]:
+                served = fit["max_model_len"] or "by the attached app"
+                parts += [f"{d['setup']['model']} ({', '.join(fit['architectures'])}): context {fit['context_limit']} "
+                          f"tokens ({fit['context_limit_from']}), served {served}; longest prompt "
+                          f"{fit['longest_prompt_tokens']} tokens.", ""]
+            parts += [_md_table(["parameter", "value", "from"],
+                                [[k, "" if v["value"] is None else str(v["value"]), v["source"]] for k, v in sampling.items()]), ""]
+        parts += ["### Outcomes", ""]
         for suite, failures in d["failures"].items():
             parts += [f"*{suite}*: " + ", ".join(f"{k} {v}" for k, v in failures.items()), ""]
         t = d["tokens"]

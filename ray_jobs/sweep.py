@@ -27,7 +27,8 @@ from pathlib import Path
 
 import yaml
 
-from ray_jobs import atomic, config, evaluate
+from ray_jobs import atomic, config, evaluate, preflight
+from ray_jobs.datasets import load_dataset, task_sort_key
 
 log = logging.getLogger("ray_jobs.sweep")
 
@@ -73,33 +74,44 @@ def expand(sweep: dict) -> list[tuple[int, str, config.EvalConfig]]:
 
 
 def _finished(cfg: config.EvalConfig) -> bool:
+    """`cfg` fitted to its model: its generation id is then that of the finished run."""
     summary = cfg.output_dir / "summary.json"
     return summary.exists() and json.loads(summary.read_text()).get("config_id") == cfg.generation_id()
+
+
+def _fit(cfg: config.EvalConfig) -> tuple[config.EvalConfig, preflight.Fitted]:
+    dataset = load_dataset(cfg.dataset)
+    tasks = [dataset.tasks[t] for t in sorted(dataset.tasks, key=task_sort_key)[: cfg.limit]]
+    fitted = preflight.fit(cfg, tasks)
+    return cfg.fitted_to(fitted.max_model_len, fitted.sampling), fitted
 
 
 def run_sweep(sweep: dict, progress: bool = False) -> dict:
     from ray_jobs.ray_runtime import ray_session
     from serve_app.app import serving
 
-    configs = expand(sweep)
+    # every configuration is fitted to its model before anything starts: a refusal comes now
+    configs = [(m, name, *_fit(cfg)) for m, name, cfg in expand(sweep)]
     root = Path(sweep["output_dir"])
     atomic.check_writable(root)
     index = {}
     with ray_session(configs[0][2].address, num_cpus=evaluate._local_cpus(configs[0][2])):
-        for m in sorted({m for m, _, _ in configs}):
-            todo = [(name, cfg) for mi, name, cfg in configs if mi == m and not _finished(cfg)]
-            for mi, name, cfg in configs:
+        for m in sorted({m for m, _, _, _ in configs}):
+            todo = [(name, cfg, fitted) for mi, name, cfg, fitted in configs if mi == m and not _finished(cfg)]
+            for mi, name, cfg, _ in configs:
                 if mi == m and _finished(cfg):
                     log.info("sweep: %s already finished, skipped", name)
             if todo:
                 first = todo[0][1]
                 in_flight = first.generation.in_flight_per_replica * len(todo)
-                with serving(first.model, first.serving, max_ongoing_requests=2 * in_flight) as app:
-                    attached = [(name, cfg.model_copy(update={"serving": cfg.serving.model_copy(
-                        update={"app_name": app.app_name, "keep_serving": False})})) for name, cfg in todo]
+                # one app serves every configuration of the variant: the longest context any needs
+                served = first.serving.model_copy(update={"max_model_len": max(c.serving.max_model_len for _, c, _ in todo)})
+                with serving(first.model, served, max_ongoing_requests=2 * in_flight) as app:
+                    attached = [(cfg.model_copy(update={"serving": cfg.serving.model_copy(
+                        update={"app_name": app.app_name, "keep_serving": False})}), fitted) for _, cfg, fitted in todo]
                     with ThreadPoolExecutor(max_workers=len(attached)) as pool:
-                        list(pool.map(lambda item: evaluate.run(item[1], progress=progress), attached))
-        for m, name, cfg in configs:
+                        list(pool.map(lambda item: evaluate.run(item[0], progress=progress, fitted=item[1]), attached))
+        for m, name, cfg, _ in configs:
             summary = json.loads((cfg.output_dir / "summary.json").read_text())
             index[name] = {"dir": str(cfg.output_dir), "model": cfg.model.model, "quantization": cfg.model.quantization,
                            "pass_at_k": summary["pass_at_k"], "config_id": summary["config_id"]}
@@ -111,7 +123,7 @@ def run_sweep(sweep: dict, progress: bool = False) -> dict:
     atomic.write_text(root / "index.md", "\n".join(lines) + "\n")
     from ray_jobs.report import write_report
 
-    write_report([cfg.output_dir for _, _, cfg in configs], root)
+    write_report([cfg.output_dir for _, _, cfg, _ in configs], root)
     return index
 
 
@@ -129,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.output_dir:
             sweep["output_dir"] = str(args.output_dir)
         index = run_sweep(sweep, progress=True)
-    except (config.ConfigError, ServingError, PermissionError) as exc:
+    except (config.ConfigError, ServingError, PermissionError, preflight.PreflightError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(yaml.safe_dump({k: v["pass_at_k"] for k, v in index.items()}, sort_keys=False))

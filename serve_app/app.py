@@ -14,9 +14,9 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from ray_jobs.config import ModelConfig, ServingConfig
+from serve_app.failures import deploy_failure
 
 log = logging.getLogger(__name__)
 
@@ -34,31 +34,9 @@ def resolve_device(serving: ServingConfig) -> str:
     return "gpu" if ray.cluster_resources().get("GPU", 0) > 0 else "cpu"
 
 
-def check_model_source(model: ModelConfig) -> None:
-    """Fail fast, before any replica starts: a local path must exist; a Hugging Face id must be in
-    the local cache or the Hub must be reachable."""
-    source = model.model
-    path = Path(source).expanduser()
-    if path.exists() or source.startswith(("/", ".", "~")):
-        if not (path / "config.json").exists():
-            raise ServingError(f"model path {source!r} does not exist or has no config.json")
-        return
-    from huggingface_hub import try_to_load_from_cache
-
-    if isinstance(try_to_load_from_cache(source, "config.json"), str):
-        return
-    import socket
-
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=5).close()
-    except OSError as exc:
-        raise ServingError(
-            f"model {source!r} is not in the local Hugging Face cache and huggingface.co is unreachable "
-            f"({exc}); pass a local path with --model, or pre-download it (huggingface-cli download {source})"
-        ) from None
-
-
 def engine_kwargs(model: ModelConfig, serving: ServingConfig, device: str) -> dict:
+    if serving.max_model_len is None:
+        raise ValueError("serving.max_model_len is fitted to the model before replicas start (ray_jobs.preflight)")
     kwargs = {
         "max_model_len": serving.max_model_len,
         "max_num_seqs": serving.max_num_seqs,
@@ -151,7 +129,7 @@ def wait_until_running(app_name: str, deadline_s: float, needs: dict[str, float]
         if state.endswith("RUNNING"):
             return
         if state.endswith(("DEPLOY_FAILED", "UNHEALTHY")):
-            raise ServingError(f"Serve app {app_name!r} failed to deploy: {app.message if app else ''}"[:4000])
+            raise ServingError(deploy_failure(app_name, app))
         time.sleep(2.0)
     total = ray.cluster_resources()
     have = {k: total.get(k, 0.0) for k in needs}
@@ -190,7 +168,6 @@ def serving(model: ModelConfig, config: ServingConfig, max_ongoing_requests: int
             raise ServingError(f"no Serve app named {config.app_name!r} is running (running: {sorted(apps)})")
         yield ServeApp(config.app_name, _deployment_name(config.app_name), owned=False)
         return
-    check_model_source(model)
     device = resolve_device(config)
     llm_config = build_llm_config(model, config, device, max_ongoing_requests)
     from ray.serve.llm import build_llm_deployment

@@ -35,9 +35,14 @@ class ModelProfile:
     directory: Path
     architectures: tuple[str, ...]
     model_type: str
-    context_limit: int
+    context_limit: int | None  # None: the files could not be read
     context_key: str  # the config.json field the limit comes from (for messages)
     generation_defaults: dict = field(default_factory=dict)  # request field -> value
+
+    @classmethod
+    def unread(cls, source: str) -> "ModelProfile":
+        """A model served elsewhere whose files this machine cannot read."""
+        return cls(source, Path(), (), "", None, "unknown: the model's files are not readable here")
 
     @property
     def qwen3(self) -> bool:

@@ -17,15 +17,8 @@ import time
 
 from ray_jobs.config import ModelConfig, ServingConfig
 from ray_jobs.ray_runtime import ray_session
-from serve_app.app import (
-    ServingError,
-    build_llm_config,
-    check_model_source,
-    delete_app,
-    required_resources,
-    resolve_device,
-    wait_until_running,
-)
+from serve_app.app import ServingError, build_llm_config, delete_app, required_resources, resolve_device, wait_until_running
+from serve_app.model_info import ModelSourceError, read_profile
 
 APP_NAME = "humaneval-openai"
 
@@ -40,16 +33,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--served-name")
     p.add_argument("--replicas", type=int, default=1)
     p.add_argument("--device", choices=["auto", "gpu", "cpu"], default="auto")
-    p.add_argument("--max-model-len", type=int, default=ServingConfig().max_model_len)
+    p.add_argument("--max-model-len", type=int, help="default: the model's own context limit")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--address")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     model = ModelConfig(model=args.model, served_name=args.served_name)
-    serving = ServingConfig(replicas=args.replicas, device=args.device, max_model_len=args.max_model_len)
     try:
-        check_model_source(model)
+        profile = read_profile(model.model)  # before anything starts: the model must resolve
+        serving = ServingConfig(replicas=args.replicas, device=args.device,
+                                max_model_len=args.max_model_len or profile.context_limit)
         # a new local Ray: CPU replicas hold a CPU each for life, and the OpenAI ingress needs one too
         local_cpus = (os.cpu_count() or 2) + serving.replicas * serving.tensor_parallel_size + 1
         with ray_session(args.address, num_cpus=local_cpus):
@@ -74,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                 pass
             finally:
                 delete_app(APP_NAME)
-    except ServingError as exc:
+    except (ServingError, ModelSourceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

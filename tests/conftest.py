@@ -27,7 +27,24 @@ def ray_local():
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
-    """A tiny random Qwen3 (ray_jobs.tiny_model) that CPU vLLM serves with no downloads."""
+    """A tiny random Qwen3 with a 4,096-token context (ray_jobs.tiny_model) that CPU vLLM serves
+    with no downloads."""
     from ray_jobs.tiny_model import build
 
-    return build(tmp_path_factory.mktemp("model") / "tiny-qwen3")
+    return build(tmp_path_factory.mktemp("model") / "tiny-qwen3", shape="qwen3")
+
+
+@pytest.fixture(scope="session")
+def model_shapes(tmp_path_factory, tiny_model):
+    """Other shapes a user brings: a Llama base model without chat template and a 1,024-token
+    context, and a StarCoder-architecture (GPTBigCode) model; built on first use."""
+    from ray_jobs.tiny_model import build
+
+    built = {"qwen3": tiny_model}
+
+    def get(shape: str) -> Path:
+        if shape not in built:
+            built[shape] = build(tmp_path_factory.mktemp("model") / shape, shape=shape)
+        return built[shape]
+
+    return get

@@ -67,7 +67,7 @@ def test_ray_job_submit_runs_an_evaluation_to_succeeded(head_node, tmp_path):
     model = build(tmp_path / "tiny")
     out = tmp_path / "out"
     entrypoint = (f"{sys.executable} -m ray_jobs.evaluate --model {model} --output-dir {out} --device cpu "
-                  f"--replicas 1 --limit 2 --num-samples 2 --max-tokens 16 --max-model-len 1024 --k 1 --no-progress")
+                  f"--replicas 1 --limit 2 --num-samples 2 --max-tokens 16 --k 1 --no-progress")
     for _ in range(24):  # the dashboard answers before its job agent is ready ("No available agent")
         submit = subprocess.run(
             ["ray", "job", "submit", "--address", address, "--working-dir", str(REPO), "--no-wait", "--",
@@ -92,6 +92,9 @@ def test_ray_job_submit_runs_an_evaluation_to_succeeded(head_node, tmp_path):
     assert "succeeded" in status, logs[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["generation"]["samples"] == 4 and sum(summary["status_counts"]["base"].values()) == 4
+    # served with the context the run needs, fitted to the model's own 4,096 tokens
+    assert summary["model_fit"]["context_limit"] == 4096
+    assert summary["model_fit"]["max_model_len"] == summary["model_fit"]["longest_prompt_tokens"] + 16
     assert "Deleting app" in logs or "deleted" in logs.lower()  # the job removed its Serve app
 
     # the dashboard's task list names each scoring call after the results file it wrote

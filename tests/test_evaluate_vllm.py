@@ -43,7 +43,7 @@ def eval_config(tmp_path, app, tiny_model, name: str, **extra) -> EvalConfig:
         "limit": 6,
         "k": [1, 3],
         "model": {"model": str(tiny_model), "served_name": "tiny-qwen3"},
-        "serving": {"app_name": app.app_name, "max_model_len": 1024},
+        "serving": {"app_name": app.app_name},
         "sampling": {"max_tokens": 24, "seed": None},
         "generation": {"num_samples": 3, "chunk_size": 3, "shard_samples": 6},
     }
@@ -102,7 +102,9 @@ def test_thinking_flag_changes_the_rendered_prompt(tmp_path, vllm_app, tiny_mode
 
 
 def test_engine_error_is_a_per_sample_generation_error(tmp_path, vllm_app, tiny_model):
-    long_template = "{prompt}\n" * 40  # far beyond max_model_len=1024 for every task
+    # ~1,300-1,600 tokens: within the model's 4,096 (so the preflight lets it through), beyond the
+    # 1,024 the attached app serves, which only the engine knows
+    long_template = "{prompt}\n" * 12
     cfg = eval_config(tmp_path, vllm_app, tiny_model, "too-long", limit=2, prompt={"template": long_template},
                       generation={"num_samples": 2, "max_retries": 1})
     summary = evaluate.run(cfg, progress=False)

@@ -80,3 +80,24 @@ def test_a_scoring_call_that_keeps_failing_marks_its_samples_crashed(tmp_path, r
     assert [r["status"] for r in good_rows] == ["passed"]
     assert [(r["status"], r["error_type"]) for r in broken_rows] == [("crashed", "ScoringTaskFailed")]
     assert f"failed {SHARD_RETRIES + 1} times" in broken_rows[0]["error_message"]
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(300)
+def test_more_scoring_workers_than_free_cpus_still_finish(tmp_path, ray_local):
+    """Replicas hold CPUs for the whole run, so some scoring workers may never be placed: shards go
+    only to workers that started, and the job does not wait on the others."""
+    import ray
+
+    from ray_jobs.config import SandboxConfig
+    from ray_jobs.datasets import load_dataset
+    from ray_jobs.distributed_scoring import Shard, score_shards, shard_path
+    from ray_jobs.scoring import ScoreItem
+
+    tasks = load_dataset("humaneval").tasks
+    shards = [Shard(f"s{i}", [ScoreItem(f"HumanEval/{i}", 0, tasks[f"HumanEval/{i}"].canonical_solution)])
+              for i in range(12)]
+    workers = int(ray.cluster_resources()["CPU"]) + 6  # more than the cluster can ever place
+    score_shards(shards, tmp_path, "humaneval", ("base",), SandboxConfig(), None, workers=workers,
+                 config_id="test", progress=False)
+    assert [pq.read_table(shard_path(tmp_path, s)).column("status").to_pylist() for s in shards] == [["passed"]] * 12

@@ -1,15 +1,26 @@
+from pathlib import Path
+
 import pytest
 
 from ray_jobs import config
 from ray_jobs.config import EvalConfig
 from ray_jobs.datasets import load_dataset
 from ray_jobs.generation import RequestRow, generation_rows, group_into_shards, plan_requests, request_body
+from ray_jobs.preflight import resolve_sampling
+from serve_app.model_info import ModelProfile
 
 TASK = load_dataset("humaneval").tasks["HumanEval/2"]
 
 
+QWEN3 = ModelProfile("Qwen/Qwen3-0.6B", Path("/nonexistent"), ("Qwen3ForCausalLM",), "qwen3", 40960,
+                     "max_position_embeddings")
+
+
 def cfg(**extra) -> EvalConfig:
-    return EvalConfig.model_validate({"output_dir": "/tmp/x", **extra})
+    """Fitted as the preflight fits it for a Qwen3 model (without reading one)."""
+    unfitted = EvalConfig.model_validate({"output_dir": "/tmp/x", **extra})
+    sampling, _ = resolve_sampling(unfitted, QWEN3)
+    return unfitted.fitted_to(4096, sampling)
 
 
 def test_n_200_spreads_into_chunks_with_distinct_seeds():
@@ -70,7 +81,8 @@ def test_config_yaml_then_flags(tmp_path):
     with pytest.raises(config.ConfigError, match="samplin"):
         config.build(EvalConfig, path, {"output_dir": tmp_path})
     with pytest.raises(config.ConfigError, match="max_tokens"):
-        config.build(EvalConfig, None, {"output_dir": tmp_path, "sampling": {"max_tokens": 99999}})
+        config.build(EvalConfig, None, {"output_dir": tmp_path, "sampling": {"max_tokens": 99999},
+                                                  "serving": {"max_model_len": 4096}})
 
 
 def test_generation_id_ignores_serving_but_not_sampling():

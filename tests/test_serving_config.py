@@ -17,26 +17,31 @@ from serve_app.app import build_llm_config, engine_kwargs
 REPO = Path(__file__).resolve().parents[1]
 
 
+def served(**extra) -> ServingConfig:
+    """Serving as a run starts it: max_model_len fitted to the model by then."""
+    return ServingConfig(max_model_len=2048, **extra)
+
+
 @pytest.mark.parametrize("device", ["cpu", "gpu"])
 @pytest.mark.parametrize("enabled", [True, False])
 def test_engine_metrics_switch_both_ray_and_vllm_stats(device, enabled):
-    llm_config = build_llm_config(ModelConfig(), ServingConfig(engine_metrics=enabled), device, max_ongoing_requests=8)
+    llm_config = build_llm_config(ModelConfig(), served(engine_metrics=enabled), device, max_ongoing_requests=8)
     assert llm_config.log_engine_metrics is enabled
     # Ray rejects log_engine_metrics with disable_log_stats; off must also stop the engine core's stats
     assert llm_config.engine_kwargs.get("disable_log_stats", False) is not enabled
 
 
 def test_cpu_engine_arguments_avoid_the_known_cpu_failures():
-    kwargs = engine_kwargs(ModelConfig(), ServingConfig(max_model_len=2048), "cpu")
+    kwargs = engine_kwargs(ModelConfig(), served(), "cpu")
     assert kwargs["gpu_memory_utilization"] == 0.1  # host RAM share; 0.9 refuses to start
     assert kwargs["max_num_batched_tokens"] >= 16384  # no chunked seeded prefill
     assert kwargs["enforce_eager"] is True
-    gpu = engine_kwargs(ModelConfig(), ServingConfig(), "gpu")
+    gpu = engine_kwargs(ModelConfig(), served(), "gpu")
     assert gpu["gpu_memory_utilization"] == 0.9 and "enforce_eager" not in gpu
 
 
 def test_user_engine_kwargs_win():
-    serving = ServingConfig(engine_kwargs={"kv_cache_dtype": "fp8", "max_num_seqs": 64})
+    serving = served(engine_kwargs={"kv_cache_dtype": "fp8", "max_num_seqs": 64})
     kwargs = engine_kwargs(ModelConfig(), serving, "gpu")
     assert kwargs["kv_cache_dtype"] == "fp8" and kwargs["max_num_seqs"] == 64
 
@@ -47,11 +52,12 @@ def test_stats_off_with_metrics_on_is_a_config_error_naming_the_fix(tmp_path):
     with pytest.raises(ConfigError, match=r"serving.*disable_log_stats.*--no-engine-metrics"):
         build(EvalConfig, config_file, {"output_dir": tmp_path / "out"})
     fixed = build(EvalConfig, config_file, {"output_dir": tmp_path / "out", "serving": {"engine_metrics": False}})
-    assert build_llm_config(fixed.model, fixed.serving, "cpu", 8).engine_kwargs["disable_log_stats"] is True
+    serving = fixed.serving.model_copy(update={"max_model_len": 2048})
+    assert build_llm_config(fixed.model, serving, "cpu", 8).engine_kwargs["disable_log_stats"] is True
 
 
 def test_engine_niceness_reaches_the_replicas_runtime_env(tmp_path):
-    llm_config = build_llm_config(ModelConfig(), ServingConfig(engine_niceness=5), "gpu", max_ongoing_requests=8)
+    llm_config = build_llm_config(ModelConfig(), served(engine_niceness=5), "gpu", max_ongoing_requests=8)
     assert llm_config.runtime_env["env_vars"]["RAY_worker_niceness"] == "5"
     # lowering niceness below the raylet's would need privileges the replicas do not have
     with pytest.raises(ConfigError, match=r"serving\.engine_niceness"):
@@ -70,7 +76,7 @@ def test_replicas_keep_the_jobs_env_vars_beside_the_niceness(tmp_path):
         from ray_jobs.config import ModelConfig, ServingConfig
         from serve_app.app import build_llm_config
         from serve_app.tagged_server import TaggedLLMServer
-        config = build_llm_config(ModelConfig(), ServingConfig(engine_niceness=3), "cpu", 8)
+        config = build_llm_config(ModelConfig(), ServingConfig(max_model_len=2048, engine_niceness=3), "cpu", 8)
         options = TaggedLLMServer.get_deployment_options(config)
         print("ENV " + json.dumps(options["ray_actor_options"]["runtime_env"]["env_vars"]))
     """))

@@ -17,7 +17,7 @@ def test_sweep_serves_once_runs_both_configs_and_resumes(tmp_path, ray_local):
     sweep = {
         "output_dir": str(tmp_path / "sweep"),
         "base": {"dataset": "humaneval", "limit": 3, "k": [1, 2], "model": {"model": str(model)},
-                 "serving": {"device": "cpu", "replicas": 1, "max_model_len": 1024},
+                 "serving": {"device": "cpu", "replicas": 1},
                  "sampling": {"max_tokens": 16, "seed": None}, "generation": {"num_samples": 2}},
         "matrix": {"prompt.thinking": [False, True]},
     }
@@ -27,6 +27,9 @@ def test_sweep_serves_once_runs_both_configs_and_resumes(tmp_path, ray_local):
     for entry in index.values():
         assert set(entry["pass_at_k"]["base"]) == {"pass@1", "pass@2"}
     root = tmp_path / "sweep"
+    # one app for both: served with the context the longer-prompted config needs, within the model's 4,096
+    fits = [json.loads((root / name / "summary.json").read_text())["model_fit"] for name in index]
+    assert all(f["context_limit"] == 4096 and f["max_model_len"] == f["longest_prompt_tokens"] + 16 for f in fits)
     assert (root / "index.md").exists() and (root / "report.html").exists()
     report = json.loads((root / "report.json").read_text())
     assert report["comparisons"][0]["baseline"] == "thinking=false"
@@ -43,7 +46,7 @@ def test_model_variants_are_served_in_turn_each_with_its_own_weights(tmp_path, r
     sweep = {
         "output_dir": str(tmp_path / "sweep"),
         "base": {"dataset": "humaneval", "limit": 2, "k": [1], "model": {"served_name": "tiny"},
-                 "serving": {"device": "cpu", "replicas": 1, "max_model_len": 1024},
+                 "serving": {"device": "cpu", "replicas": 1},
                  "sampling": {"max_tokens": 16, "seed": 7}, "generation": {"num_samples": 1}},
         "models": [{"model": str(first)}, {"model": str(second)}],
     }

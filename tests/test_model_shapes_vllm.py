@@ -1,0 +1,82 @@
+"""Models other than the default Qwen3, served by real vLLM (CPU) through the whole job: a Llama
+base model without a chat template and a 1,024-token context in completion mode, a StarCoder
+(GPTBigCode) model in chat mode, and a checkpoint whose weights are broken, whose replica's own
+error must reach the user. Each starts its own Serve app, as a user's run does."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from transformers import AutoTokenizer
+
+from ray_jobs import evaluate, schemas
+from ray_jobs.config import EvalConfig
+from ray_jobs.datasets import load_dataset
+
+pytestmark = [pytest.mark.ray, pytest.mark.vllm]
+TASKS = load_dataset("humaneval").tasks
+
+
+def own_app_config(output_dir: Path, model: Path, **extra) -> EvalConfig:
+    data = {"output_dir": output_dir, "limit": 2, "k": [1], "report": False, "model": {"model": str(model)},
+            "serving": {"device": "cpu", "replicas": 1, "startup_timeout_s": 900},
+            "sampling": {"seed": None}, "generation": {"num_samples": 2, "chunk_size": 2}, **extra}
+    return EvalConfig.model_validate(data)
+
+
+def generations(cfg: EvalConfig) -> list[dict]:
+    return schemas.read_tables(sorted((cfg.output_dir / "generations").glob("*.parquet")), schemas.GENERATIONS).to_pylist()
+
+
+def test_a_base_model_runs_in_completion_mode_within_its_small_context(tmp_path, ray_local, model_shapes):
+    model = model_shapes("llama-base")
+    cfg = own_app_config(tmp_path / "llama", model, prompt={"mode": "completion"})
+    summary = evaluate.run(cfg, progress=False)
+    fit = summary["model_fit"]
+    assert (fit["architectures"], fit["context_limit"], fit["max_model_len"]) == (["LlamaForCausalLM"], 1024, 1024)
+    # vLLM's default max_tokens would not fit: capped to what the longest prompt leaves
+    assert summary["sampling"]["max_tokens"] == 1024 - fit["longest_prompt_tokens"]
+    assert summary["sampling_sources"]["max_tokens"] == "vLLM default, capped to the context"
+    assert summary["sampling_sources"]["temperature"] == "vLLM default" and summary["sampling"]["temperature"] == 1.0
+    rows = generations(cfg)
+    assert len(rows) == 4 and all(r["finish_reason"] in ("stop", "length") for r in rows)
+    # the raw HumanEval prompt was sent, not a chat conversation
+    tokenizer = AutoTokenizer.from_pretrained(str(model))
+    assert {r["task_id"]: r["prompt_tokens"] for r in rows} == {
+        t: len(tokenizer(TASKS[t].prompt)["input_ids"]) for t in ("HumanEval/0", "HumanEval/1")}
+    assert sum(summary["status_counts"]["base"].values()) == 4
+
+
+def test_a_starcoder_architecture_model_runs_in_chat_mode(tmp_path, ray_local, model_shapes):
+    cfg = own_app_config(tmp_path / "starcoder", model_shapes("starcoder"), sampling={"seed": None, "max_tokens": 24})
+    summary = evaluate.run(cfg, progress=False)
+    fit = summary["model_fit"]
+    assert (fit["architectures"], fit["context_limit"]) == (["GPTBigCodeForCausalLM"], 2048)
+    assert fit["max_model_len"] == fit["longest_prompt_tokens"] + 24
+    rows = generations(cfg)
+    assert len(rows) == 4 and all(r["prompt_tokens"] == fit["longest_prompt_tokens"] or r["task_id"] == "HumanEval/0"
+                                  for r in rows)
+    assert all(1 <= r["completion_tokens"] <= 24 for r in rows if r["finish_reason"] != "error")
+    assert not [r for r in rows if r["finish_reason"] == "error"]
+
+
+def test_a_replica_that_fails_to_start_reports_its_own_error(tmp_path, ray_local, model_shapes, capsys):
+    from ray import serve
+
+    broken = tmp_path / "broken-weights"
+    shutil.copytree(model_shapes("llama-base"), broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # the preflight reads no weights: only the replica finds out
+    before = set(serve.status().applications)
+    code = evaluate.main(["--model", str(broken), "--prompt-mode", "completion", "--output-dir", str(tmp_path / "out"),
+                          "--device", "cpu", "--replicas", "1", "--limit", "1", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    # the replica's own exception (vLLM cannot parse the cut safetensors header), and where the rest is
+    assert re.search(r"failed to start \(Serve app '[^']+'\): [\w.]*(Error|Exception): .*Unterminated string", err), err
+    assert "failed to update the deployments" not in err.lower()
+    assert re.search(r"full log: \S+/logs/serve ", err)
+    assert set(serve.status().applications) == before  # nothing left serving
