@@ -14,7 +14,7 @@ system-deps:
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e ".[cpu,analysis,test]"
+	$(PY) -m pip install -q -e ".[cpu,test]"
 	@# PyPI's torchvision/torchaudio/torchcodec break `import vllm` beside torch 2.13.0+cpu
 	@# ("operator torchvision::nms does not exist"); text models need none of them.
 	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
@@ -22,6 +22,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 test: setup
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 # The main job on the embedded default (a local Ray started in-process), with a tiny random

@@ -52,9 +52,9 @@ def run_bare(model: Path, args: argparse.Namespace) -> dict:
     """The baseline, in this (child) process: one engine, every conversation in one LLM.chat."""
     from vllm import LLM, SamplingParams
 
-    from ray_jobs.datasets import load_dataset, task_sort_key
-    from ray_jobs.preflight import fit
-    from ray_jobs.prompts import chat_messages
+    from ray_jobs.generation.preflight import fit
+    from ray_jobs.generation.prompts import chat_messages
+    from ray_jobs.tasks.datasets import load_dataset, task_sort_key
     from serve_app.app import engine_kwargs
 
     cfg = eval_config(model, Path("unused"), args)

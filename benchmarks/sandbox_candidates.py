@@ -53,8 +53,8 @@ print("UIDMAP", open("/proc/self/uid_map").read().split())
 
 
 def programs(count: int) -> list[str]:
-    from ray_jobs.datasets import load_dataset
-    from ray_jobs.scoring import check_program
+    from ray_jobs.scoring.items import check_program
+    from ray_jobs.tasks.datasets import load_dataset
 
     tasks = list(load_dataset("humaneval").tasks.values())
     return [check_program(t, t.canonical_solution) for t in (tasks * (count // len(tasks) + 1))[:count]]

@@ -46,9 +46,9 @@ def main() -> None:
             summary = score.run(ScoreConfig(samples=samples, output_dir=Path(tmp) / "out", workers=workers), progress=False)
         ray.shutdown()
         cluster.shutdown()
-        rate = summary["timing"]["samples_per_s"]
+        rate = summary["scoring"]["samples_per_s"]
         base = base or rate
-        print(f"{workers:>8}{nodes:>7}{summary['timing']['scoring_wall_s']:>11.2f}{rate:>11.1f}{rate / base:>12.2f}x")
+        print(f"{workers:>8}{nodes:>7}{summary['timing']['scoring_s']:>11.2f}{rate:>11.1f}{rate / base:>12.2f}x")
         time.sleep(1)
 
 

@@ -85,7 +85,7 @@ def main() -> None:
                 ):
                     workdir = tmp / f"{state}-{len(runs)}"
                     workdir.mkdir()
-                    timed(state, scorer, lambda: fn(workdir))
+                    timed(state, scorer, lambda fn=fn, workdir=workdir: fn(workdir))
             finally:
                 if hogs:
                     hogs.__exit__(None, None, None)

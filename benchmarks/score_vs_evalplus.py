@@ -62,7 +62,7 @@ def run_evalplus(python: Path, samples: Path, dataset_file: Path, workers: int) 
 
 
 def our_verdicts(out: Path) -> dict:
-    from ray_jobs import schemas
+    from ray_jobs.storage import schemas
 
     table = schemas.read_tables(sorted((out / "results").glob("*.parquet")), schemas.RESULTS)
     return {(r["task_id"], r["completion_id"], r["suite"]): r["passed"]
@@ -78,8 +78,8 @@ def main() -> None:
     args = p.parse_args()
     if not args.evalplus_python.exists():
         sys.exit(f"{args.evalplus_python} not found: run `make evalplus-venv` first")
-    from ray_jobs.datasets import dataset_path
-    from ray_jobs.groundtruth import load_oracles
+    from ray_jobs.tasks.datasets import dataset_path
+    from ray_jobs.tasks.groundtruth import load_oracles
 
     load_oracles(args.dataset, Path("~/.cache/ray_humaneval").expanduser())  # cached before timing, as EvalPlus's
     with tempfile.TemporaryDirectory() as tmp:

@@ -36,7 +36,7 @@ ray.init(address="local", num_cpus=int(sys.argv[4]), include_dashboard=False, lo
 cfg = ScoreConfig(samples=sys.argv[2], output_dir=sys.argv[3], workers=int(sys.argv[4]), dataset=sys.argv[5])
 summary = score.run(cfg, progress=False)
 rows = [json.loads(line) for line in open(sys.argv[3] + "/samples_results.jsonl")]
-print("RESULT " + json.dumps({"samples_per_s": summary["timing"]["samples_per_s"], "passed": [r["passed"] for r in rows]}))
+print("RESULT " + json.dumps({"samples_per_s": (summary.get("scoring") or summary["timing"])["samples_per_s"], "passed": [r["passed"] for r in rows]}))
 """
 
 

@@ -1,32 +1,145 @@
-"""What every command-line entry point shares: user errors become one clear line and exit code 2."""
+"""The contract every command-line entry point keeps (evaluate, score, sweep, report, demo,
+serve_app.serve):
+
+- bad input (a flag, a config file, a samples file, a model that cannot be served) exits 2 with one
+  line naming the problem, never a traceback;
+- Ctrl-C or SIGTERM exits 130; outputs are written atomically, so nothing is left half-written;
+- each flag is declared once, with the config field it overrides (flags override YAML).
+"""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+from pydantic import BaseModel
 
 from ray_jobs import config
-from ray_jobs.datasets import DatasetError
-from ray_jobs.preflight import PreflightError
-from ray_jobs.samples_io import SamplesError
+from ray_jobs.generation.preflight import PreflightError
+from ray_jobs.ray_runtime import stop_like_ctrl_c
+from ray_jobs.tasks.datasets import DatasetError
+from ray_jobs.tasks.samples_io import SamplesError
+from serve_app.failures import ServingError
 from serve_app.model_info import ModelSourceError
 
 USER_ERRORS: tuple[type[Exception], ...] = (config.ConfigError, SamplesError, DatasetError, PermissionError,
-                                            PreflightError, ModelSourceError)
+                                            PreflightError, ModelSourceError, ServingError, FileNotFoundError)
+INTERRUPTED = 130
 
 
-def run_command(job: Callable[[], dict], extra_errors: tuple[type[Exception], ...] = ()) -> dict | None:
-    """Run `job`; print user errors (and I/O errors such as a full disk: outputs are written
-    atomically, so none is left half-written) as one line. None means: exit with code 2."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+class UsageError(config.ConfigError):
+    """A malformed command line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage and exiting, so that every problem, a bad
+    flag included, reaches the one error path."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
+    return _Parser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def int_list(flag: str) -> Callable[[str], list[int]]:
+    def parse(text: str) -> list[int]:
+        try:
+            return [int(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise config.ConfigError(f"{flag} takes comma-separated integers, e.g. 1,10,100; got {text!r}") from None
+    return parse
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A flag and the config field (dotted path) it sets; `parse` turns its text into the value
+    and raises ConfigError on bad text."""
+
+    flag: str
+    field: str
+    help: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    parse: Callable[[str], Any] | None = None
+
+
+def add_flags(p: argparse.ArgumentParser, flags: Sequence[Flag]) -> None:
+    for f in flags:
+        p.add_argument(f.flag, dest=f.field.replace(".", "__"), help=f.help, **f.options)
+
+
+def overrides(args: argparse.Namespace, flags: Sequence[Flag]) -> dict:
+    """The nested config overrides of the flags that were given."""
+    nested: dict = {}
+    for f in flags:
+        value = getattr(args, f.field.replace(".", "__"))
+        if value is None:
+            continue
+        node = nested
+        *parents, leaf = f.field.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = f.parse(value) if f.parse else value
+    return nested
+
+
+def build_config(model: type[BaseModel], args: argparse.Namespace, flags: Sequence[Flag]):
+    """YAML (--config) first, then the given flags; a required field nobody set names its flag."""
+    return config.build(model, getattr(args, "config", None), overrides(args, flags),
+                        flag_names={f.field: f.flag for f in flags})
+
+
+def run_command(job: Callable[[], int | None]) -> int:
+    """Run an entry point's body under the contract above; returns the exit code."""
+    stop_like_ctrl_c()
     try:
-        return job()
-    except USER_ERRORS + extra_errors as exc:
+        return job() or 0
+    except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
     except OSError as exc:
         print(f"error: cannot write outputs: {exc}", file=sys.stderr)
-    return None
+    except KeyboardInterrupt:
+        print("interrupted; finished shards are kept, and a rerun resumes from them", file=sys.stderr)
+        return INTERRUPTED
+    return 2
+
+
+_OUR_HANDLERS: list[logging.Handler] = []
+
+
+class _LazyFileHandler(logging.FileHandler):
+    """Creates the log (and the output dir) at the first record: input refused before any work
+    leaves no directory behind."""
+
+    def _open(self):
+        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        return super()._open()
+
+
+def configure_logging(log_file: Path | None, verbose: bool) -> None:
+    """Job logs go to `log_file`; the terminal shows warnings only, unless --verbose."""
+    root = logging.getLogger()
+    for handler in _OUR_HANDLERS:
+        root.removeHandler(handler)
+        handler.close()
+    _OUR_HANDLERS.clear()
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.INFO if verbose else logging.WARNING)
+    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    _OUR_HANDLERS.append(console)
+    if log_file is not None:
+        to_file = _LazyFileHandler(log_file, delay=True)
+        to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        _OUR_HANDLERS.append(to_file)
+    for handler in _OUR_HANDLERS:
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
 
 
 def print_pass_at_k(summary: dict, output_dir) -> None:

@@ -10,7 +10,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-DatasetName = Literal["humaneval", "humaneval_plus", "humaneval_plus_mini"]
+from ray_jobs.tasks.datasets import DATASETS
+
+DatasetName = Literal[DATASETS]  # type: ignore[valid-type]  # the names datasets.py knows, no second list
 
 
 class _Strict(BaseModel):
@@ -46,6 +48,9 @@ class SandboxConfig(_Strict):
     plus_deadline_cap_s: float = Field(120.0, gt=0, description="cap on one plus-suite sample's total time")
 
 
+SCORING_SHARD_SIZE = 200
+
+
 class ScoreConfig(_Strict):
     samples: Path
     output_dir: Path
@@ -55,7 +60,7 @@ class ScoreConfig(_Strict):
     allow_missing_tasks: bool = False
     address: str | None = Field(None, description="Ray address; None starts a local Ray in-process")
     workers: int | None = Field(None, ge=1, description="scoring actors; default: one per CPU")
-    shard_size: int = Field(200, ge=1, description="samples per scoring call and per results shard")
+    shard_size: int = Field(SCORING_SHARD_SIZE, ge=1, description="samples per scoring call and per results shard")
     cache_dir: Path = Field(Path("~/.cache/ray_humaneval").expanduser())
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
 
@@ -95,14 +100,25 @@ def deep_merge(base: dict, overrides: dict) -> dict:
     return merged
 
 
-def build(model: type[BaseModel], yaml_path: Path | None, overrides: dict):
-    """YAML first, CLI flags (non-None overrides) on top, validated into `model`."""
+def build(model: type[BaseModel], yaml_path: Path | None, overrides: dict, flag_names: dict[str, str] | None = None):
+    """YAML first, CLI flags (non-None overrides) on top, validated into `model`. `flag_names`
+    (dotted field -> flag) lets a missing required field name the flag that sets it."""
     data = deep_merge(load_yaml(yaml_path), {k: v for k, v in overrides.items() if v is not None})
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"invalid configuration: {problems}") from None
+        raise ConfigError(describe(exc, flag_names or {})) from None
+
+
+def describe(exc: ValidationError, flag_names: dict[str, str]) -> str:
+    problems = []
+    for e in exc.errors():
+        where = ".".join(map(str, e["loc"])) or "<root>"
+        if e["type"] == "missing" and where in flag_names:
+            problems.append(f"{flag_names[where]} is required")
+        else:
+            problems.append(f"{where}: {e['msg']}")
+    return "invalid configuration: " + "; ".join(problems)
 
 
 def config_hash(*parts: object) -> str:
@@ -160,8 +176,13 @@ class ServingConfig(_Strict):
     app_name: str | None = Field(None, description="attach to this running Serve app instead of starting one")
     keep_serving: bool = Field(False, description="leave the app running after the job, for reuse")
 
+    @property
+    def replica_cpus(self) -> int:
+        """CPUs (or GPUs) the replicas hold for their whole life."""
+        return self.replicas * self.tensor_parallel_size
+
     @model_validator(mode="after")
-    def _metrics_need_stats(self) -> "ServingConfig":
+    def _metrics_need_stats(self) -> ServingConfig:
         # Ray Serve LLM refuses the pair deep inside replica start-up; say it here, in config terms
         if self.engine_metrics and self.engine_kwargs.get("disable_log_stats"):
             raise ValueError("engine_kwargs.disable_log_stats turns off the stats that engine metrics export; "
@@ -170,7 +191,7 @@ class ServingConfig(_Strict):
 
 
 class SamplingConfig(_Strict):
-    """None means: chosen for the model before the run (ray_jobs.preflight): Qwen3's published
+    """None means: chosen for the model before the run (ray_jobs.generation.preflight): Qwen3's published
     recommendation for the thinking mode, else the model's generation_config.json, else vLLM's
     defaults."""
 
@@ -217,21 +238,22 @@ class EvalConfig(_Strict):
     prompt: PromptConfig = Field(default_factory=PromptConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
-    scoring_workers: int | None = Field(None, ge=1)
+    scoring_workers: int | None = Field(None, ge=1, description="scoring actors; default: one per cluster CPU")
+    scoring_shard_size: int = Field(SCORING_SHARD_SIZE, ge=1, description="samples per scoring call and per results shard")
     cache_dir: Path = Field(Path("~/.cache/ray_humaneval").expanduser())
     report: bool = Field(True, description="write report.md/.html/.json into output_dir")
 
     _positive_ks = field_validator("k")(ScoreConfig._positive_ks.__func__)
 
     @model_validator(mode="after")
-    def _fits_context(self) -> "EvalConfig":
+    def _fits_context(self) -> EvalConfig:
         max_tokens, max_model_len = self.sampling.max_tokens, self.serving.max_model_len
         if max_tokens is not None and max_model_len is not None and max_tokens >= max_model_len:
             raise ValueError(f"sampling.max_tokens ({max_tokens}) must be below serving.max_model_len "
                              f"({max_model_len}), which must also hold the prompt")
         return self
 
-    def fitted_to(self, max_model_len: int, sampling: dict) -> "EvalConfig":
+    def fitted_to(self, max_model_len: int, sampling: dict) -> EvalConfig:
         """This configuration with what the preflight chose for the model written in."""
         return self.model_copy(update={
             "serving": self.serving.model_copy(update={"max_model_len": max_model_len}),

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from collections import Counter
@@ -18,81 +17,62 @@ from pathlib import Path
 
 import yaml
 
-from ray_jobs import atomic, cli, config, preflight, schemas
-from ray_jobs.datasets import DATASETS, load_dataset, task_sort_key
-from ray_jobs.generation import group_into_shards, plan_requests
-from ray_jobs.scoring import ScoreItem
-from ray_jobs.summary import sandbox_section, suite_metrics, time_limit_metrics
-from ray_jobs.utilisation import replica_utilisation
+from ray_jobs import cli, config
+from ray_jobs.generation import preflight
+from ray_jobs.generation.extract import thinking_part
+from ray_jobs.generation.planning import group_into_shards, plan_requests
+from ray_jobs.metrics.summary import Summary, sandbox_section, scoring_stats, suite_metrics, time_limit_metrics
+from ray_jobs.metrics.utilisation import replica_utilisation
+from ray_jobs.scoring.items import ScoreItem
+from ray_jobs.storage import atomic, schemas
+from ray_jobs.tasks.datasets import DATASETS, load_dataset, task_sort_key
 
 log = logging.getLogger("ray_jobs.evaluate")
 
 
+FLAGS = (
+    cli.Flag("--model", "model.model", "Hugging Face id or local path (default Qwen/Qwen3-0.6B)"),
+    cli.Flag("--output-dir", "output_dir", options={"type": Path}),
+    cli.Flag("--dataset", "dataset", options={"choices": DATASETS}),
+    cli.Flag("--num-samples", "generation.num_samples", "samples per task (n)", {"type": int}),
+    cli.Flag("--limit", "limit", "first N tasks only", {"type": int}),
+    cli.Flag("--k", "k", "comma-separated k values", parse=cli.int_list("--k")),
+    cli.Flag("--replicas", "serving.replicas", options={"type": int}),
+    cli.Flag("--device", "serving.device", options={"choices": ["auto", "gpu", "cpu"]}),
+    cli.Flag("--thinking", "prompt.thinking", "Qwen3 thinking mode", {"action": argparse.BooleanOptionalAction}),
+    cli.Flag("--prompt-mode", "prompt.mode", options={"choices": ["chat", "completion"]}),
+    cli.Flag("--temperature", "sampling.temperature", options={"type": float}),
+    cli.Flag("--top-p", "sampling.top_p", options={"type": float}),
+    cli.Flag("--max-tokens", "sampling.max_tokens", options={"type": int}),
+    cli.Flag("--seed", "sampling.seed", options={"type": int}),
+    cli.Flag("--max-model-len", "serving.max_model_len", "default: the longest prompt plus max_tokens, within the "
+             "model's own limit", {"type": int}),
+    cli.Flag("--app-name", "serving.app_name", "attach to a running Serve app instead of starting one"),
+    cli.Flag("--keep-serving", "serving.keep_serving", options={"action": "store_true", "default": None}),
+    cli.Flag("--engine-metrics", "serving.engine_metrics", "vLLM engine metrics in Ray's Prometheus/Grafana "
+             "(default: on)", {"action": argparse.BooleanOptionalAction}),
+    cli.Flag("--address", "address", "Ray address; default: RAY_ADDRESS, else a new local Ray"),
+)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m ray_jobs.evaluate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", help="Hugging Face id or local path (default Qwen/Qwen3-0.6B)")
-    p.add_argument("--output-dir", type=Path)
+    p = cli.parser("python -m ray_jobs.evaluate", __doc__)
     p.add_argument("--config", type=Path, help="YAML with EvalConfig fields; flags override it")
-    p.add_argument("--dataset", choices=DATASETS)
-    p.add_argument("--num-samples", type=int, help="samples per task (n)")
-    p.add_argument("--limit", type=int, help="first N tasks only")
-    p.add_argument("--k", help="comma-separated k values")
-    p.add_argument("--replicas", type=int)
-    p.add_argument("--device", choices=["auto", "gpu", "cpu"])
-    p.add_argument("--thinking", action=argparse.BooleanOptionalAction, default=None, help="Qwen3 thinking mode")
-    p.add_argument("--prompt-mode", choices=["chat", "completion"])
-    p.add_argument("--temperature", type=float)
-    p.add_argument("--top-p", type=float)
-    p.add_argument("--max-tokens", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--max-model-len", type=int)
-    p.add_argument("--app-name", help="attach to a running Serve app instead of starting one")
-    p.add_argument("--keep-serving", action="store_true", default=None)
-    p.add_argument("--engine-metrics", action=argparse.BooleanOptionalAction, default=None,
-                   help="vLLM engine metrics in Ray's Prometheus/Grafana (default: on)")
-    p.add_argument("--address", help="Ray address; default: RAY_ADDRESS, else a new local Ray")
+    cli.add_flags(p, FLAGS)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--verbose", action="store_true", help="Ray and vLLM logs on the terminal too")
     return p.parse_args(argv)
 
 
 def build_config(args: argparse.Namespace) -> config.EvalConfig:
-    nested = {
-        "model": {"model": args.model},
-        "serving": {"replicas": args.replicas, "device": args.device, "max_model_len": args.max_model_len,
-                    "app_name": args.app_name, "keep_serving": args.keep_serving,
-                    "engine_metrics": args.engine_metrics},
-        "sampling": {"temperature": args.temperature, "top_p": args.top_p, "max_tokens": args.max_tokens,
-                     "seed": args.seed},
-        "prompt": {"thinking": args.thinking, "mode": args.prompt_mode},
-        "generation": {"num_samples": args.num_samples},
-    }
-    overrides = {key: {k: v for k, v in value.items() if v is not None} for key, value in nested.items()}
-    overrides = {key: value for key, value in overrides.items() if value}
-    overrides.update({"output_dir": args.output_dir, "dataset": args.dataset, "limit": args.limit,
-                      "address": args.address, "k": [int(k) for k in args.k.split(",")] if args.k else None})
-    return config.build(config.EvalConfig, args.config, overrides)
-
-
-def _local_cpus(cfg: config.EvalConfig) -> int | None:
-    """CPU vLLM replicas each hold a CPU for their lifetime; the embedded local Ray declares that
-    many more logical CPUs so the sandbox workers still get scheduled (and --keep-serving works)."""
-    if config_address(cfg) != "local":
-        return None
-    return (os.cpu_count() or 2) + cfg.serving.replicas * cfg.serving.tensor_parallel_size
-
-
-def config_address(cfg: config.EvalConfig) -> str:
-    from ray_jobs.ray_runtime import resolve_address
-
-    return resolve_address(cfg.address)
+    return cli.build_config(config.EvalConfig, args, FLAGS)
 
 
 def run(cfg: config.EvalConfig, progress: bool = True, fitted: preflight.Fitted | None = None) -> dict:
     """`fitted`: the preflight's answer, where the caller (a sweep) already asked for it."""
-    from ray_jobs.distributed_scoring import make_shards, score_shards, shard_path
-    from ray_jobs.generate_ray import generate, warm_up_in_background
-    from ray_jobs.ray_runtime import cluster_cpus, cluster_gpus, ray_session
+    from ray_jobs.generation.driver import generate, warm_up_in_background
+    from ray_jobs.ray_runtime import cluster_cpus, cluster_gpus, local_cpus, ray_session
+    from ray_jobs.scoring.shards import make_shards, score_shards, shard_path
     from serve_app.app import resolve_device, serving
 
     started = time.perf_counter()
@@ -107,7 +87,7 @@ def run(cfg: config.EvalConfig, progress: bool = True, fitted: preflight.Fitted 
     gen_dir, results_dir = cfg.output_dir / "generations", cfg.output_dir / "results"
     timings: dict[str, float] = {}
 
-    with ray_session(cfg.address, num_cpus=_local_cpus(cfg)):
+    with ray_session(cfg.address, num_cpus=local_cpus(cfg.address, cfg.serving.replica_cpus)):
         device = resolve_device(cfg.serving) if not cfg.serving.app_name else "attached"
         preflight.check_gpus(cfg, device, cluster_gpus())
         seeded_cpu = device == "cpu" and cfg.sampling.seed is not None
@@ -140,11 +120,11 @@ def run(cfg: config.EvalConfig, progress: bool = True, fitted: preflight.Fitted 
                  for r in generations.select(["task_id", "completion_id", "completion"]).to_pylist()]
         oracles = None
         if "plus" in dataset.suites:
-            from ray_jobs.groundtruth import load_oracles
+            from ray_jobs.tasks.groundtruth import load_oracles
 
             oracles = load_oracles(cfg.dataset, cfg.cache_dir)
         score_id = config.config_hash(gen_id, cfg.sandbox)
-        score_shards_ = make_shards(items, 200, score_id)
+        score_shards_ = make_shards(items, cfg.scoring_shard_size, score_id)
         score_stats = score_shards(score_shards_, results_dir, cfg.dataset, dataset.suites, cfg.sandbox, oracles,
                                    cfg.scoring_workers or cluster_cpus(), gen_id, progress)
         timings["scoring_s"] = score_stats["scoring_wall_s"]
@@ -152,12 +132,12 @@ def run(cfg: config.EvalConfig, progress: bool = True, fitted: preflight.Fitted 
     timings["total_s"] = time.perf_counter() - started
     summary = summarize(cfg, dataset, task_ids, generations, results, gen_stats, score_stats, timings, gen_id, fitted)
     write_samples_jsonl(cfg.output_dir / "samples.jsonl", generations)
-    atomic.write_text(cfg.output_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic.write_text(cfg.output_dir / "summary.json", summary.model_dump_json(indent=2) + "\n")
     if cfg.report:
         from ray_jobs.report import write_report
 
         write_report([cfg.output_dir])
-    return summary
+    return summary.model_dump(mode="json")
 
 
 def generation_metrics(generations, gen_stats: dict) -> dict:
@@ -165,7 +145,7 @@ def generation_metrics(generations, gen_stats: dict) -> dict:
                                "error"]).to_pylist()
     finish = Counter(r["finish_reason"] for r in rows)
     tokens = [r["completion_tokens"] for r in rows if r["completion_tokens"] is not None]
-    thinking = [r["response"].count("</think>") > 0 or "<think>" in r["response"] for r in rows]
+    thinking = [bool(thinking_part(r["response"])) for r in rows]
     wall = gen_stats["wall_s"]
     return {
         "samples": len(rows),
@@ -181,32 +161,23 @@ def generation_metrics(generations, gen_stats: dict) -> dict:
     }
 
 
-def summarize(cfg, dataset, task_ids, generations, results, gen_stats, score_stats, timings, gen_id, fitted) -> dict:
+def summarize(cfg, dataset, task_ids, generations, results, gen_stats, score_stats, timings, gen_id,
+              fitted) -> Summary:
     passk, counts = suite_metrics(results, dataset.suites, cfg.k, task_ids)
-    return {
-        "config_id": gen_id,
-        "output_dir": str(cfg.output_dir),
-        "model": cfg.model.model,
-        "dataset": dataset.name,
-        "dataset_sha256": dataset.sha256,
-        "tasks": len(task_ids),
-        "num_samples": cfg.generation.num_samples,
-        "thinking": cfg.prompt.thinking,
-        "sampling": cfg.sampling.model_dump(),
-        "sampling_sources": fitted.sources,
-        "model_fit": {"architectures": list(fitted.profile.architectures), "context_limit": fitted.profile.context_limit,
-                      "context_limit_from": fitted.profile.context_key, "max_model_len": cfg.serving.max_model_len,
-                      "longest_prompt_tokens": fitted.longest_prompt, "notes": fitted.notes},
-        "suites": list(dataset.suites),
-        "pass_at_k": passk,
-        "status_counts": counts,
-        "time_limits": time_limit_metrics(results, dataset.suites),
-        "generation": generation_metrics(generations, gen_stats),
-        "scoring": {"samples_per_s": round(score_stats["samples_scored"] / score_stats["scoring_wall_s"], 1)
-                    if score_stats["scoring_wall_s"] else None, "shards_resumed": score_stats["shards_skipped"]},
-        "timing": {k: round(v, 3) for k, v in timings.items()},
-        "sandbox": sandbox_section(score_stats["layers"]),
-    }
+    return Summary(
+        kind="evaluate", config_id=gen_id, output_dir=str(cfg.output_dir), dataset=dataset.name,
+        dataset_sha256=dataset.sha256, tasks=len(task_ids), samples=generations.num_rows, suites=list(dataset.suites),
+        pass_at_k=passk, status_counts=counts, time_limits=time_limit_metrics(results, dataset.suites),
+        scoring=scoring_stats(score_stats), timing={k: round(v, 3) for k, v in timings.items()},
+        sandbox=sandbox_section(score_stats["layers"]), config=json.loads(cfg.model_dump_json()),
+        model=cfg.model.model, num_samples=cfg.generation.num_samples, thinking=cfg.prompt.thinking,
+        prompt={"mode": cfg.prompt.mode, "template": cfg.prompt.template, "system": cfg.prompt.system},
+        sampling=cfg.sampling.model_dump(), sampling_sources=fitted.sources,
+        model_fit={"architectures": list(fitted.profile.architectures), "context_limit": fitted.profile.context_limit,
+                   "context_limit_from": fitted.profile.context_key, "max_model_len": cfg.serving.max_model_len,
+                   "longest_prompt_tokens": fitted.longest_prompt, "notes": fitted.notes},
+        generation=generation_metrics(generations, gen_stats),
+    )
 
 
 def write_samples_jsonl(target: Path, generations) -> None:
@@ -218,19 +189,15 @@ def write_samples_jsonl(target: Path, generations) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    from serve_app.app import ServingError
+    def job() -> int:
+        args = parse_args(argv)
+        cfg = build_config(args)
+        cli.configure_logging(cfg.output_dir / "logs" / "job.log", args.verbose)
+        summary = run(cfg, progress=not args.no_progress)
+        cli.print_pass_at_k(summary, summary["output_dir"])
+        return 0
 
-    def job() -> dict:
-        if args.output_dir is None and args.config is None:
-            raise config.ConfigError("--output-dir is required")
-        return run(build_config(args), progress=not args.no_progress)
-
-    summary = cli.run_command(job, extra_errors=(ServingError,))
-    if summary is None:
-        return 2
-    cli.print_pass_at_k(summary, summary["output_dir"])
-    return 0
+    return cli.run_command(job)
 
 
 if __name__ == "__main__":

@@ -5,9 +5,23 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import threading
 from collections.abc import Iterator
 
 log = logging.getLogger(__name__)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def stop_like_ctrl_c() -> None:
+    """SIGTERM (`kill`, `ray job stop`) ends the job as Ctrl-C does, running the finally blocks
+    that delete Serve apps. ray.init installs a handler of its own that aborts the process, so
+    this is called again after it."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
 
 
 def resolve_address(address: str | None) -> str:
@@ -28,10 +42,20 @@ def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[No
     log.info("connecting to Ray at %s", target)
     kwargs = {"num_cpus": num_cpus} if target == "local" and num_cpus else {}
     ray.init(address=target, logging_level=logging.WARNING, log_to_driver=True, **kwargs)
+    stop_like_ctrl_c()
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def local_cpus(address: str | None, replica_cpus: int) -> int | None:
+    """Logical CPUs a new local Ray declares: the machine's, plus those CPU vLLM replicas (and an
+    HTTP ingress) hold for their whole life, so that sandbox workers still get scheduled. None
+    where the job joins a cluster, which has its own resources."""
+    if resolve_address(address) != "local":
+        return None
+    return (os.cpu_count() or 2) + replica_cpus
 
 
 def cluster_cpus() -> int:

@@ -6,7 +6,6 @@ With two or more runs the first is the baseline of the paired comparisons.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import io
@@ -20,12 +19,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ray_jobs import atomic  # noqa: E402
-from ray_jobs.analysis import (  # noqa: E402
-    Run, difficulty_table, failure_breakdown, load_run, paired_comparison, pass_at_k_with_ci, runtime_vs_canonical,
-    task_counts, token_use,
+from ray_jobs import cli  # noqa: E402
+from ray_jobs.metrics.analysis import (  # noqa: E402
+    Run,
+    difficulty_table,
+    failure_breakdown,
+    load_run,
+    paired_comparison,
+    pass_at_k_with_ci,
+    runtime_vs_canonical,
+    task_counts,
+    token_use,
 )
-from ray_jobs.quality import quality_metrics  # noqa: E402
+from ray_jobs.metrics.quality import quality_metrics  # noqa: E402
+from ray_jobs.storage import atomic  # noqa: E402
 
 
 def compute(runs: list[Run]) -> dict:
@@ -33,7 +40,7 @@ def compute(runs: list[Run]) -> dict:
     for run in runs:
         codes = []
         if run.generations is not None:
-            from ray_jobs.datasets import load_dataset
+            from ray_jobs.tasks.datasets import load_dataset
 
             dataset = load_dataset(run.summary.get("dataset", "humaneval"))
             codes = [dataset.tasks[r["task_id"]].prompt + r["completion"]
@@ -271,16 +278,15 @@ def write_report(run_dirs: list[Path], output_dir: Path | None = None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ray_jobs.report", description=__doc__)
-    p.add_argument("run_dirs", nargs="+", type=Path)
-    p.add_argument("--output-dir", type=Path, help="default: the first RUN_DIR")
-    args = p.parse_args(argv)
-    try:
+    def job() -> int:
+        p = cli.parser("python -m ray_jobs.report", __doc__)
+        p.add_argument("run_dirs", nargs="+", type=Path)
+        p.add_argument("--output-dir", type=Path, help="default: the first RUN_DIR")
+        args = p.parse_args(argv)
         print(f"wrote {write_report(args.run_dirs, args.output_dir)}")
-    except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return cli.run_command(job)
 
 
 if __name__ == "__main__":

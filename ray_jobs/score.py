@@ -12,45 +12,40 @@ import sys
 import time
 from pathlib import Path
 
-from ray_jobs import atomic, cli, config, schemas
-from ray_jobs.datasets import DATASETS, Dataset, load_dataset
-from ray_jobs.extract import extract_completion
-from ray_jobs.samples_io import read_rows, to_samples, write_samples_with_results
-from ray_jobs.scoring import ScoreItem
-from ray_jobs.summary import sandbox_section, suite_metrics, time_limit_metrics
+from ray_jobs import cli, config
+from ray_jobs.generation.extract import extract_completion
+from ray_jobs.metrics.summary import Summary, sandbox_section, scoring_stats, suite_metrics, time_limit_metrics
+from ray_jobs.scoring.items import ScoreItem
+from ray_jobs.storage import atomic, schemas
+from ray_jobs.tasks.datasets import DATASETS, Dataset, load_dataset
+from ray_jobs.tasks.samples_io import read_rows, to_samples, write_samples_with_results
+
+FLAGS = (
+    cli.Flag("--samples", "samples", "samples JSONL(.gz) with task_id and completion", {"type": Path}),
+    cli.Flag("--output-dir", "output_dir", options={"type": Path}),
+    cli.Flag("--dataset", "dataset", options={"choices": DATASETS}),
+    cli.Flag("--k", "k", "comma-separated k values, e.g. 1,10,100", parse=cli.int_list("--k")),
+    cli.Flag("--timeout", "sandbox.timeout_s", "seconds per base-suite sample (default 3.0)", {"type": float}),
+    cli.Flag("--extract", "extract", "rows carry raw chat output in `response` (or `completion`); extract code first",
+             {"action": "store_true", "default": None}),
+    cli.Flag("--allow-missing-tasks", "allow_missing_tasks", options={"action": "store_true", "default": None}),
+    cli.Flag("--address", "address", "Ray address; default: RAY_ADDRESS, else a new local Ray"),
+    cli.Flag("--workers", "workers", "scoring actors (default: one per cluster CPU)", {"type": int}),
+    cli.Flag("--shard-size", "shard_size", options={"type": int}),
+)
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m ray_jobs.score", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--samples", type=Path, help="samples JSONL(.gz) with task_id and completion")
-    p.add_argument("--output-dir", type=Path)
+    p = cli.parser("python -m ray_jobs.score", __doc__)
     p.add_argument("--config", type=Path, help="YAML with ScoreConfig fields; flags override it")
-    p.add_argument("--dataset", choices=DATASETS)
-    p.add_argument("--k", help="comma-separated k values, e.g. 1,10,100")
-    p.add_argument("--timeout", type=float, help="seconds per base-suite sample (default 3.0)")
-    p.add_argument("--extract", action="store_true", default=None,
-                   help="rows carry raw chat output in `response` (or `completion`); extract code first")
-    p.add_argument("--allow-missing-tasks", action="store_true", default=None)
-    p.add_argument("--address", help="Ray address; default: RAY_ADDRESS, else a new local Ray")
-    p.add_argument("--workers", type=int, help="scoring actors (default: one per cluster CPU)")
-    p.add_argument("--shard-size", type=int)
+    cli.add_flags(p, FLAGS)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--verbose", action="store_true", help="Ray logs on the terminal too")
     return p.parse_args(argv)
 
 
 def build_config(args: argparse.Namespace) -> config.ScoreConfig:
-    overrides = {
-        "samples": args.samples, "output_dir": args.output_dir, "dataset": args.dataset,
-        "k": [int(k) for k in args.k.split(",")] if args.k else None, "extract": args.extract,
-        "allow_missing_tasks": args.allow_missing_tasks, "address": args.address, "workers": args.workers,
-        "shard_size": args.shard_size,
-    }
-    if args.timeout is not None:
-        overrides["sandbox"] = {"timeout_s": args.timeout}
-    try:
-        return config.build(config.ScoreConfig, args.config, overrides)
-    except ValueError as exc:  # "1,x" in --k
-        raise config.ConfigError(str(exc)) from None
+    return cli.build_config(config.ScoreConfig, args, FLAGS)
 
 
 def load_items(cfg: config.ScoreConfig, dataset: Dataset) -> tuple[list, list, list[ScoreItem]]:
@@ -77,12 +72,12 @@ def run(cfg: config.ScoreConfig, progress: bool = True) -> dict:
     config_id = config.config_hash(cfg.dataset, dataset.sha256, cfg.extract, cfg.sandbox)
     oracles = None
     if "plus" in dataset.suites:
-        from ray_jobs.groundtruth import load_oracles
+        from ray_jobs.tasks.groundtruth import load_oracles
 
         oracles = load_oracles(cfg.dataset, cfg.cache_dir)
 
-    from ray_jobs.distributed_scoring import make_shards, score_shards, shard_path
     from ray_jobs.ray_runtime import cluster_cpus, ray_session
+    from ray_jobs.scoring.shards import make_shards, score_shards, shard_path
 
     shards = make_shards(items, cfg.shard_size, config_id)
     results_dir = cfg.output_dir / "results"
@@ -90,38 +85,25 @@ def run(cfg: config.ScoreConfig, progress: bool = True) -> dict:
         stats = score_shards(shards, results_dir, cfg.dataset, dataset.suites, cfg.sandbox, oracles,
                              cfg.workers or cluster_cpus(), config_id, progress)
     results = schemas.read_tables([shard_path(results_dir, s) for s in shards], schemas.RESULTS)
-    summary = summarize(cfg, dataset, samples, results, stats, started)
+    summary = summarize(cfg, dataset, samples, results, stats, started, config_id)
     write_outputs(cfg, dataset, rows, samples, results, summary)
-    return summary
+    return summary.model_dump(mode="json")
 
 
-def summarize(cfg, dataset: Dataset, samples, results, stats: dict, started: float) -> dict:
+def summarize(cfg, dataset: Dataset, samples, results, stats: dict, started: float, config_id: str) -> Summary:
     task_order = list(dict.fromkeys(s.task_id for s in samples))
     passk, counts = suite_metrics(results, dataset.suites, cfg.k, task_order)
-    wall = stats["scoring_wall_s"]
-    return {
-        "dataset": dataset.name,
-        "dataset_sha256": dataset.sha256,
-        "samples": len(samples),
-        "tasks": len(task_order),
-        "suites": list(dataset.suites),
-        "pass_at_k": passk,
-        "status_counts": counts,
-        "time_limits": time_limit_metrics(results, dataset.suites),
-        "timing": {
-            "total_wall_s": round(time.perf_counter() - started, 3),
-            "scoring_wall_s": round(wall, 3),
-            "samples_scored": stats["samples_scored"],
-            "samples_per_s": round(stats["samples_scored"] / wall, 1) if wall else None,
-            "shards_total": stats["shards_total"],
-            "shards_resumed": stats["shards_skipped"],
-        },
-        "sandbox": sandbox_section(stats["layers"]),
-        "config": json.loads(cfg.model_dump_json()),
-    }
+    return Summary(
+        kind="score", config_id=config_id, output_dir=str(cfg.output_dir), dataset=dataset.name,
+        dataset_sha256=dataset.sha256, tasks=len(task_order), samples=len(samples), suites=list(dataset.suites),
+        pass_at_k=passk, status_counts=counts, time_limits=time_limit_metrics(results, dataset.suites),
+        scoring=scoring_stats(stats),
+        timing={"total_s": round(time.perf_counter() - started, 3), "scoring_s": round(stats["scoring_wall_s"], 3)},
+        sandbox=sandbox_section(stats["layers"]), config=json.loads(cfg.model_dump_json()),
+    )
 
 
-def write_outputs(cfg, dataset: Dataset, rows, samples, results, summary: dict) -> None:
+def write_outputs(cfg, dataset: Dataset, rows, samples, results, summary: Summary) -> None:
     primary = "plus" if "plus" in dataset.suites else "base"
     by_key = {(r["task_id"], r["completion_id"], r["suite"]): r for r in results.to_pylist()}
     passed, result = {}, {}
@@ -132,24 +114,21 @@ def write_outputs(cfg, dataset: Dataset, rows, samples, results, summary: dict) 
         result[s.line] = "passed" if passed[s.line] else (
             f"{final['status']}: {final['error_type'] or ''} {final['error_message'] or ''}".strip())
     write_samples_with_results(cfg.output_dir / "samples_results.jsonl", rows, passed, result)
-    atomic.write_text(cfg.output_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic.write_text(cfg.output_dir / "summary.json", summary.model_dump_json(indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    def job() -> int:
+        args = parse_args(argv)
+        cfg = build_config(args)
+        cli.configure_logging(cfg.output_dir / "logs" / "job.log", args.verbose)
+        summary = run(cfg, progress=not args.no_progress)
+        if summary["sandbox"]["degraded"]:
+            print("WARNING: sandbox degraded: " + ", ".join(summary["sandbox"]["degraded"]), file=sys.stderr)
+        cli.print_pass_at_k(summary, summary["output_dir"])
+        return 0
 
-    def job() -> dict:
-        if args.samples is None and args.config is None:
-            raise config.ConfigError("--samples is required")
-        return run(build_config(args), progress=not args.no_progress)
-
-    summary = cli.run_command(job)
-    if summary is None:
-        return 2
-    if summary["sandbox"]["degraded"]:
-        print("WARNING: sandbox degraded: " + ", ".join(summary["sandbox"]["degraded"]), file=sys.stderr)
-    cli.print_pass_at_k(summary, summary["config"]["output_dir"])
-    return 0
+    return cli.run_command(job)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ all, and report.html compares them (the first config is the baseline).
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import logging
@@ -27,8 +26,10 @@ from pathlib import Path
 
 import yaml
 
-from ray_jobs import atomic, config, evaluate, preflight
-from ray_jobs.datasets import load_dataset, task_sort_key
+from ray_jobs import cli, config, evaluate
+from ray_jobs.generation import preflight
+from ray_jobs.storage import atomic
+from ray_jobs.tasks.datasets import load_dataset, task_sort_key
 
 log = logging.getLogger("ray_jobs.sweep")
 
@@ -87,7 +88,7 @@ def _fit(cfg: config.EvalConfig) -> tuple[config.EvalConfig, preflight.Fitted]:
 
 
 def run_sweep(sweep: dict, progress: bool = False) -> dict:
-    from ray_jobs.ray_runtime import ray_session
+    from ray_jobs.ray_runtime import local_cpus, ray_session
     from serve_app.app import serving
 
     # every configuration is fitted to its model before anything starts: a refusal comes now
@@ -95,7 +96,8 @@ def run_sweep(sweep: dict, progress: bool = False) -> dict:
     root = Path(sweep["output_dir"])
     atomic.check_writable(root)
     index = {}
-    with ray_session(configs[0][2].address, num_cpus=evaluate._local_cpus(configs[0][2])):
+    first = configs[0][2]
+    with ray_session(first.address, num_cpus=local_cpus(first.address, first.serving.replica_cpus)):
         for m in sorted({m for m, _, _, _ in configs}):
             todo = [(name, cfg, fitted) for mi, name, cfg, fitted in configs if mi == m and not _finished(cfg)]
             for mi, name, cfg, _ in configs:
@@ -111,7 +113,7 @@ def run_sweep(sweep: dict, progress: bool = False) -> dict:
                         update={"app_name": app.app_name, "keep_serving": False})}), fitted) for _, cfg, fitted in todo]
                     with ThreadPoolExecutor(max_workers=len(attached)) as pool:
                         list(pool.map(lambda item: evaluate.run(item[0], progress=progress, fitted=item[1]), attached))
-        for m, name, cfg, _ in configs:
+        for _, name, cfg, _ in configs:
             summary = json.loads((cfg.output_dir / "summary.json").read_text())
             index[name] = {"dir": str(cfg.output_dir), "model": cfg.model.model, "quantization": cfg.model.quantization,
                            "pass_at_k": summary["pass_at_k"], "config_id": summary["config_id"]}
@@ -128,24 +130,22 @@ def run_sweep(sweep: dict, progress: bool = False) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    p = argparse.ArgumentParser(prog="python -m ray_jobs.sweep", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("sweep", type=Path)
-    p.add_argument("--output-dir", type=Path, help="overrides the sweep file's output_dir")
-    args = p.parse_args(argv)
-    from serve_app.app import ServingError
-
-    try:
+    def job() -> int:
+        p = cli.parser("python -m ray_jobs.sweep", __doc__)
+        p.add_argument("sweep", type=Path)
+        p.add_argument("--output-dir", type=Path, help="overrides the sweep file's output_dir")
+        p.add_argument("--verbose", action="store_true", help="Ray and vLLM logs on the terminal too")
+        args = p.parse_args(argv)
         sweep = config.load_yaml(args.sweep)
         if args.output_dir:
             sweep["output_dir"] = str(args.output_dir)
+        if "output_dir" in sweep:
+            cli.configure_logging(Path(sweep["output_dir"]) / "logs" / "sweep.log", args.verbose)
         index = run_sweep(sweep, progress=True)
-    except (config.ConfigError, ServingError, PermissionError, preflight.PreflightError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(yaml.safe_dump({k: v["pass_at_k"] for k, v in index.items()}, sort_keys=False))
-    return 0
+        print(yaml.safe_dump({k: v["pass_at_k"] for k, v in index.items()}, sort_keys=False))
+        return 0
+
+    return cli.run_command(job)
 
 
 if __name__ == "__main__":

@@ -16,13 +16,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ray_jobs.config import ModelConfig, ServingConfig
-from serve_app.failures import deploy_failure
+from ray_jobs.console import Progress
+from serve_app.failures import ServingError, deploy_failure
 
 log = logging.getLogger(__name__)
-
-
-class ServingError(RuntimeError):
-    """The model could not be served; the message says why."""
 
 
 def resolve_device(serving: ServingConfig) -> str:
@@ -36,7 +33,7 @@ def resolve_device(serving: ServingConfig) -> str:
 
 def engine_kwargs(model: ModelConfig, serving: ServingConfig, device: str) -> dict:
     if serving.max_model_len is None:
-        raise ValueError("serving.max_model_len is fitted to the model before replicas start (ray_jobs.preflight)")
+        raise ValueError("serving.max_model_len is fitted to the model before replicas start (ray_jobs.generation.preflight)")
     kwargs = {
         "max_model_len": serving.max_model_len,
         "max_num_seqs": serving.max_num_seqs,
@@ -61,7 +58,14 @@ def engine_kwargs(model: ModelConfig, serving: ServingConfig, device: str) -> di
     return {**kwargs, **serving.engine_kwargs}
 
 
-def replica_env_vars(serving: ServingConfig) -> dict[str, str]:
+def job_env_vars() -> dict[str, str]:
+    """The env_vars of this job's runtime_env (HF_TOKEN, HF_HOME, ...); none outside Ray."""
+    import ray
+
+    return (ray.get_runtime_context().runtime_env.get("env_vars") or {}) if ray.is_initialized() else {}
+
+
+def replica_env_vars(serving: ServingConfig, inherited: dict[str, str]) -> dict[str, str]:
     """The job's runtime_env env_vars (HF_TOKEN, HF_HOME, ...) plus the engines' niceness.
 
     Ray Serve LLM replaces the job's env_vars with the LLMConfig's instead of merging them, and the
@@ -69,13 +73,11 @@ def replica_env_vars(serving: ServingConfig) -> dict[str, str]:
     RAY_worker_niceness is read by the replica's Ray worker as it starts; raising its niceness from
     the raylet's 0 needs no privileges, and the engine processes it spawns inherit it.
     """
-    import ray
-
-    inherited = (ray.get_runtime_context().runtime_env.get("env_vars") or {}) if ray.is_initialized() else {}
     return {**inherited, "RAY_worker_niceness": str(serving.engine_niceness)}
 
 
-def build_llm_config(model: ModelConfig, serving: ServingConfig, device: str, max_ongoing_requests: int):
+def build_llm_config(model: ModelConfig, serving: ServingConfig, device: str, max_ongoing_requests: int,
+                     job_env: dict[str, str]):
     from ray.serve.llm import LLMConfig
 
     options = {
@@ -83,7 +85,7 @@ def build_llm_config(model: ModelConfig, serving: ServingConfig, device: str, ma
         "engine_kwargs": engine_kwargs(model, serving, device),
         "deployment_config": {"num_replicas": serving.replicas, "max_ongoing_requests": max_ongoing_requests},
         "log_engine_metrics": serving.engine_metrics,
-        "runtime_env": {"env_vars": replica_env_vars(serving)},
+        "runtime_env": {"env_vars": replica_env_vars(serving, job_env)},
     }
     if device == "cpu":
         options["accelerator_config"] = {"kind": "cpu"}
@@ -94,14 +96,13 @@ def build_llm_config(model: ModelConfig, serving: ServingConfig, device: str, ma
 
 def required_resources(serving: ServingConfig, device: str) -> dict[str, float]:
     key = "GPU" if device == "gpu" else "CPU"
-    return {key: float(serving.replicas * serving.tensor_parallel_size)}
+    return {key: float(serving.replica_cpus)}
 
 
 @dataclass
 class ServeApp:
     app_name: str
     deployment_name: str
-    owned: bool  # started by us (and so ours to delete)
 
 
 def _deployment_name(app_name: str) -> str:
@@ -114,23 +115,31 @@ def _deployment_name(app_name: str) -> str:
     return names[0]
 
 
-def wait_until_running(app_name: str, deadline_s: float, needs: dict[str, float]) -> None:
+def _running_replicas(app) -> int:
+    return sum(count for d in app.deployments.values() for state, count in d.replica_states.items()
+               if str(state).endswith("RUNNING"))
+
+
+def wait_until_running(app_name: str, deadline_s: float, needs: dict[str, float], replicas: int) -> None:
     import ray
     from ray import serve
 
     end = time.monotonic() + deadline_s
     last = None
-    while time.monotonic() < end:
-        app = serve.status().applications.get(app_name)
-        state = str(app.status) if app else "NOT_STARTED"
-        if state != last:
-            log.info("Serve app %s: %s", app_name, state)
-            last = state
-        if state.endswith("RUNNING"):
-            return
-        if state.endswith(("DEPLOY_FAILED", "UNHEALTHY")):
-            raise ServingError(deploy_failure(app_name, app))
-        time.sleep(2.0)
+    with Progress("serving", replicas, "replica") as progress:
+        while time.monotonic() < end:
+            app = serve.status().applications.get(app_name)
+            state = str(app.status) if app else "NOT_STARTED"
+            if state != last:
+                log.info("Serve app %s: %s", app_name, state)
+                last = state
+            if app is not None:
+                progress.update(min(replicas, _running_replicas(app)) - progress.done)
+            if state.endswith("RUNNING"):
+                return
+            if state.endswith(("DEPLOY_FAILED", "UNHEALTHY")):
+                raise ServingError(deploy_failure(app_name, app))
+            time.sleep(2.0)
     total = ray.cluster_resources()
     have = {k: total.get(k, 0.0) for k in needs}
     shortage = ", ".join(f"needs {v:g} {k}, cluster has {have[k]:g}" for k, v in needs.items() if have[k] < v)
@@ -166,10 +175,10 @@ def serving(model: ModelConfig, config: ServingConfig, max_ongoing_requests: int
         apps = serve.status().applications
         if config.app_name not in apps:
             raise ServingError(f"no Serve app named {config.app_name!r} is running (running: {sorted(apps)})")
-        yield ServeApp(config.app_name, _deployment_name(config.app_name), owned=False)
+        yield ServeApp(config.app_name, _deployment_name(config.app_name))
         return
     device = resolve_device(config)
-    llm_config = build_llm_config(model, config, device, max_ongoing_requests)
+    llm_config = build_llm_config(model, config, device, max_ongoing_requests, job_env_vars())
     from ray.serve.llm import build_llm_deployment
 
     from serve_app.tagged_server import TaggedLLMServer
@@ -183,8 +192,8 @@ def serving(model: ModelConfig, config: ServingConfig, max_ongoing_requests: int
         # proxy is started (it would take CPU from CPU replicas). A running Serve keeps its own.
         serve.start(proxy_location="Disabled")
         serve._run(deployment, name=app_name, route_prefix=None, _blocking=False)
-        wait_until_running(app_name, config.startup_timeout_s, required_resources(config, device))
-        app = ServeApp(app_name, _deployment_name(app_name), owned=True)
+        wait_until_running(app_name, config.startup_timeout_s, required_resources(config, device), config.replicas)
+        app = ServeApp(app_name, _deployment_name(app_name))
         log.info("serving %s on %d %s replica(s) as app %s", model.model, config.replicas, device, app_name)
         yield app
     finally:

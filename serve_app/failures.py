@@ -9,6 +9,10 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b.*")
 
 
+class ServingError(RuntimeError):
+    """The model could not be served; the message says why."""
+
+
 def root_cause(message: str) -> str | None:
     """The last exception a replica's traceback ends with (and the detail lines under it)."""
     lines = _ANSI.sub("", message).splitlines()

@@ -40,7 +40,7 @@ class ModelProfile:
     generation_defaults: dict = field(default_factory=dict)  # request field -> value
 
     @classmethod
-    def unread(cls, source: str) -> "ModelProfile":
+    def unread(cls, source: str) -> ModelProfile:
         """A model served elsewhere whose files this machine cannot read."""
         return cls(source, Path(), (), "", None, "unknown: the model's files are not readable here")
 

@@ -8,70 +8,84 @@ sample from it, and `python -m ray_jobs.score --extract` scores what it produced
 
 from __future__ import annotations
 
-import argparse
-import logging
-import os
-import signal
 import sys
 import time
 
+from pydantic import BaseModel, ConfigDict, Field
+
+from ray_jobs import cli
 from ray_jobs.config import ModelConfig, ServingConfig
-from ray_jobs.ray_runtime import ray_session
-from serve_app.app import ServingError, build_llm_config, delete_app, required_resources, resolve_device, wait_until_running
-from serve_app.model_info import ModelSourceError, read_profile
+from ray_jobs.ray_runtime import local_cpus, ray_session
+from serve_app.app import (
+    build_llm_config,
+    delete_app,
+    job_env_vars,
+    required_resources,
+    resolve_device,
+    wait_until_running,
+)
+from serve_app.model_info import read_profile
 
 APP_NAME = "humaneval-openai"
 
+FLAGS = (
+    cli.Flag("--model", "model.model", "Hugging Face id or local path (default Qwen/Qwen3-0.6B)"),
+    cli.Flag("--served-name", "model.served_name", "model id on the endpoint"),
+    cli.Flag("--replicas", "serving.replicas", options={"type": int}),
+    cli.Flag("--device", "serving.device", options={"choices": ["auto", "gpu", "cpu"]}),
+    cli.Flag("--max-model-len", "serving.max_model_len", "default: the model's own context limit", {"type": int}),
+    cli.Flag("--host", "host"),
+    cli.Flag("--port", "port", options={"type": int}),
+    cli.Flag("--address", "address", "Ray address; default: RAY_ADDRESS, else a new local Ray"),
+)
 
-def _stop(signum, frame):
-    raise KeyboardInterrupt
+
+class EndpointConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    address: str | None = None
+
+
+def serve_forever(cfg: EndpointConfig) -> None:
+    profile = read_profile(cfg.model.model)  # before anything starts: the model must resolve
+    serving = cfg.serving.model_copy(update={"max_model_len": cfg.serving.max_model_len or profile.context_limit})
+    # a new local Ray: the OpenAI ingress holds a CPU beside the replicas
+    with ray_session(cfg.address, num_cpus=local_cpus(cfg.address, serving.replica_cpus + 1)):
+        from ray import serve
+        from ray.serve.llm import build_openai_app
+
+        device = resolve_device(serving)
+        llm_config = build_llm_config(cfg.model, serving, device, max_ongoing_requests=256, job_env=job_env_vars())
+        serve.start(http_options={"host": cfg.host, "port": cfg.port})
+        # serve.run would wait for RUNNING forever; this waits with a deadline that says what is missing
+        serve._run(build_openai_app({"llm_configs": [llm_config]}), name=APP_NAME, route_prefix="/", _blocking=False)
+        try:
+            wait_until_running(APP_NAME, serving.startup_timeout_s, required_resources(serving, device), serving.replicas)
+            print(f"OpenAI-compatible endpoint: http://{cfg.host}:{cfg.port}/v1 (model {cfg.model.model_id}); "
+                  "Ctrl-C stops it", flush=True)
+            while True:
+                time.sleep(3600)
+        finally:
+            delete_app(APP_NAME)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=ModelConfig().model)
-    p.add_argument("--served-name")
-    p.add_argument("--replicas", type=int, default=1)
-    p.add_argument("--device", choices=["auto", "gpu", "cpu"], default="auto")
-    p.add_argument("--max-model-len", type=int, help="default: the model's own context limit")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--address")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
-    model = ModelConfig(model=args.model, served_name=args.served_name)
-    try:
-        profile = read_profile(model.model)  # before anything starts: the model must resolve
-        serving = ServingConfig(replicas=args.replicas, device=args.device,
-                                max_model_len=args.max_model_len or profile.context_limit)
-        # a new local Ray: CPU replicas hold a CPU each for life, and the OpenAI ingress needs one too
-        local_cpus = (os.cpu_count() or 2) + serving.replicas * serving.tensor_parallel_size + 1
-        with ray_session(args.address, num_cpus=local_cpus):
-            from ray import serve
-            from ray.serve.llm import build_openai_app
+    def job() -> int:
+        p = cli.parser("python -m serve_app.serve", __doc__)
+        cli.add_flags(p, FLAGS)
+        p.add_argument("--verbose", action="store_true")
+        args = p.parse_args(argv)
+        cli.configure_logging(None, args.verbose)
+        serve_forever(cli.build_config(EndpointConfig, args, FLAGS))
+        return 0
 
-            # after ray.init, which installs its own SIGTERM handler (it aborts the process):
-            # `kill` and job stops clean up like Ctrl-C
-            signal.signal(signal.SIGTERM, _stop)
-            device = resolve_device(serving)
-            llm_config = build_llm_config(model, serving, device, max_ongoing_requests=256)
-            serve.start(http_options={"host": args.host, "port": args.port})
-            # serve.run would wait for RUNNING forever; this waits with a deadline that says what is missing
-            serve._run(build_openai_app({"llm_configs": [llm_config]}), name=APP_NAME, route_prefix="/", _blocking=False)
-            try:
-                wait_until_running(APP_NAME, serving.startup_timeout_s, required_resources(serving, device))
-                print(f"OpenAI-compatible endpoint: http://{args.host}:{args.port}/v1 (model {model.model_id}); "
-                      "Ctrl-C stops it", flush=True)
-                while True:
-                    time.sleep(3600)
-            except KeyboardInterrupt:
-                pass
-            finally:
-                delete_app(APP_NAME)
-    except (ServingError, ModelSourceError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    # Ctrl-C is this command's normal way to stop
+    code = cli.run_command(job)
+    return 0 if code == cli.INTERRUPTED else code
 
 
 if __name__ == "__main__":

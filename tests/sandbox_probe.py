@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import secrets
 
-from ray_jobs.groundtruth import TaskOracle
 from ray_jobs.sandbox.client import Sandbox
 from ray_jobs.sandbox.protocol import CheckJob, Outcome, OutputsJob
 from ray_jobs.sandbox.verdict import Verdict, base_verdict, plus_verdict
+from ray_jobs.tasks.groundtruth import TaskOracle
 
 CHECK = "\n\ndef check(candidate):\n    assert candidate(2) == 4\n\ncheck(double)\n"
 GOOD = "def double(x):\n    return 2 * x\n"

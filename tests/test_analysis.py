@@ -3,11 +3,16 @@
 import pyarrow as pa
 import pytest
 
-from ray_jobs import schemas
-from ray_jobs.analysis import (
-    Run, failure_breakdown, paired_comparison, pass_at_k_with_ci, runtime_vs_canonical, sign_test_p,
+from ray_jobs.metrics.analysis import (
+    Run,
+    failure_breakdown,
+    paired_comparison,
+    pass_at_k_with_ci,
+    runtime_vs_canonical,
+    sign_test_p,
 )
-from ray_jobs.quality import quality_metrics, radon_metrics
+from ray_jobs.metrics.quality import quality_metrics, radon_metrics
+from ray_jobs.storage import schemas
 
 
 def test_pass_at_k_and_bootstrap_ci_on_a_small_table():

@@ -1,4 +1,4 @@
-from ray_jobs.extract import code_blocks, extract_completion, strip_thinking
+from ray_jobs.generation.extract import code_blocks, extract_completion, strip_thinking
 
 PROMPT = 'from typing import List\n\n\ndef add(a: int, b: int) -> int:\n    """Add."""\n'
 

@@ -65,9 +65,9 @@ def test_a_scoring_call_that_keeps_failing_marks_its_samples_crashed(tmp_path, r
     """A shard whose scoring call raises every time (here: a task the worker's dataset lacks) is
     retried, then becomes `crashed` rows; the other shards' results are kept and the job ends."""
     from ray_jobs.config import SandboxConfig
-    from ray_jobs.datasets import load_dataset
-    from ray_jobs.distributed_scoring import SHARD_RETRIES, Shard, score_shards, shard_path
-    from ray_jobs.scoring import ScoreItem
+    from ray_jobs.scoring.items import ScoreItem
+    from ray_jobs.scoring.shards import SHARD_RETRIES, Shard, score_shards, shard_path
+    from ray_jobs.tasks.datasets import load_dataset
 
     task = load_dataset("humaneval").tasks["HumanEval/0"]
     good = Shard("good", [ScoreItem("HumanEval/0", 0, task.canonical_solution)])
@@ -90,9 +90,9 @@ def test_more_scoring_workers_than_free_cpus_still_finish(tmp_path, ray_local):
     import ray
 
     from ray_jobs.config import SandboxConfig
-    from ray_jobs.datasets import load_dataset
-    from ray_jobs.distributed_scoring import Shard, score_shards, shard_path
-    from ray_jobs.scoring import ScoreItem
+    from ray_jobs.scoring.items import ScoreItem
+    from ray_jobs.scoring.shards import Shard, score_shards, shard_path
+    from ray_jobs.tasks.datasets import load_dataset
 
     tasks = load_dataset("humaneval").tasks
     shards = [Shard(f"s{i}", [ScoreItem(f"HumanEval/{i}", 0, tasks[f"HumanEval/{i}"].canonical_solution)])

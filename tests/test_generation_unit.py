@@ -4,9 +4,9 @@ import pytest
 
 from ray_jobs import config
 from ray_jobs.config import EvalConfig
-from ray_jobs.datasets import load_dataset
-from ray_jobs.generation import RequestRow, generation_rows, group_into_shards, plan_requests, request_body
-from ray_jobs.preflight import resolve_sampling
+from ray_jobs.generation.planning import RequestRow, generation_rows, group_into_shards, plan_requests, request_body
+from ray_jobs.generation.preflight import resolve_sampling
+from ray_jobs.tasks.datasets import load_dataset
 from serve_app.model_info import ModelProfile
 
 TASK = load_dataset("humaneval").tasks["HumanEval/2"]

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from ray_jobs import evaluate, schemas
+from ray_jobs import evaluate
 from ray_jobs.config import EvalConfig
-from ray_jobs.datasets import load_dataset
+from ray_jobs.storage import schemas
+from ray_jobs.tasks.datasets import load_dataset
 
 pytestmark = [pytest.mark.ray, pytest.mark.vllm]
 TASKS = load_dataset("humaneval").tasks

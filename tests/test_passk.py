@@ -1,8 +1,9 @@
-import numpy as np
-import pytest
 from math import comb
 
-from ray_jobs.passk import pass_at_k, per_task_counts
+import numpy as np
+import pytest
+
+from ray_jobs.metrics.passk import pass_at_k, per_task_counts
 
 
 def test_unbiased_estimator_against_combinatorics():

@@ -8,8 +8,10 @@ import uuid
 
 import pytest
 
-from ray_jobs import evaluate, schemas
+from ray_jobs import evaluate
 from ray_jobs.config import EvalConfig
+from ray_jobs.metrics.summary import Summary
+from ray_jobs.storage import schemas
 
 pytestmark = pytest.mark.ray
 
@@ -45,6 +47,7 @@ def test_right_answers_score_pass_at_1_of_one(tmp_path, scripted_apps):
     cfg = config(tmp_path, scripted_apps["two"], "oracle-right")
     summary = evaluate.run(cfg, progress=False)
     assert summary["pass_at_k"] == {"base": {"pass@1": 1.0, "pass@3": 1.0}}
+    assert Summary.model_validate_json((cfg.output_dir / "summary.json").read_text()).kind == "evaluate"
     gen = summary["generation"]
     assert gen["samples"] == 164 * 3 and gen["errors"] == 0
     replicas = gen["replica_utilisation"]["replicas"]

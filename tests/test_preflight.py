@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from ray_jobs import preflight
 from ray_jobs.config import EvalConfig
-from ray_jobs.datasets import load_dataset
+from ray_jobs.generation import preflight
+from ray_jobs.tasks.datasets import load_dataset
 from serve_app.model_info import context_limit
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,9 +6,8 @@ import re
 import shutil
 import subprocess
 
-
-from ray_jobs import schemas
 from ray_jobs.report import write_report
+from ray_jobs.storage import schemas
 
 
 def make_run(root, name: str, pass_every: int):

@@ -9,12 +9,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from ray_jobs import schemas, score
+from ray_jobs import score
 from ray_jobs.config import SandboxConfig, ScoreConfig
-from ray_jobs.datasets import load_dataset
-from ray_jobs.groundtruth import load_oracles
+from ray_jobs.metrics.summary import Summary
 from ray_jobs.sandbox.client import Sandbox
-from ray_jobs.scoring import ScoreItem, score_items
+from ray_jobs.scoring.items import ScoreItem, score_items
+from ray_jobs.storage import schemas
+from ray_jobs.tasks.datasets import load_dataset
+from ray_jobs.tasks.groundtruth import load_oracles
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -43,7 +45,8 @@ def test_plus_scoring_outputs_and_resume(tmp_path, ray_local, oracle_cache):
 
     assert summary["pass_at_k"] == {"base": {"pass@1": 0.5, "pass@2": 1.0}, "plus": {"pass@1": 0.5, "pass@2": 1.0}}
     assert summary["status_counts"]["plus"]["passed"] == 164 and summary["samples"] == 328
-    assert summary["sandbox"]["degraded"] == [] and summary["timing"]["samples_per_s"] > 0
+    assert summary["sandbox"]["degraded"] == [] and summary["scoring"]["samples_per_s"] > 0
+    assert Summary.model_validate_json((out / "summary.json").read_text()).kind == "score"
     table = schemas.read_tables(sorted((out / "results").glob("*.parquet")), schemas.RESULTS)
     assert table.num_rows == 328 * 2
     assert pq.read_schema(next((out / "results").glob("*.parquet"))).remove_metadata() == schemas.RESULTS.remove_metadata()
@@ -56,7 +59,7 @@ def test_plus_scoring_outputs_and_resume(tmp_path, ray_local, oracle_cache):
 
     mtimes = {p: p.stat().st_mtime_ns for p in (out / "results").glob("*.parquet")}
     again = score.run(cfg, progress=False)
-    assert again["timing"]["shards_resumed"] == again["timing"]["shards_total"] == len(mtimes)
+    assert again["scoring"]["shards_resumed"] == again["scoring"]["shards_total"] == len(mtimes)
     assert {p: p.stat().st_mtime_ns for p in (out / "results").glob("*.parquet")} == mtimes
     assert again["pass_at_k"] == summary["pass_at_k"]
 

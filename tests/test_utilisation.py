@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ray_jobs.utilisation import replica_utilisation
+from ray_jobs.metrics.utilisation import replica_utilisation
 
 
 def request(replica, started, latency, samples=2, tokens=10):

@@ -2,11 +2,10 @@ import json
 
 import pytest
 
-from ray_jobs.groundtruth import TaskOracle
 from ray_jobs.sandbox.codec import encode, equality_digest
-from ray_jobs.sandbox.protocol import Outcome
-from ray_jobs.sandbox.protocol import signal_name
+from ray_jobs.sandbox.protocol import Outcome, signal_name
 from ray_jobs.sandbox.verdict import base_verdict, outputs_match, plus_verdict
+from ray_jobs.tasks.groundtruth import TaskOracle
 
 
 def raw(result="", timed_out=False, signal=None, exit_code=0, **extra):

@@ -68,7 +68,7 @@ class CpuHogs:
         self.count = per_core * (os.cpu_count() or 2)
         self.procs: list[subprocess.Popen] = []
 
-    def __enter__(self) -> "CpuHogs":
+    def __enter__(self) -> CpuHogs:
         self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
                       for _ in range(self.count)]
         return self

@@ -24,10 +24,10 @@ from ray_jobs.sandbox.protocol import (
     Op,
     Outcome,
     OutputsJob,
+    PreloadMatcher,
     ProtocolError,
     ServerSettings,
     encode_job,
-    PreloadMatcher,
     read_frame,
     read_outcome,
     request,
@@ -134,7 +134,7 @@ class Sandbox:
         cgroups.remove(self.cgroups)
         self.cgroups = cgroups.SampleCgroups()
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         self.start()
         return self
 

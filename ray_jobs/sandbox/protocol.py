@@ -13,7 +13,6 @@ outcome a fixed binary header followed by the raw result-pipe and stdout bytes.
 
 from __future__ import annotations
 
-import json
 import marshal
 import os
 import re

@@ -25,7 +25,6 @@ import select
 import signal
 import sys
 import tempfile
-import time
 
 from ray_jobs.sandbox import cgroups, child, guard, isolation, loadclock, rootfs, seccomp
 from ray_jobs.sandbox.protocol import (

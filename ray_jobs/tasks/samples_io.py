@@ -8,8 +8,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from ray_jobs import atomic
-from ray_jobs.datasets import Dataset, task_sort_key
+from ray_jobs.storage import atomic
+from ray_jobs.tasks.datasets import Dataset, task_sort_key
 
 
 class SamplesError(ValueError):

@@ -6,10 +6,10 @@ import secrets
 from dataclasses import dataclass
 
 from ray_jobs.config import SandboxConfig
-from ray_jobs.datasets import Task
 from ray_jobs.sandbox.client import Sandbox
 from ray_jobs.sandbox.protocol import CheckJob, Job, Outcome, OutputsJob
 from ray_jobs.sandbox.verdict import EMPTY, Verdict, base_verdict, plus_verdict
+from ray_jobs.tasks.datasets import Task
 
 
 @dataclass(frozen=True)

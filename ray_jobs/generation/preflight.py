@@ -19,8 +19,8 @@ import logging
 from dataclasses import dataclass, field
 
 from ray_jobs.config import QWEN3_SAMPLING, EvalConfig
-from ray_jobs.datasets import Task
-from ray_jobs.prompts import chat_messages, completion_prompt
+from ray_jobs.generation.prompts import chat_messages, completion_prompt
+from ray_jobs.tasks.datasets import Task
 from serve_app.model_info import ModelProfile, ModelSourceError, read_profile, vllm_architectures
 
 log = logging.getLogger(__name__)

@@ -8,23 +8,21 @@ call produces the same shard key, so nothing is counted twice and a rerun skips 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import sys
 import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
 import ray
-from tqdm import tqdm
 
-from ray_jobs import schemas
 from ray_jobs.config import SandboxConfig
-from ray_jobs.datasets import task_sort_key
+from ray_jobs.console import Progress
 from ray_jobs.sandbox.verdict import Verdict
-from ray_jobs.scoring import ScoreItem, result_row
+from ray_jobs.scoring.items import ScoreItem, result_row
+from ray_jobs.storage import schemas
+from ray_jobs.storage.keys import content_key
+from ray_jobs.tasks.datasets import task_sort_key
 
 log = logging.getLogger(__name__)
 SHARD_RETRIES = 2  # calls of a failing shard after the first, before its samples are marked crashed
@@ -48,9 +46,7 @@ def make_shards(items: list[ScoreItem], shard_size: int, salt: str) -> list[Shar
     shards = []
     for start in range(0, len(ordered), shard_size):
         chunk = ordered[start:start + shard_size]
-        digest = hashlib.sha256(salt.encode())
-        digest.update(json.dumps([[i.task_id, i.completion_id, i.completion] for i in chunk]).encode())
-        shards.append(Shard(digest.hexdigest()[:24], chunk))
+        shards.append(Shard(content_key(salt, [[i.task_id, i.completion_id, i.completion] for i in chunk]), chunk))
     return shards
 
 
@@ -59,8 +55,8 @@ class ScoringWorker:
     """One warm sandbox fork server per CPU; shown as ScoringWorker in the Ray dashboard."""
 
     def __init__(self, dataset_name: str, sandbox_config: dict, oracles: dict | None):
-        from ray_jobs.datasets import load_dataset
         from ray_jobs.sandbox.client import Sandbox
+        from ray_jobs.tasks.datasets import load_dataset
 
         self.dataset = load_dataset(dataset_name)
         self.config = SandboxConfig.model_validate(sandbox_config)
@@ -73,7 +69,7 @@ class ScoringWorker:
         return self.sandbox.layers
 
     def score(self, items: list[ScoreItem], suites: tuple[str, ...]) -> list[dict]:
-        from ray_jobs.scoring import score_items
+        from ray_jobs.scoring.items import score_items
 
         return score_items(items, self.dataset.tasks, suites, self.sandbox, self.config, self.oracles,
                            self.canonical_runtimes)
@@ -110,8 +106,7 @@ def score_shards(shards: list[Shard], results_dir: Path, dataset_name: str, suit
     # whole run (replicas hold theirs), and shards queued on them would never come back.
     starting = {worker.layers.remote(): worker for worker in pool}
     ready: list = []
-    bar = tqdm(total=sum(len(s.items) for s in todo), unit="sample", desc="scoring", file=sys.stderr,
-               disable=not progress, mininterval=1.0)
+    bar = Progress("scoring", sum(len(s.items) for s in todo), "sample", enabled=progress)
     in_flight: dict = {}
     failures: dict[str, int] = {}
     per_worker_depth = 2  # one running, one queued: the actor never waits for the driver

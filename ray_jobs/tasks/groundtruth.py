@@ -18,9 +18,9 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from ray_jobs import atomic
-from ray_jobs.datasets import Dataset, Task, load_dataset
 from ray_jobs.sandbox.codec import DIGEST_THRESHOLD_CHARS, UnencodableValue, encode, equality_digest
+from ray_jobs.storage import atomic
+from ray_jobs.tasks.datasets import Dataset, Task, load_dataset
 
 CACHE_VERSION = 1
 
@@ -85,7 +85,7 @@ def load_oracles(dataset_name: str, cache_dir: Path, workers: int = 2) -> dict[s
         print(f"computing HumanEval+ expected outputs for {dataset_name} (once; cached in {path.parent}) ...",
               file=sys.stderr, flush=True)
         subprocess.run(
-            [sys.executable, "-m", "ray_jobs.groundtruth", dataset_name, str(cache_dir), str(workers)],
+            [sys.executable, "-m", "ray_jobs.tasks.groundtruth", dataset_name, str(cache_dir), str(workers)],
             check=True, cwd=str(Path(__file__).resolve().parents[1]),
         )
     with path.open("rb") as fh:
@@ -93,6 +93,6 @@ def load_oracles(dataset_name: str, cache_dir: Path, workers: int = 2) -> dict[s
 
 
 if __name__ == "__main__":
-    from ray_jobs import groundtruth  # pickle the classes under their importable name, not __main__
+    from ray_jobs.tasks import groundtruth  # pickle the classes under their importable name, not __main__
 
     groundtruth.build_cache(sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]))

@@ -17,6 +17,15 @@ import re
 import textwrap
 from typing import Literal
 
+
+def thinking_part(response: str) -> str:
+    """The reasoning a response opens with: up to ``</think>`` (the template may pre-fill the
+    opening tag), or all of it where ``<think>`` never closed; "" without thinking."""
+    if "</think>" in response:
+        return response.split("</think>", 1)[0]
+    return response if "<think>" in response else ""
+
+
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL)
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 

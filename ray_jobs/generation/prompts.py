@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ray_jobs.config import COMPLETION_STOPS, PromptConfig
-from ray_jobs.datasets import Task
+from ray_jobs.tasks.datasets import Task
 
 
 def chat_messages(task: Task, prompt: PromptConfig) -> list[dict]:

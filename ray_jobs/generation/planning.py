@@ -1,4 +1,4 @@
-"""Generation planning and response parsing. Pure functions; the Ray wiring is in generate_ray.py.
+"""Generation planning and response parsing. Pure functions; the Ray wiring is in driver.py.
 
 A request row asks one replica for `n` samples of one task (a chunk). n=200 per task becomes ten
 requests of n=20 with distinct seeds, which spread over all replicas while each keeps the shared
@@ -7,14 +7,13 @@ prompt prefix in one engine batch.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 
 from ray_jobs.config import EvalConfig
-from ray_jobs.datasets import Task, task_sort_key
-from ray_jobs.extract import extract_completion
-from ray_jobs.prompts import chat_messages, completion_prompt, stop_sequences
+from ray_jobs.generation.extract import extract_completion
+from ray_jobs.generation.prompts import chat_messages, completion_prompt, stop_sequences
+from ray_jobs.storage.keys import content_key
+from ray_jobs.tasks.datasets import Task, task_sort_key
 
 
 @dataclass(frozen=True)
@@ -56,8 +55,7 @@ def group_into_shards(rows: list[RequestRow], shard_samples: int, salt: str) -> 
         shards.append(current)
     keyed = []
     for shard in shards:
-        digest = hashlib.sha256((salt + json.dumps([r.key() for r in shard])).encode()).hexdigest()[:24]
-        keyed.append((digest, shard))
+        keyed.append((content_key(salt, [r.key() for r in shard]), shard))
     return keyed
 
 

@@ -11,18 +11,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sys
 import threading
 import time
 from dataclasses import asdict
 
 import pyarrow as pa
 import ray
-from tqdm import tqdm
 
-from ray_jobs import schemas
 from ray_jobs.config import EvalConfig
-from ray_jobs.generation import RequestRow, generation_rows, request_body
+from ray_jobs.console import Progress
+from ray_jobs.generation.planning import RequestRow, generation_rows, request_body
+from ray_jobs.storage import schemas
 from serve_app.failures import root_cause
 
 _KEYED = schemas.GENERATIONS.append(pa.field("request_key", pa.string(), nullable=False))
@@ -68,7 +67,7 @@ class GenerateUDF:
     def __init__(self, app_name: str, deployment_name: str, config_json: str, config_id: str):
         from ray import serve
 
-        from ray_jobs.datasets import load_dataset
+        from ray_jobs.tasks.datasets import load_dataset
 
         self.cfg = EvalConfig.model_validate_json(config_json)
         self.tasks = load_dataset(self.cfg.dataset).tasks
@@ -118,7 +117,7 @@ def generate(cfg: EvalConfig, app_name: str, deployment_name: str, shards: list[
     collected: dict[str, list[dict]] = {key: [] for key, _ in shards}
     pending = {r.key(): r for _, rows in shards for r in rows}
     total = sum(r.n for r in pending.values())
-    bar = tqdm(total=total, unit="sample", desc="generating", file=sys.stderr, disable=not progress, mininterval=1.0)
+    bar = Progress("generation", total, "sample", enabled=progress)
     stats = {"requests": len(pending), "retried_requests": 0, "failed_requests": 0}
     started = time.perf_counter()
     replicas = max(1, cfg.serving.replicas)

