@@ -14,12 +14,11 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, NoReturn
 
 from pydantic import BaseModel
 
-from ray_jobs import config
+from ray_jobs import config, console
 from ray_jobs.generation.preflight import PreflightError
 from ray_jobs.ray_runtime import stop_like_ctrl_c
 from ray_jobs.tasks.datasets import DatasetError
@@ -95,15 +94,20 @@ def build_config(model: type[BaseModel], args: argparse.Namespace, flags: Sequen
                         flag_names={f.field: f.flag for f in flags})
 
 
+def _full_log() -> str:
+    return f" (full log: {console.last_log()})" if console.last_log() else ""
+
+
 def run_command(job: Callable[[], int | None]) -> int:
     """Run an entry point's body under the contract above; returns the exit code."""
     stop_like_ctrl_c()
+    console.forget_log()
     try:
         return job() or 0
     except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}{_full_log()}", file=sys.stderr)
     except OSError as exc:
-        print(f"error: cannot write outputs: {exc}", file=sys.stderr)
+        print(f"error: cannot write outputs: {exc}{_full_log()}", file=sys.stderr)
     except KeyboardInterrupt:
         print("interrupted; finished shards are kept, and a rerun resumes from them", file=sys.stderr)
         return INTERRUPTED
@@ -113,36 +117,27 @@ def run_command(job: Callable[[], int | None]) -> int:
 _OUR_HANDLERS: list[logging.Handler] = []
 
 
-class _LazyFileHandler(logging.FileHandler):
-    """Creates the log (and the output dir) at the first record: input refused before any work
-    leaves no directory behind."""
+class _TerminalFilter(logging.Filter):
+    """INFO records reach stderr only when it is the run's log file (or with --verbose)."""
 
-    def _open(self):
-        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
-        return super()._open()
+    def __init__(self, verbose: bool):
+        super().__init__()
+        self.verbose = verbose
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.verbose or record.levelno >= logging.WARNING or console.quiet_active()
 
 
-def configure_logging(log_file: Path | None, verbose: bool) -> None:
-    """Job logs go to `log_file`; the terminal shows warnings only, unless --verbose."""
+def configure_logging(verbose: bool) -> None:
+    """Job logs go to stderr: the run's log file while the terminal is quiet, else the terminal
+    (warnings only, unless --verbose)."""
     root = logging.getLogger()
     for handler in _OUR_HANDLERS:
         root.removeHandler(handler)
-        handler.close()
     _OUR_HANDLERS.clear()
-    console = logging.StreamHandler(sys.stderr)
-    console.setLevel(logging.INFO if verbose else logging.WARNING)
-    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    _OUR_HANDLERS.append(console)
-    if log_file is not None:
-        to_file = _LazyFileHandler(log_file, delay=True)
-        to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        _OUR_HANDLERS.append(to_file)
-    for handler in _OUR_HANDLERS:
-        root.addHandler(handler)
+    handler = logging.StreamHandler()  # writes to whatever sys.stderr is then: fd 2
+    handler.addFilter(_TerminalFilter(verbose))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    _OUR_HANDLERS.append(handler)
+    root.addHandler(handler)
     root.setLevel(logging.INFO)
-
-
-def print_pass_at_k(summary: dict, output_dir) -> None:
-    for suite, values in summary["pass_at_k"].items():
-        print(f"{suite}: " + ", ".join(f"{k}={v:.4f}" for k, v in values.items()))
-    print(f"wrote {output_dir}/summary.json")

@@ -22,6 +22,20 @@ from tqdm import tqdm
 NON_TTY_INTERVAL_S = 30.0
 
 _terminal: TextIO | None = None  # set while quiet_terminal is active
+_last_log: Path | None = None  # the log of the last quiet stretch: an error message names it
+
+
+def quiet_active() -> bool:
+    return _terminal is not None
+
+
+def last_log() -> Path | None:
+    return _last_log
+
+
+def forget_log() -> None:
+    global _last_log
+    _last_log = None
 
 
 def terminal() -> TextIO:
@@ -35,11 +49,12 @@ def say(line: str = "") -> None:
 @contextlib.contextmanager
 def quiet_terminal(log_file: Path, enabled: bool = True) -> Iterator[None]:
     """Within: fds 1 and 2 write to `log_file`; `say` and progress still reach the terminal."""
-    global _terminal
-    if not enabled:
+    global _terminal, _last_log
+    if not enabled or _terminal is not None:  # a sweep's configurations share the sweep's log
         yield
         return
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    _last_log = log_file
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
@@ -70,7 +85,8 @@ class Progress:
         self._tty = stream.isatty()
         self._bar = tqdm(total=total, unit=unit, desc=stage, file=stream, mininterval=0.5, dynamic_ncols=True,
                          disable=not (enabled and self._tty))
-        self._done, self._started, self._last_line = 0, time.monotonic(), 0.0
+        self._done, self._started = 0, time.monotonic()
+        self._last_line = self._started
 
     @property
     def done(self) -> int:
@@ -102,3 +118,21 @@ class Progress:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def result(summary: dict) -> None:
+    """pass@k per suite, then where the outputs are."""
+    suites = list(summary["pass_at_k"])
+    ks = sorted({k for values in summary["pass_at_k"].values() for k in values}, key=lambda k: int(k.split("@")[1]))
+    say(f"{'':<10}" + "".join(f"{suite:>12}" for suite in suites))
+    for k in ks:
+        say(f"{k:<10}" + "".join(f"{summary['pass_at_k'][s][k]:>12.4f}" if k in summary["pass_at_k"][s] else f"{'':>12}"
+                                 for s in suites))
+    if summary["sandbox"]["degraded"]:
+        say("WARNING: sandbox degraded: " + ", ".join(summary["sandbox"]["degraded"]))
+    out = Path(summary["output_dir"])
+    say(f"summary: {out / 'summary.json'}")
+    if (out / "report.html").exists():
+        say(f"report:  {out / 'report.html'}")
+    if _last_log is not None:
+        say(f"log:     {_last_log}")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from ray_jobs import cli, config
+from ray_jobs import cli, config, console
 from ray_jobs.generation import preflight
 from ray_jobs.generation.extract import thinking_part
 from ray_jobs.generation.planning import group_into_shards, plan_requests
@@ -68,8 +68,11 @@ def build_config(args: argparse.Namespace) -> config.EvalConfig:
     return cli.build_config(config.EvalConfig, args, FLAGS)
 
 
-def run(cfg: config.EvalConfig, progress: bool = True, fitted: preflight.Fitted | None = None) -> dict:
-    """`fitted`: the preflight's answer, where the caller (a sweep) already asked for it."""
+def run(cfg: config.EvalConfig, progress: bool = True, fitted: preflight.Fitted | None = None,
+        quiet: bool = False) -> dict:
+    """`fitted`: the preflight's answer, where the caller (a sweep) already asked for it. `quiet`:
+    Ray's and vLLM's output go to OUTPUT_DIR/logs/evaluate.log once the input is accepted, and
+    the terminal shows the header and one progress line per stage."""
     from ray_jobs.generation.driver import generate, warm_up_in_background
     from ray_jobs.ray_runtime import cluster_cpus, cluster_gpus, local_cpus, ray_session
     from ray_jobs.scoring.shards import make_shards, score_shards, shard_path
@@ -87,8 +90,13 @@ def run(cfg: config.EvalConfig, progress: bool = True, fitted: preflight.Fitted 
     gen_dir, results_dir = cfg.output_dir / "generations", cfg.output_dir / "results"
     timings: dict[str, float] = {}
 
-    with ray_session(cfg.address, num_cpus=local_cpus(cfg.address, cfg.serving.replica_cpus)):
+    with console.quiet_terminal(cfg.output_dir / "logs" / "evaluate.log", enabled=quiet), \
+            ray_session(cfg.address, num_cpus=local_cpus(cfg.address, cfg.serving.replica_cpus)):
         device = resolve_device(cfg.serving) if not cfg.serving.app_name else "attached"
+        serving_text = (f"Serve app {cfg.serving.app_name}" if cfg.serving.app_name
+                        else f"{cfg.serving.replicas} {device} replica(s)")
+        console.say(f"evaluate {cfg.model.model} on {cfg.dataset}: {len(task_ids)} tasks x n={cfg.generation.num_samples}, "
+                    f"{serving_text}, thinking {'on' if cfg.prompt.thinking else 'off'}")
         preflight.check_gpus(cfg, device, cluster_gpus())
         seeded_cpu = device == "cpu" and cfg.sampling.seed is not None
         if seeded_cpu and cfg.generation.chunk_size > 1:
@@ -191,10 +199,9 @@ def write_samples_jsonl(target: Path, generations) -> None:
 def main(argv: list[str] | None = None) -> int:
     def job() -> int:
         args = parse_args(argv)
-        cfg = build_config(args)
-        cli.configure_logging(cfg.output_dir / "logs" / "job.log", args.verbose)
-        summary = run(cfg, progress=not args.no_progress)
-        cli.print_pass_at_k(summary, summary["output_dir"])
+        cli.configure_logging(args.verbose)
+        summary = run(build_config(args), progress=not args.no_progress, quiet=not args.verbose)
+        console.result(summary)
         return 0
 
     return cli.run_command(job)

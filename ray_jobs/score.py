@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from ray_jobs import cli, config
+from ray_jobs import cli, config, console
 from ray_jobs.generation.extract import extract_completion
 from ray_jobs.metrics.summary import Summary, sandbox_section, scoring_stats, suite_metrics, time_limit_metrics
 from ray_jobs.scoring.items import ScoreItem
@@ -64,7 +64,8 @@ def load_items(cfg: config.ScoreConfig, dataset: Dataset) -> tuple[list, list, l
     return rows, samples, items
 
 
-def run(cfg: config.ScoreConfig, progress: bool = True) -> dict:
+def run(cfg: config.ScoreConfig, progress: bool = True, quiet: bool = False) -> dict:
+    """`quiet`: Ray's output goes to OUTPUT_DIR/logs/score.log once the input is accepted."""
     started = time.perf_counter()
     dataset = load_dataset(cfg.dataset)
     rows, samples, items = load_items(cfg, dataset)
@@ -81,7 +82,8 @@ def run(cfg: config.ScoreConfig, progress: bool = True) -> dict:
 
     shards = make_shards(items, cfg.shard_size, config_id)
     results_dir = cfg.output_dir / "results"
-    with ray_session(cfg.address):
+    with console.quiet_terminal(cfg.output_dir / "logs" / "score.log", enabled=quiet), ray_session(cfg.address):
+        console.say(f"score {cfg.samples} on {cfg.dataset}: {len(samples)} samples of {len({s.task_id for s in samples})} tasks")
         stats = score_shards(shards, results_dir, cfg.dataset, dataset.suites, cfg.sandbox, oracles,
                              cfg.workers or cluster_cpus(), config_id, progress)
     results = schemas.read_tables([shard_path(results_dir, s) for s in shards], schemas.RESULTS)
@@ -120,12 +122,9 @@ def write_outputs(cfg, dataset: Dataset, rows, samples, results, summary: Summar
 def main(argv: list[str] | None = None) -> int:
     def job() -> int:
         args = parse_args(argv)
-        cfg = build_config(args)
-        cli.configure_logging(cfg.output_dir / "logs" / "job.log", args.verbose)
-        summary = run(cfg, progress=not args.no_progress)
-        if summary["sandbox"]["degraded"]:
-            print("WARNING: sandbox degraded: " + ", ".join(summary["sandbox"]["degraded"]), file=sys.stderr)
-        cli.print_pass_at_k(summary, summary["output_dir"])
+        cli.configure_logging(args.verbose)
+        summary = run(build_config(args), progress=not args.no_progress, quiet=not args.verbose)
+        console.result(summary)
         return 0
 
     return cli.run_command(job)

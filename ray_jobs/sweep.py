@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from ray_jobs import cli, config, evaluate
+from ray_jobs import cli, config, console, evaluate
 from ray_jobs.generation import preflight
 from ray_jobs.storage import atomic
 from ray_jobs.tasks.datasets import load_dataset, task_sort_key
@@ -87,7 +87,7 @@ def _fit(cfg: config.EvalConfig) -> tuple[config.EvalConfig, preflight.Fitted]:
     return cfg.fitted_to(fitted.max_model_len, fitted.sampling), fitted
 
 
-def run_sweep(sweep: dict, progress: bool = False) -> dict:
+def run_sweep(sweep: dict, progress: bool = False, quiet: bool = False) -> dict:
     from ray_jobs.ray_runtime import local_cpus, ray_session
     from serve_app.app import serving
 
@@ -97,7 +97,9 @@ def run_sweep(sweep: dict, progress: bool = False) -> dict:
     atomic.check_writable(root)
     index = {}
     first = configs[0][2]
-    with ray_session(first.address, num_cpus=local_cpus(first.address, first.serving.replica_cpus)):
+    with console.quiet_terminal(root / "logs" / "sweep.log", enabled=quiet), \
+            ray_session(first.address, num_cpus=local_cpus(first.address, first.serving.replica_cpus)):
+        console.say(f"sweep: {len(configs)} configurations of {len({m for m, _, _, _ in configs})} model variant(s)")
         for m in sorted({m for m, _, _, _ in configs}):
             todo = [(name, cfg, fitted) for mi, name, cfg, fitted in configs if mi == m and not _finished(cfg)]
             for mi, name, cfg, _ in configs:
@@ -139,10 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         sweep = config.load_yaml(args.sweep)
         if args.output_dir:
             sweep["output_dir"] = str(args.output_dir)
-        if "output_dir" in sweep:
-            cli.configure_logging(Path(sweep["output_dir"]) / "logs" / "sweep.log", args.verbose)
-        index = run_sweep(sweep, progress=True)
+        cli.configure_logging(args.verbose)
+        index = run_sweep(sweep, progress=True, quiet=not args.verbose)
         print(yaml.safe_dump({k: v["pass_at_k"] for k, v in index.items()}, sort_keys=False))
+        print(f"report: {Path(sweep['output_dir']) / 'report.html'}")
         return 0
 
     return cli.run_command(job)

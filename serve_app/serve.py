@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         cli.add_flags(p, FLAGS)
         p.add_argument("--verbose", action="store_true")
         args = p.parse_args(argv)
-        cli.configure_logging(None, args.verbose)
+        cli.configure_logging(args.verbose)
         serve_forever(cli.build_config(EndpointConfig, args, FLAGS))
         return 0
 

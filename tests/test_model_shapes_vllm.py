@@ -5,8 +5,12 @@ error must reach the user. Each starts its own Serve app, as a user's run does."
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +23,7 @@ from ray_jobs.tasks.datasets import load_dataset
 
 pytestmark = [pytest.mark.ray, pytest.mark.vllm]
 TASKS = load_dataset("humaneval").tasks
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def own_app_config(output_dir: Path, model: Path, **extra) -> EvalConfig:
@@ -51,12 +56,29 @@ def test_a_base_model_runs_in_completion_mode_within_its_small_context(tmp_path,
     assert sum(summary["status_counts"]["base"].values()) == 4
 
 
-def test_a_starcoder_architecture_model_runs_in_chat_mode(tmp_path, ray_local, model_shapes):
-    cfg = own_app_config(tmp_path / "starcoder", model_shapes("starcoder"), sampling={"seed": None, "max_tokens": 24})
-    summary = evaluate.run(cfg, progress=False)
+def test_a_starcoder_model_in_chat_mode_from_the_command_line_with_a_quiet_console(tmp_path, ray_local, model_shapes):
+    """The user's command, as a user runs it: a StarCoder (GPTBigCode) model in chat mode, and a
+    terminal that shows a header, progress, pass@k and where the outputs are; no Ray or vLLM
+    logs, no traceback, no ERROR line (they are in the run's log file)."""
+    out = tmp_path / "starcoder"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address}
+    proc = subprocess.run([sys.executable, "-m", "ray_jobs.evaluate", "--model", str(model_shapes("starcoder")),
+                           "--output-dir", str(out), "--device", "cpu", "--replicas", "1", "--limit", "2",
+                           "--num-samples", "2", "--k", "1", "--max-tokens", "24"],
+                          capture_output=True, text=True, timeout=900, env=env)
+    console = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert proc.returncode == 0, proc.stderr
+    assert len(console) <= 40, "\n".join(console)
+    assert not [line for line in console if "Traceback" in line or "ERROR" in line], "\n".join(console)
+    assert any(line.startswith("pass@1") for line in console) and f"report:  {out / 'report.html'}" in console
+    log = (out / "logs" / "evaluate.log").read_text()
+    assert "vLLM" in log or "vllm" in log  # the engines' logs went to the file instead
+
+    summary = json.loads((out / "summary.json").read_text())
     fit = summary["model_fit"]
     assert (fit["architectures"], fit["context_limit"]) == (["GPTBigCodeForCausalLM"], 2048)
     assert fit["max_model_len"] == fit["longest_prompt_tokens"] + 24
+    cfg = EvalConfig.model_validate(summary["config"])
     rows = generations(cfg)
     assert len(rows) == 4 and all(r["prompt_tokens"] == fit["longest_prompt_tokens"] or r["task_id"] == "HumanEval/0"
                                   for r in rows)

@@ -65,7 +65,7 @@ def test_plus_scoring_outputs_and_resume(tmp_path, ray_local, oracle_cache):
 
 
 @pytest.mark.ray
-def test_extract_scores_raw_chat_responses(tmp_path, ray_local, oracle_cache):
+def test_extract_scores_raw_chat_responses(tmp_path, ray_local, oracle_cache, capfd):
     rows = []
     for task in list(load_dataset("humaneval").tasks.values())[:10]:
         code = task.prompt + task.canonical_solution
@@ -75,6 +75,10 @@ def test_extract_scores_raw_chat_responses(tmp_path, ray_local, oracle_cache):
                        "--allow-missing-tasks", "--k", "1", "--no-progress"])
     assert code == 0
     assert json.loads((tmp_path / "o" / "summary.json").read_text())["pass_at_k"]["base"]["pass@1"] == 1.0
+    # the terminal: a header, the result and where the outputs are; the rest went to the log file
+    terminal = [line for line in "".join(capfd.readouterr()).splitlines() if line.strip()]
+    assert terminal[0].startswith("score ") and "pass@1          1.0000" in terminal
+    assert terminal[-1] == f"log:     {tmp_path / 'o' / 'logs' / 'score.log'}" and len(terminal) <= 6, terminal
 
 
 def _assert_rejected(tmp_path, capsys, rows_or_text, expected: str, *extra: str):

@@ -181,3 +181,28 @@ def token_use(run: Run) -> dict:
         "truncation_rate": sum(r["finish_reason"] == "length" for r in rows) / len(rows) if rows else 0.0,
         "token_counts": tokens.tolist(),
     }
+
+
+EVALPLUS_SCORES = (("HumanEval", "humaneval_plus", "base"), ("HumanEval+", "humaneval_plus", "plus"),
+                   ("MBPP", "mbpp_plus", "base"), ("MBPP+", "mbpp_plus", "plus"))
+
+
+def evalplus_average(counts: dict[str, dict[str, tuple[int, int]]], n_boot: int = 2000, seed: int = 0) -> dict:
+    """The EvalPlus average code-model reports quote (Qwen3's among them): the mean of the pass@1
+    of HumanEval, HumanEval+, MBPP and MBPP+ (`counts`: score name -> task -> (n, c)). The CI
+    resamples each dataset's tasks independently; a task's base and plus scores move together."""
+    rng = np.random.default_rng(seed)
+    # tasks in one order for both suites of a dataset, so that one resample picks the same tasks
+    per_score = {name: np.array([counts[name][t][1] / counts[name][t][0] for t in sorted(counts[name])])
+                 for name in counts}
+    boots = np.zeros(n_boot)
+    for dataset in {d for _, d, _ in EVALPLUS_SCORES}:
+        names = [name for name, d, _ in EVALPLUS_SCORES if d == dataset]
+        size = len(per_score[names[0]])
+        picks = rng.integers(0, size, size=(n_boot, size))
+        for name in names:
+            boots += per_score[name][picks].mean(axis=1)
+    boots /= len(EVALPLUS_SCORES)
+    scores = {name: float(values.mean()) for name, values in per_score.items()}
+    return {"scores": scores, "average": float(np.mean(list(scores.values()))),
+            "ci_low": float(np.quantile(boots, 0.025)), "ci_high": float(np.quantile(boots, 0.975))}

@@ -22,7 +22,7 @@ from ray_jobs.sandbox.codec import DIGEST_THRESHOLD_CHARS, UnencodableValue, enc
 from ray_jobs.storage import atomic
 from ray_jobs.tasks.datasets import Dataset, Task, load_dataset
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: TaskOracle moved to ray_jobs.tasks.groundtruth (pickles name their module)
 
 
 @dataclass
@@ -86,7 +86,7 @@ def load_oracles(dataset_name: str, cache_dir: Path, workers: int = 2) -> dict[s
               file=sys.stderr, flush=True)
         subprocess.run(
             [sys.executable, "-m", "ray_jobs.tasks.groundtruth", dataset_name, str(cache_dir), str(workers)],
-            check=True, cwd=str(Path(__file__).resolve().parents[1]),
+            check=True, cwd=str(Path(__file__).resolve().parents[2]),
         )
     with path.open("rb") as fh:
         return pickle.load(fh)

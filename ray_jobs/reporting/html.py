@@ -1,0 +1,47 @@
+"""report.html: one self-contained page (plots inlined, a little inline script, no network),
+rendered from the report structure by a Jinja2 template with autoescaping."""
+
+from __future__ import annotations
+
+import jinja2
+
+from ray_jobs.reporting.samples import PER_OUTCOME
+
+# the names papers use for each dataset's suites
+BENCHMARK_NAMES = {"humaneval": ("HumanEval", None), "humaneval_plus": ("HumanEval", "HumanEval+"),
+                   "humaneval_plus_mini": ("HumanEval", "HumanEval+ Mini"), "mbpp_plus": ("MBPP", "MBPP+")}
+
+
+def suite_labels(dataset: str) -> dict[str, str]:
+    base, plus = BENCHMARK_NAMES.get(dataset, (None, None))
+    return {"base": f"base ({base})" if base else "base", "plus": f"plus ({plus})" if plus else "plus"}
+
+_ENV = jinja2.Environment(loader=jinja2.PackageLoader("ray_jobs.reporting", "templates"),
+                          autoescape=True, undefined=jinja2.ChainableUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+HEADLINE_SAMPLING = ("temperature", "top_p", "top_k", "min_p", "max_tokens", "seed")
+
+
+def sampling_text(sampling: dict) -> str:
+    return ", ".join(f"{key} {sampling[key]['value']}" for key in HEADLINE_SAMPLING
+                     if key in sampling and sampling[key]["value"] is not None)
+
+
+def _title(report: dict) -> tuple[str, str]:
+    runs = report["runs"]
+    if len(runs) == 1:
+        run = next(iter(runs.values()))
+        model = run["setup"]["model"] or "samples file"
+        return f"ray-humaneval report: {model} on {run['dataset']}", f"{run['tasks']} tasks × n = {run['num_samples']}"
+    return f"ray-humaneval report: {len(runs)} runs", "The first run is the baseline of the comparisons."
+
+
+def render_html(report: dict, figures: list[dict]) -> str:
+    title, subtitle = _title(report)
+    runs = {name: {**run, "ks": sorted({k for curve in run["pass_at_k"].values() for k in curve}, key=int),
+                   "suite_labels": suite_labels(run["dataset"]), "sampling_text": sampling_text(run["setup"]["sampling"])}
+            for name, run in report["runs"].items()}
+    return _ENV.get_template("report.html.j2").render(
+        title=title, subtitle=subtitle, runs=runs, comparisons=report["comparisons"],
+        evalplus_average=report["evalplus_average"], figures=figures, per_outcome=PER_OUTCOME)
