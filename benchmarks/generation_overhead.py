@@ -8,7 +8,7 @@ best batching vLLM can do. Pipeline: `ray_jobs.evaluate` with one CPU vLLM repli
 Serve, requests streamed by Ray Data through DeploymentHandles, shards written as they finish.
 
 Both sides get the tiny random Qwen3 (`ray_jobs.tiny_model`), the same engine arguments
-(`serve_app.app.engine_kwargs`), the same chat messages (`ray_jobs.prompts.chat_messages`), Qwen3's
+(`serve_app.app.engine_kwargs`), the same chat messages (`ray_jobs.generation.prompts.chat_messages`), Qwen3's
 non-thinking sampling defaults, `--max-tokens`, and unseeded sampling so both send n>1 requests
 (the seeded CPU path sends n=1). The baseline runs in its own process first, so its engine's
 memory is free before the pipeline starts. Prints completions/s and tokens/s for each, and the

@@ -6,11 +6,27 @@ The requested model name picks the behaviour:
                 think block (exercises extraction)
   oracle-wrong  syntactically valid but wrong code
   oracle-flaky  raises on the first call for each request, then answers right (exercises retries)
+  oracle-mixed  every sample a distinct program: by sample index, right, wrong, raising or looping
+                (a report with every outcome, and as many distinct programs as samples)
+  oracle-distinct  as oracle-mixed without the loops (no 3 s timeouts: for runs at full scale)
 """
 
 from __future__ import annotations
 
 from ray import serve
+
+
+def _mixed(code: str, entry_point: str, tag: str, loops: bool) -> str:
+    kind = sum(map(ord, tag)) % (6 if loops else 5)
+    if kind < 3:
+        body = f"{code}\n# sample {tag}"
+    elif kind == 3:
+        body = f"def {entry_point}(*args, **kwargs):  # sample {tag}\n    return None"
+    elif kind == 4:
+        body = f"def {entry_point}(*args, **kwargs):  # sample {tag}\n    raise ValueError('not implemented: {tag}')"
+    else:
+        body = f"def {entry_point}(*args, **kwargs):  # sample {tag}\n    while True:\n        pass"
+    return f"<think>\nsample {tag}: thinking about it\n</think>\n```python\n{body}\n```"
 
 
 @serve.deployment(num_replicas=2, ray_actor_options={"num_cpus": 0})
@@ -24,9 +40,11 @@ class ScriptedLLM:
                                                           problem["entry_point"])
         self.seen: set[str] = set()
 
-    def _answer(self, model: str, user_text: str, index: int) -> str:
+    def _answer(self, model: str, user_text: str, index: int, seed) -> str:
         for prompt, (code, entry_point) in self.solutions.items():
             if prompt in user_text:
+                if model in ("oracle-mixed", "oracle-distinct"):
+                    return _mixed(code, entry_point, f"{seed}-{index}", loops=model == "oracle-mixed")
                 if model == "oracle-wrong":
                     return f"Here:\n```python\ndef {entry_point}(*args, **kwargs):\n    return 'wrong'\n```"
                 return f"<think>\nsample {index}\n</think>\nSure!\n```python\n{code}\n```\nDone."
@@ -40,7 +58,8 @@ class ScriptedLLM:
             self.seen.add(key)
             raise RuntimeError("scripted engine failure")
         replica = serve.get_replica_context().replica_id.unique_id
-        choices = [{"index": i, "message": {"role": "assistant", "content": self._answer(model, user_text, i)},
+        choices = [{"index": i, "message": {"role": "assistant",
+                                            "content": self._answer(model, user_text, i, request["seed"])},
                     "finish_reason": "stop", "token_ids": [1, 2, 3]} for i in range(n)]
         yield {"choices": choices, "usage": {"prompt_tokens": 10, "completion_tokens": 3 * n},
                "replica": replica}

@@ -25,7 +25,7 @@ def served(**extra) -> ServingConfig:
 @pytest.mark.parametrize("device", ["cpu", "gpu"])
 @pytest.mark.parametrize("enabled", [True, False])
 def test_engine_metrics_switch_both_ray_and_vllm_stats(device, enabled):
-    llm_config = build_llm_config(ModelConfig(), served(engine_metrics=enabled), device, max_ongoing_requests=8)
+    llm_config = build_llm_config(ModelConfig(), served(engine_metrics=enabled), device, max_ongoing_requests=8, job_env={})
     assert llm_config.log_engine_metrics is enabled
     # Ray rejects log_engine_metrics with disable_log_stats; off must also stop the engine core's stats
     assert llm_config.engine_kwargs.get("disable_log_stats", False) is not enabled
@@ -53,11 +53,11 @@ def test_stats_off_with_metrics_on_is_a_config_error_naming_the_fix(tmp_path):
         build(EvalConfig, config_file, {"output_dir": tmp_path / "out"})
     fixed = build(EvalConfig, config_file, {"output_dir": tmp_path / "out", "serving": {"engine_metrics": False}})
     serving = fixed.serving.model_copy(update={"max_model_len": 2048})
-    assert build_llm_config(fixed.model, serving, "cpu", 8).engine_kwargs["disable_log_stats"] is True
+    assert build_llm_config(fixed.model, serving, "cpu", 8, {}).engine_kwargs["disable_log_stats"] is True
 
 
 def test_engine_niceness_reaches_the_replicas_runtime_env(tmp_path):
-    llm_config = build_llm_config(ModelConfig(), served(engine_niceness=5), "gpu", max_ongoing_requests=8)
+    llm_config = build_llm_config(ModelConfig(), served(engine_niceness=5), "gpu", max_ongoing_requests=8, job_env={})
     assert llm_config.runtime_env["env_vars"]["RAY_worker_niceness"] == "5"
     # lowering niceness below the raylet's would need privileges the replicas do not have
     with pytest.raises(ConfigError, match=r"serving\.engine_niceness"):
@@ -74,9 +74,10 @@ def test_replicas_keep_the_jobs_env_vars_beside_the_niceness(tmp_path):
         ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="ERROR",
                  runtime_env={"env_vars": {"HF_TOKEN": "secret", "HF_HOME": "/models"}})
         from ray_jobs.config import ModelConfig, ServingConfig
-        from serve_app.app import build_llm_config
+        from serve_app.app import build_llm_config, job_env_vars
         from serve_app.tagged_server import TaggedLLMServer
-        config = build_llm_config(ModelConfig(), ServingConfig(max_model_len=2048, engine_niceness=3), "cpu", 8)
+        config = build_llm_config(ModelConfig(), ServingConfig(max_model_len=2048, engine_niceness=3), "cpu", 8,
+                                  job_env_vars())
         options = TaggedLLMServer.get_deployment_options(config)
         print("ENV " + json.dumps(options["ray_actor_options"]["runtime_env"]["env_vars"]))
     """))
