@@ -94,6 +94,18 @@ def build_config(model: type[BaseModel], args: argparse.Namespace, flags: Sequen
                         flag_names={f.field: f.flag for f in flags})
 
 
+def run_pipeline_command(argv: list[str] | None, parse_args: Callable, build_config: Callable,
+                         run: Callable[..., dict]) -> int:
+    """evaluate and score: flags -> config -> a quiet run (unless --verbose) -> the result."""
+    def job() -> int:
+        args = parse_args(argv)
+        configure_logging(args.verbose)
+        console.result(run(build_config(args), progress=not args.no_progress, quiet=not args.verbose))
+        return 0
+
+    return run_command(job)
+
+
 def _full_log() -> str:
     return f" (full log: {console.last_log()})" if console.last_log() else ""
 

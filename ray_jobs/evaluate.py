@@ -197,14 +197,7 @@ def write_samples_jsonl(target: Path, generations) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    def job() -> int:
-        args = parse_args(argv)
-        cli.configure_logging(args.verbose)
-        summary = run(build_config(args), progress=not args.no_progress, quiet=not args.verbose)
-        console.result(summary)
-        return 0
-
-    return cli.run_command(job)
+    return cli.run_pipeline_command(argv, parse_args, build_config, run)
 
 
 if __name__ == "__main__":

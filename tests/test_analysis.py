@@ -85,3 +85,17 @@ def test_quality_metrics_on_known_code():
     assert radon_metrics("def (:")["complexity"] is None
     q = quality_metrics([code, "def g():\n    return 1\n"])
     assert q["ruff_violations_per_sample"] == [1, 0] and q["ruff_by_rule"] == {"F401": 1}
+
+
+def test_evalplus_average_is_the_mean_of_the_four_pass_at_1_scores():
+    from ray_jobs.metrics.analysis import evalplus_average
+
+    he = {f"HumanEval/{i}": (4, i % 5) for i in range(20)}
+    he_plus = {t: (n, max(0, c - 1)) for t, (n, c) in he.items()}
+    mbpp = {f"Mbpp/{i}": (4, (i * 3) % 5) for i in range(30)}
+    mbpp_plus = {t: (n, c // 2) for t, (n, c) in mbpp.items()}
+    result = evalplus_average({"HumanEval": he, "HumanEval+": he_plus, "MBPP": mbpp, "MBPP+": mbpp_plus})
+    means = [sum(c / n for n, c in d.values()) / len(d) for d in (he, he_plus, mbpp, mbpp_plus)]
+    assert result["scores"] == pytest.approx(dict(zip(["HumanEval", "HumanEval+", "MBPP", "MBPP+"], means)))
+    assert result["average"] == pytest.approx(sum(means) / 4)
+    assert result["ci_low"] < result["average"] < result["ci_high"]

@@ -67,8 +67,8 @@ def test_ray_job_submit_runs_an_evaluation_to_succeeded(head_node, tmp_path):
     model = build(tmp_path / "tiny")
     out = tmp_path / "out"
     entrypoint = (f"{sys.executable} -m ray_jobs.evaluate --model {model} --output-dir {out} --device cpu "
-                  f"--replicas 1 --limit 2 --num-samples 2 --max-tokens 16 --k 1 --no-progress")
-    for _ in range(24):  # the dashboard answers before its job agent is ready ("No available agent")
+                  f"--replicas 1 --limit 2 --num-samples 2 --max-tokens 16 --k 1")
+    for _ in range(60):  # the dashboard answers before its job agent is ready ("No available agent")
         submit = subprocess.run(
             ["ray", "job", "submit", "--address", address, "--working-dir", str(REPO), "--no-wait", "--",
              *entrypoint.split()], env=env, capture_output=True, text=True, timeout=120)
@@ -95,7 +95,11 @@ def test_ray_job_submit_runs_an_evaluation_to_succeeded(head_node, tmp_path):
     # served with the context the run needs, fitted to the model's own 4,096 tokens
     assert summary["model_fit"]["context_limit"] == 4096
     assert summary["model_fit"]["max_model_len"] == summary["model_fit"]["longest_prompt_tokens"] + 16
-    assert "Deleting app" in logs or "deleted" in logs.lower()  # the job removed its Serve app
+    # the job's log is its console: progress as lines (not a terminal), the result, no Ray or vLLM logs
+    assert "generation: 4/4 samples (100%)" in logs and "scoring: 4/4 samples (100%)" in logs, logs[-3000:]
+    assert "pass@1" in logs and f"report:  {out / 'report.html'}" in logs and "Traceback" not in logs
+    full_log = (out / "logs" / "evaluate.log").read_text()
+    assert "Deleting app" in full_log or "deleted" in full_log.lower()  # the job removed its Serve app
 
     # the dashboard's task list names each scoring call after the results file it wrote
     listed = subprocess.run(["ray", "list", "tasks", "--address", address, "--limit", "10000", "--format", "json"],

@@ -24,6 +24,15 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the boundary a root-r
 LIBC = "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
 
 
+# counts `needle` (bytes) into `copies` over the sample's readable anonymous and heap mappings
+COUNT_IN_READABLE_MEMORY = ("for line in open('/proc/self/maps').read().splitlines():\n"
+                            "    fields = line.split()\n"
+                            "    if 'r' not in fields[1] or (len(fields) > 5 and not fields[5].startswith('[heap')):\n"
+                            "        continue\n"
+                            "    start, end = (int(x, 16) for x in fields[0].split('-'))\n"
+                            "    copies += ctypes.string_at(start, end - start).count(needle)\n")
+
+
 @pytest.fixture(scope="module")
 def sandbox():
     with Sandbox(SandboxConfig(timeout_s=3.0, memory_mb=1024)) as sb:
@@ -159,12 +168,7 @@ def _memory_hits(sandbox: Sandbox, hexed: str, planted: str = "") -> tuple[int, 
                          "    return [v for v in items if isinstance(v, str) and v is not target]\n"
                          "objects = sum(1 for o in gc.get_objects() for v in strings(o) if target in v)\n"
                          "needle, copies = target.encode(), 0\n"
-                         "for line in open('/proc/self/maps').read().splitlines():\n"
-                         "    fields = line.split()\n"
-                         "    if 'r' not in fields[1] or (len(fields) > 5 and not fields[5].startswith('[heap')):\n"
-                         "        continue\n"
-                         "    start, end = (int(x, 16) for x in fields[0].split('-'))\n"
-                         "    copies += ctypes.string_at(start, end - start).count(needle)\n"
+                         + COUNT_IN_READABLE_MEMORY +
                          "say('found', objects, copies)\n")
     objects, copies = out.split("found")[1].split()
     return int(objects), int(copies)
@@ -358,11 +362,6 @@ def test_a_process_name_does_not_reach_later_samples(sandbox):
     assert verdict.passed
     out = probe(sandbox, "import ctypes\n"
                          f"needle = bytes.fromhex({name.encode().hex()!r})\ncopies = 0\n"
-                         "for line in open('/proc/self/maps').read().splitlines():\n"
-                         "    fields = line.split()\n"
-                         "    if 'r' not in fields[1] or (len(fields) > 5 and not fields[5].startswith('[heap')):\n"
-                         "        continue\n"
-                         "    start, end = (int(x, 16) for x in fields[0].split('-'))\n"
-                         "    copies += ctypes.string_at(start, end - start).count(needle)\n"
+                         + COUNT_IN_READABLE_MEMORY +
                          "say('copies', copies)\n")
     assert int(out.split("copies")[1].split()[0]) <= 1  # its own needle only

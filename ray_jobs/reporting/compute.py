@@ -146,16 +146,19 @@ def comparison(base: Run, other: Run, suite: str, indexes: dict[str, dict]) -> d
 
 
 def compute(runs: list[Run]) -> dict:
+    """Each run is compared with the first run of its dataset (the runs of a sweep with a dataset
+    axis share no tasks across datasets)."""
     report = {"runs": {run.name: run_report(run) for run in runs}, "comparisons": [],
               "evalplus_average": evalplus_averages(runs)}
-    indexes = {run.name: sample_index(run) for run in runs[:1]} if len(runs) > 1 else {}
-    base = runs[0]
-    for other in runs[1:]:
-        indexes[other.name] = sample_index(other)
+    baselines: dict[str, Run] = {}
+    for run in runs:
+        base = baselines.setdefault(run.summary.get("dataset", "humaneval"), run)
+        if base is run:
+            continue
+        indexes = {base.name: sample_index(base), run.name: sample_index(run)}
         for suite in base.suites:
-            if suite in other.suites:
-                report["comparisons"].append(comparison(base, other, suite, indexes))
-        indexes.pop(other.name)  # one candidate's samples in memory at a time
+            if suite in run.suites:
+                report["comparisons"].append(comparison(base, run, suite, indexes))
     return report
 
 
