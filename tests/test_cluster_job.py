@@ -36,12 +36,14 @@ def head_node(tmp_path):
     log = (tmp_path / "ray-start.log").open("w")
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RAY_AUTH_MODE": "token"}
-    port, dashboard = _free_port(), _free_port()
+    port, dashboard, agent = _free_port(), _free_port(), _free_port()
     # --block keeps the cluster's lifetime tied to this process group; `ray stop` would also stop
-    # every other Ray on the machine (the test session's own).
+    # every other Ray on the machine (the test session's own). The job agent gets a port of its
+    # own: the session's Ray already holds the default one, and a job agent that cannot listen
+    # answers every submission with "No available agent".
     proc = subprocess.Popen(
         ["ray", "start", "--head", f"--port={port}", f"--dashboard-port={dashboard}", "--num-cpus=4",
-         "--include-dashboard=true", f"--temp-dir={temp_dir}", "--block"],
+         f"--dashboard-agent-listen-port={agent}", "--include-dashboard=true", f"--temp-dir={temp_dir}", "--block"],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     address = f"http://127.0.0.1:{dashboard}"
     deadline = time.monotonic() + 120
