@@ -18,6 +18,7 @@ def suite_labels(dataset: str) -> dict[str, str]:
 
 _ENV = jinja2.Environment(loader=jinja2.PackageLoader("ray_jobs.reporting", "templates"),
                           autoescape=True, undefined=jinja2.ChainableUndefined, trim_blocks=True, lstrip_blocks=True)
+_ENV.filters["stage"] = lambda key: key.removesuffix("_s").replace("_", " ")  # serve_start_s -> serve start
 
 
 HEADLINE_SAMPLING = ("temperature", "top_p", "top_k", "min_p", "max_tokens", "seed")

@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: no display on a cluster node
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import PercentFormatter  # noqa: E402
+from matplotlib.ticker import NullLocator, PercentFormatter  # noqa: E402
 
 
 def _png(fig) -> str:
@@ -39,6 +39,9 @@ def passk_plot(runs: dict) -> dict:
         ax.plot(x, [100 * curve[k]["estimate"] for k in ks], marker="o", label=f"{name} ({suite})")
         ax.fill_between(x, [100 * curve[k]["ci_low"] for k in ks], [100 * curve[k]["ci_high"] for k in ks], alpha=0.2)
     ax.set(xscale="log", xlabel="k (samples drawn per task)", ylabel="pass@k", ylim=(0, 102))
+    ks_drawn = sorted({int(k) for _, _, curve in curves for k in curve})
+    ax.set_xticks(ks_drawn, [str(k) for k in ks_drawn])
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.yaxis.set_major_formatter(PercentFormatter())
     ax.legend(fontsize=8)
     return _figure("passk", title, "The chance that at least one of k samples passes, averaged over tasks. A curve "
@@ -73,7 +76,7 @@ def outcomes_plot(runs: dict) -> dict:
         left += values
     ax.set(xlabel="samples")
     ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.3 - 0.02 * len(rows)))
+    ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.45 - 0.02 * len(rows)))
     return _figure("outcomes", title, "Each bar splits a run's samples by what happened to them: passed, failed an "
                                       "assertion, raised (by exception type), timed out, did not parse, or was cut "
                                       "off at max_tokens (truncated) before it could be scored fairly.", fig)
