@@ -97,21 +97,25 @@ class Progress:
             return
         self._done += count
         self._bar.update(count)
-        if self.enabled and not self._tty and time.monotonic() - self._last_line >= NON_TTY_INTERVAL_S:
+        if (self.enabled and not self._tty and self._done < self.total
+                and time.monotonic() - self._last_line >= NON_TTY_INTERVAL_S):
             self._line()
 
-    def _line(self) -> None:
+    def _line(self, final: bool = False) -> None:
         self._last_line = time.monotonic()
         elapsed = self._last_line - self._started
         rate = self._done / elapsed if elapsed > 0 else 0.0
-        eta = f", ETA {(self.total - self._done) / rate:.0f} s" if rate and self._done < self.total else ""
-        say(f"{self.stage}: {self._done}/{self.total} {self.unit}s ({self._done / max(self.total, 1):.0%}), "
-            f"{rate:.1f}/s{eta}")
+        counts = f"{self.stage}: {self._done}/{self.total} {self.unit}s ({self._done / max(self.total, 1):.0%})"
+        if final:
+            say(f"{counts} in {elapsed:.0f} s")
+        else:
+            eta = f", ETA {(self.total - self._done) / rate:.0f} s" if rate and self._done < self.total else ""
+            say(f"{counts}, {rate:.1f}/s{eta}")
 
     def close(self) -> None:
         self._bar.close()
         if self.enabled and not self._tty:
-            self._line()
+            self._line(final=True)
 
     def __enter__(self) -> Progress:
         return self

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ray_jobs import cli, evaluate
+from ray_jobs import cli, console, evaluate
 from ray_jobs.tiny_model import build
 
 
@@ -17,7 +17,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--output-dir", type=Path, default=Path("runs/demo"))
         p.add_argument("--model-dir", type=Path, default=Path(".tiny-model"))
         args = p.parse_args(argv)
-        model = build(args.model_dir, shape="qwen3")
+        with console.quiet_terminal(args.output_dir / "logs" / "demo.log"):  # transformers' own progress bars
+            model = build(args.model_dir, shape="qwen3")
         return evaluate.main([
             "--model", str(model), "--output-dir", str(args.output_dir), "--device", "cpu", "--replicas", "2",
             "--limit", "8", "--num-samples", "4", "--max-tokens", "48", "--k", "1,2,4",
