@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 import time
 from pathlib import Path
 
@@ -146,7 +147,18 @@ def test_files_of_an_earlier_sample_are_gone(sandbox):
     probe(sandbox, f"open('/tmp/{marker}', 'w').write('x')\nos.makedirs('/tmp/d/' * 50)\n"
                    f"open('/dev/shm/{marker}', 'w').write('y')\nopen('{marker}-cwd', 'w').write('z')\n")
     out = probe(sandbox, "say('tmp', sorted(os.listdir('/tmp')), os.listdir('.'))\n")
-    assert marker not in out and "tmp [] []" in out
+    # an installation under /tmp (a CI checkout) stays visible there, read-only; nothing else does
+    installed = sorted({Path(p).parts[2] for p in (sys.prefix, sys.base_prefix) if p.startswith("/tmp/")})
+    assert marker not in out and f"tmp {installed} {installed}" in out
+
+
+def test_an_installation_under_tmp_stays_read_only(sandbox):
+    if not sys.prefix.startswith("/tmp/"):
+        pytest.skip("the interpreter is not installed under /tmp")
+    out = probe(sandbox, "import numpy\nopen('/tmp/mine', 'w').write('x')\n"
+                         f"try:\n    open({sys.prefix + '/planted'!r}, 'w')\nexcept OSError as e:\n    say('refused', e.errno)\n"
+                         "say('tmp', os.environ['TMPDIR'], os.path.getsize('/tmp/mine'))\n")
+    assert "refused 30" in out and "tmp /tmp 1" in out  # EROFS; the scratch is still /tmp
 
 
 def test_a_full_tmp_does_not_fail_the_next_sample(sandbox):

@@ -40,6 +40,10 @@ from ray_jobs.sandbox.isolation import (
 )
 
 SCRATCH = "/tmp"
+# Where the read-only trees bound under /tmp are kept when the installation itself lives there (a
+# checkout or a venv in /tmp, as in many CI jobs): each fresh scratch tmpfs on /tmp would hide
+# them, so they are bound again on top of every new one.
+TMP_TREES = "/.tmp-trees"
 STAGING = "/dev/shm"  # a directory that exists almost everywhere and is no source's ancestor
 DEVICES = ("null", "zero", "full", "random", "urandom")
 _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -61,6 +65,7 @@ class MountPlan:
     links: dict[str, str] = field(default_factory=dict)  # path -> symlink target
     staged: dict[str, str] = field(default_factory=dict)  # bind source -> where stage() put it
     fds: dict[str, int] = field(default_factory=dict)  # bind source -> O_PATH fd, once opened
+    tmp_trees: bool = False  # something is bound under /tmp: see TMP_TREES
 
     def stage(self) -> None:
         """With the host identity, in a private mount namespace: bind every source at a place any
@@ -106,6 +111,7 @@ def plan(extra_paths: tuple[str, ...], packages: tuple[str, ...]) -> MountPlan:
     if os.path.islink("/etc/localtime"):  # points into /usr/share/zoneinfo, which is bound
         result.links["/etc/localtime"] = os.readlink("/etc/localtime")
     result.binds.sort()  # a parent before what is bound inside it
+    result.tmp_trees = any(p.startswith(SCRATCH + "/") for p in [*result.binds, *result.links])
     return result
 
 
@@ -164,8 +170,8 @@ def build(new_root: str, layout: MountPlan, scratch_mb: int) -> None:
             _bind(layout.fds[path], new_root + path)
     _make_etc(new_root)
     _make_dev(new_root)
-    for name in ("proc", SCRATCH.lstrip("/"), _OLD):
-        os.mkdir(f"{new_root}/{name}")
+    for name in ("proc", SCRATCH.lstrip("/"), TMP_TREES.lstrip("/"), _OLD):
+        _makedirs(f"{new_root}/{name}")
     os.chdir(new_root)
     pivot_root(".", _OLD)
     os.chdir("/")
@@ -176,6 +182,9 @@ def build(new_root: str, layout: MountPlan, scratch_mb: int) -> None:
     os.rmdir(f"/{_OLD}")
     set_mount_attr("/", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID, 0, recursive=True)
     set_mount_attr("/proc", 0, MOUNT_ATTR_RDONLY, recursive=False)
+    if layout.tmp_trees:  # keep what is bound under /tmp where the scratch cannot cover it
+        mount(SCRATCH, TMP_TREES, None, MS_BIND | MS_REC)
+        set_mount_attr(TMP_TREES, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0, recursive=True)
     mount_scratch(scratch_mb)
 
 
@@ -234,13 +243,20 @@ SCRATCH_INODES = 16384  # empty files cost no blocks: without a cap they filled 
 
 
 def mount_scratch(scratch_mb: int) -> None:
-    """An empty, writable tmpfs at /tmp: the sample's working directory and TMPDIR."""
+    """An empty, writable tmpfs at /tmp: the sample's working directory and TMPDIR; with the
+    read-only trees an installation under /tmp needs bound again on top (their mount points
+    belong to the server, so a sample can neither remove them nor write beside them inside)."""
     mount("tmpfs", SCRATCH, "tmpfs", MS_NOSUID | MS_NODEV, f"size={scratch_mb}m,nr_inodes={SCRATCH_INODES},mode=1777")
+    if os.path.isdir(TMP_TREES):
+        for name in os.listdir(TMP_TREES):
+            target = f"{SCRATCH}/{name}"
+            os.mkdir(target, 0o755)
+            mount(f"{TMP_TREES}/{name}", target, None, MS_BIND | MS_REC)  # a bind keeps read-only mounts so
 
 
 def reset_scratch(scratch_mb: int) -> None:
     """Whatever a sample left in /tmp (files, directories too deep to walk, a full disk, inode
     numbers and timestamps a later sample could read) goes with the old tmpfs: detached and
     replaced in microseconds, never walked."""
-    umount(SCRATCH)
+    umount(SCRATCH)  # lazily, with the trees bound on top of it
     mount_scratch(scratch_mb)
