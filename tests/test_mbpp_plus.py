@@ -223,7 +223,8 @@ def test_special_oracle_tasks_in_the_sandbox(mbpp_oracles):
     for task_id, right, wrong in SPECIAL:
         task = MBPP.tasks[task_id]
         for i, template in enumerate((right, wrong)):
-            items.append(ScoreItem(task_id, i, template.format(canonical=task.canonical_solution, ep=task.entry_point)))
+            completion = template.replace("{canonical}", task.canonical_solution).replace("{ep}", task.entry_point)
+            items.append(ScoreItem(task_id, i, completion))
     config = SandboxConfig()
     with Sandbox(config) as sandbox:
         rows = score_items(items, MBPP.tasks, MBPP.suites, sandbox, config, oracles)

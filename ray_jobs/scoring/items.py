@@ -96,7 +96,8 @@ def score_items(items: list[ScoreItem], tasks: dict[str, Task], suites: tuple[st
     differential suites ("plus"; MBPP's "base" too).
 
     Passed rows also get the canonical solution's runtime on the same inputs, measured once per
-    (task, suite) and remembered in `canonical_runtimes` (pass the same dict to reuse it)."""
+    (task, suite) (or taken from a passed sample that is the canonical solution) and remembered in
+    `canonical_runtimes` (pass the same dict to reuse it)."""
     empty = [(item, suite) for item in items for suite in suites if not item.completion.strip()]
     pairs = [(item, suite) for item in items for suite in suites if item.completion.strip()]
     rows = [result_row(item, suite, EMPTY, None) for item, suite in empty]
@@ -106,6 +107,13 @@ def score_items(items: list[ScoreItem], tasks: dict[str, Task], suites: tuple[st
     rows.sort(key=lambda r: order[(r["task_id"], r["completion_id"], r["suite"])])
     reference = {} if canonical_runtimes is None else canonical_runtimes
     passed = [row for row in rows if row["passed"]]
+    # a passed sample that is the canonical solution was a run of it, by this worker in this
+    # sandbox: its own runtime is the reference (the canonical solutions of MBPP+ take 47 s)
+    completions = {(item.task_id, item.completion_id): item.completion for item in items}
+    for row in passed:
+        key = (row["task_id"], row["suite"])
+        if key not in reference and completions[(row["task_id"], row["completion_id"])] == tasks[row["task_id"]].canonical_solution:
+            reference[key] = row["runtime_s"]
     reference.update(measure_canonical({(r["task_id"], r["suite"]) for r in passed} - set(reference),
                                        tasks, sandbox, config, oracles))
     for row in passed:
