@@ -136,18 +136,22 @@ def exceeds_nodes(value, limit: int) -> bool:
     """Whether `value` has more than `limit` nodes (containers and scalars), counted with an early
     exit: each node takes at least one character on the wire, so such a value's encoding exceeds
     `limit` characters, and encoding it only to learn that (a list of a million tuples) is spared."""
-    stack, count = [value], 0
+    stack, count = [value], 0  # every node on the stack is yet to be counted: it stays under `limit`
     while stack:
         node = stack.pop()
         count += 1
-        if count > limit:
-            return True
         kind = type(node)
         if kind is list or kind is tuple or kind is set or kind is frozenset:
+            if count + len(stack) + len(node) > limit:
+                return True
             stack.extend(node)
         elif any(kind is k for k in _DICT_LIKE):
+            if count + len(stack) + 2 * len(node) > limit:
+                return True
             for pair in dict.items(node):
                 stack.extend(pair)
+        elif count > limit:
+            return True
     return False
 
 
