@@ -26,7 +26,7 @@ from ray_jobs.sandbox.verdict import MBPP_OUTPUT_NOT_NONE_TASKS
 from ray_jobs.storage import atomic
 from ray_jobs.tasks.datasets import Dataset, Task, load_dataset
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: TaskOracle moved to ray_jobs.tasks.groundtruth (pickles name their module)
 
 
 @dataclass
@@ -106,7 +106,7 @@ def load_oracles(dataset_name: str, cache_dir: Path, workers: int = 2) -> dict[s
               file=sys.stderr, flush=True)
         subprocess.run(
             [sys.executable, "-m", "ray_jobs.tasks.groundtruth", dataset_name, str(cache_dir), str(workers)],
-            check=True, cwd=str(Path(__file__).resolve().parents[1]),
+            check=True, cwd=str(Path(__file__).resolve().parents[2]),
         )
     with path.open("rb") as fh:
         return pickle.load(fh)
