@@ -21,6 +21,7 @@ from ray_jobs import cli, config, console
 from ray_jobs.generation import preflight
 from ray_jobs.generation.extract import thinking_part
 from ray_jobs.generation.planning import group_into_shards, plan_requests
+from ray_jobs.generation.prompts import stop_sequences
 from ray_jobs.metrics.summary import Summary, sandbox_section, scoring_stats, suite_metrics, time_limit_metrics
 from ray_jobs.metrics.utilisation import replica_utilisation
 from ray_jobs.scoring.items import ScoreItem
@@ -179,7 +180,8 @@ def summarize(cfg, dataset, task_ids, generations, results, gen_stats, score_sta
         scoring=scoring_stats(score_stats), timing={k: round(v, 3) for k, v in timings.items()},
         sandbox=sandbox_section(score_stats["layers"]), config=json.loads(cfg.model_dump_json()),
         model=cfg.model.model, num_samples=cfg.generation.num_samples, thinking=cfg.prompt.thinking,
-        prompt={"mode": cfg.prompt.mode, "template": cfg.prompt.template, "system": cfg.prompt.system},
+        prompt={"mode": cfg.prompt.mode, "template": cfg.prompt.template, "system": cfg.prompt.system,
+                "stop": stop_sequences(cfg.prompt, cfg.sampling.stop, dataset.family)},
         sampling=cfg.sampling.model_dump(), sampling_sources=fitted.sources,
         model_fit={"architectures": list(fitted.profile.architectures), "context_limit": fitted.profile.context_limit,
                    "context_limit_from": fitted.profile.context_key, "max_model_len": cfg.serving.max_model_len,

@@ -59,7 +59,8 @@ def load_items(cfg: config.ScoreConfig, dataset: Dataset) -> tuple[list, list, l
     for s in samples:
         text = s.completion
         if cfg.extract:
-            text = extract_completion(text, dataset.tasks[s.task_id].entry_point)
+            task = dataset.tasks[s.task_id]
+            text = extract_completion(text, task.entry_point, program=task.family == "mbpp")
         items.append(ScoreItem(s.task_id, s.completion_id, text))
     return rows, samples, items
 

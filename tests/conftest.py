@@ -48,3 +48,14 @@ def model_shapes(tmp_path_factory, tiny_model):
         return built[shape]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def mbpp_oracles() -> tuple[Path, dict]:
+    """(cache dir, oracles) of MBPP+: computed once per machine (about a minute on 2 cores) in
+    the default cache, as the full HumanEval+ test's, and shared by every MBPP test."""
+    from ray_jobs.config import ScoreConfig
+    from ray_jobs.tasks.groundtruth import load_oracles
+
+    cache_dir = ScoreConfig.model_fields["cache_dir"].default
+    return cache_dir, load_oracles("mbpp_plus", cache_dir, workers=os.cpu_count() or 2)

@@ -76,6 +76,22 @@ def test_n_samples_per_task_arrive_from_both_replicas(tmp_path, vllm_app, tiny_m
     assert summary["generation"]["tokens_per_s"] > 0 and set(summary["timing"]) >= {"generation_s", "scoring_s"}
 
 
+def test_mbpp_plus_end_to_end_scores_both_suites(tmp_path, vllm_app, tiny_model, mbpp_oracles):
+    from ray_jobs.config import MBPP_CHAT_TEMPLATE
+
+    cache_dir, _ = mbpp_oracles  # the expected outputs, computed once per machine
+    cfg = eval_config(tmp_path, vllm_app, tiny_model, "mbpp", dataset="mbpp_plus", limit=3, k=[1, 2],
+                      cache_dir=str(cache_dir), generation={"num_samples": 2})
+    summary = evaluate.run(cfg, progress=False)
+    assert summary["dataset"] == "mbpp_plus" and summary["suites"] == ["base", "plus"]
+    assert {suite: sum(counts.values()) for suite, counts in summary["status_counts"].items()} == {"base": 6, "plus": 6}
+    assert set(summary["pass_at_k"]) == {"base", "plus"}
+    assert summary["prompt"]["template"] == MBPP_CHAT_TEMPLATE  # the dataset's template, recorded as used
+    results = schemas.read_tables(sorted((cfg.output_dir / "results").glob("*.parquet")), schemas.RESULTS).to_pylist()
+    assert sorted({(r["task_id"], r["suite"]) for r in results}) == [
+        (f"Mbpp/{t}", s) for t in (2, 3, 4) for s in ("base", "plus")]
+
+
 def test_engines_run_at_the_configured_niceness_not_rays_worker_default(vllm_app):
     import psutil
 

@@ -9,10 +9,18 @@
 4. If the code defines the entry point itself (a full ``def`` restating the signature, maybe with
    imports), it is appended after the prompt and redefines the function; otherwise it is the
    function body and is indented under the prompt's signature when it is not already.
+
+MBPP (``program=True``): the prompt is a docstring, so the code is a whole program, kept as
+EvalPlus's sanitizer keeps it (evalplus/sanitize.py): its imports, and the functions, classes
+and top-level assignments that the entry point reaches by name (helpers included), in their
+order; example calls, prints, asserts and ``__main__`` blocks are dropped, since they would run
+(or fail) when the program is loaded. Code that does not parse is kept as it is: the sandbox
+reports its syntax error.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 import textwrap
 from typing import Literal
@@ -65,9 +73,56 @@ def as_completion(code: str, entry_point: str) -> str:
     return body + "\n"
 
 
-def extract_completion(response: str, entry_point: str, block: BlockChoice = "first") -> str:
+def extract_completion(response: str, entry_point: str, block: BlockChoice = "first", program: bool = False) -> str:
     text = strip_thinking(response)
     blocks = code_blocks(text)
     if blocks:
         text = blocks[0] if block == "first" else blocks[-1]
-    return as_completion(text, entry_point)
+    return program_completion(text, entry_point) if program else as_completion(text, entry_point)
+
+
+_DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign, ast.AnnAssign)
+
+
+def _defined_names(node: ast.stmt) -> set[str]:
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {node.name}
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+    return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+
+
+def _used_names(node: ast.stmt) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+def program_completion(code: str, entry_point: str) -> str:
+    """MBPP: `code` as a whole program to append to the docstring prompt (see the module doc)."""
+    code = textwrap.dedent(code).strip("\n")
+    if not code.strip():
+        return ""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):  # ValueError: NUL bytes
+        return "\n" + code + "\n"
+    definitions = [node for node in tree.body if isinstance(node, _DEFINITIONS)]
+    defines = {id(node): _defined_names(node) for node in definitions}
+    reached: set[str] = set()
+    if any(entry_point in names for names in defines.values()):
+        todo = [entry_point]
+        while todo:
+            name = todo.pop()
+            if name in reached:
+                continue
+            reached.add(name)
+            for node in definitions:
+                if name in defines[id(node)]:
+                    todo.extend(_used_names(node) - reached)
+    else:  # the entry point is not defined here: keep every definition, the run says what is wrong
+        reached = set().union(*defines.values())
+    lines = code.splitlines(keepends=True)
+    kept = []
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)) or (id(node) in defines and defines[id(node)] & reached):
+            first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            kept.append("".join(lines[first - 1:node.end_lineno]).rstrip())
+    return "\n" + "\n".join(kept) + "\n" if kept else "\n" + code + "\n"

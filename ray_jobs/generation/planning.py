@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ray_jobs.config import EvalConfig
-from ray_jobs.generation.extract import extract_completion
+from ray_jobs.generation.extract import extract_completion, program_completion
 from ray_jobs.generation.prompts import chat_messages, completion_prompt, stop_sequences
 from ray_jobs.storage.keys import content_key
 from ray_jobs.tasks.datasets import Task, task_sort_key
@@ -72,7 +72,7 @@ def request_body(row: RequestRow, task: Task, cfg: EvalConfig) -> tuple[str, dic
         "min_p": sampling["min_p"],
         "presence_penalty": sampling["presence_penalty"],
         "seed": row.seed,
-        "stop": stop_sequences(cfg.prompt, sampling["stop"]) or None,
+        "stop": stop_sequences(cfg.prompt, sampling["stop"], task.family) or None,
         "stream": False,
         "return_token_ids": True,
     }
@@ -99,9 +99,18 @@ def generation_rows(row: RequestRow, task: Task, cfg: EvalConfig, response: dict
     rows = []
     for i, choice in enumerate(choices):
         text = choice["text"] if cfg.prompt.mode == "completion" else ((choice.get("message") or {}).get("content") or "")
-        completion = text if cfg.prompt.mode == "completion" else extract_completion(text, task.entry_point, cfg.prompt.code_block)
+        completion = response_completion(text, task, cfg)
         token_ids = choice.get("token_ids")
         rows.append({**base, "completion_id": row.first_completion_id + i, "response": text, "completion": completion,
                      "finish_reason": choice.get("finish_reason"), "prompt_tokens": prompt_tokens,
                      "completion_tokens": len(token_ids) if token_ids is not None else None, "error": None})
     return rows
+
+
+def response_completion(text: str, task: Task, cfg: EvalConfig) -> str:
+    """What is appended to the task's prompt: HumanEval's completion-mode text as it came (cut by
+    its stops); a chat answer's code; MBPP's whole program (generation/extract.py)."""
+    program = task.family == "mbpp"
+    if cfg.prompt.mode == "completion":
+        return program_completion(text, task.entry_point) if program else text
+    return extract_completion(text, task.entry_point, cfg.prompt.code_block, program=program)

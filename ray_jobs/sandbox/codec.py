@@ -7,13 +7,24 @@ defines) travel as their builtin values, because EvalPlus compares them with `==
 them; at the top level they keep a tag, because EvalPlus's tolerance path also requires
 `type(out) == type(expected)`, which a numpy scalar fails. The wire form is JSON in which every
 JSON object is a type tag, so decoding can never build anything but plain builtin values.
+
+With ``dict_subclasses`` (MBPP, where a canonical solution returns a `collections.Counter`),
+the exact stdlib classes Counter, defaultdict and OrderedDict are encoded too, by value, read
+with `dict.items` (no method of theirs that a sample could patch runs): a Counter decodes as a
+Counter, since Counter == Counter ignores zero counts; the other two as plain dicts, which they
+equal exactly as a dict does, whatever they are compared with.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import sys
 from typing import NamedTuple
+
+# bound when the fork server imports this module, before any sample runs
+_COUNTER, _DEFAULTDICT, _ORDEREDDICT = collections.Counter, collections.defaultdict, collections.OrderedDict
+_DICT_LIKE = (dict, _COUNTER, _DEFAULTDICT, _ORDEREDDICT)
 
 
 class UnencodableValue(TypeError):
@@ -40,38 +51,41 @@ def _numpy_scalar(value):
     return plain if type(plain) in (bool, int, float, complex, str, bytes) else None
 
 
-def _to_wire(value):
+def _to_wire(value, dicts: bool = False):
     kind = type(value)
     if kind is int and value.bit_length() > _BIG_INT_BITS:
         return {"i": hex(value)}
     if value is None or kind is bool or kind is int or kind is float or kind is str:
         return value
     if kind is list:
-        return [_to_wire(v) for v in value]
+        return [_to_wire(v, dicts) for v in value]
     if kind is tuple:
-        return {"t": [_to_wire(v) for v in value]}
+        return {"t": [_to_wire(v, dicts) for v in value]}
     if kind is dict:
-        return {"d": [[_to_wire(k), _to_wire(v)] for k, v in value.items()]}
+        return {"d": [[_to_wire(k, dicts), _to_wire(v, dicts)] for k, v in value.items()]}
     if kind is set:
-        return {"s": [_to_wire(v) for v in value]}
+        return {"s": [_to_wire(v, dicts) for v in value]}
     if kind is frozenset:
-        return {"fs": [_to_wire(v) for v in value]}
+        return {"fs": [_to_wire(v, dicts) for v in value]}
     if kind is bytes:
         return {"b": value.hex()}
     if kind is complex:
         return {"c": [value.real, value.imag]}
+    if dicts and (kind is _COUNTER or kind is _DEFAULTDICT or kind is _ORDEREDDICT):
+        pairs = [[_to_wire(k, dicts), _to_wire(v, dicts)] for k, v in dict.items(value)]
+        return {"C" if kind is _COUNTER else "d": pairs}
     plain = _numpy_scalar(value)
     if plain is not None:
         return _to_wire(plain)
     raise UnencodableValue(kind.__name__)
 
 
-def encode(value) -> str:
+def encode(value, dict_subclasses: bool = False) -> str:
     """Encode one value; raises UnencodableValue for anything but exact builtin types (and numpy's
-    scalars)."""
+    scalars; with `dict_subclasses`, Counter, defaultdict and OrderedDict)."""
     try:
         plain = _numpy_scalar(value)
-        wire = {"n": _to_wire(plain)} if plain is not None else _to_wire(value)
+        wire = {"n": _to_wire(plain)} if plain is not None else _to_wire(value, dict_subclasses)
         return json.dumps(wire, separators=(",", ":"))
     except RecursionError as exc:
         raise UnencodableValue("nesting too deep") from exc
@@ -91,6 +105,8 @@ def _from_wire(node):
         return tuple(_from_wire(v) for v in payload)
     if tag == "d":
         return {_from_wire(k): _from_wire(v) for k, v in payload}
+    if tag == "C":
+        return _COUNTER({_from_wire(k): _from_wire(v) for k, v in payload})
     if tag == "s":
         return {_from_wire(v) for v in payload}
     if tag == "fs":
@@ -116,50 +132,158 @@ def decode(text: str):
 DIGEST_THRESHOLD_CHARS = 64 * 1024
 
 
-def _equality_form(value):
-    """A form in which values that compare equal with == map to the same JSON (1 == 1.0 == True,
-    {1, 2} == frozenset({2, 1}), dict order ignored), while list != tuple stays distinct."""
+def exceeds_nodes(value, limit: int) -> bool:
+    """Whether `value` has more than `limit` nodes (containers and scalars), counted with an early
+    exit: each node takes at least one character on the wire, so such a value's encoding exceeds
+    `limit` characters, and encoding it only to learn that (a list of a million tuples) is spared."""
+    stack, count = [value], 0  # every node on the stack is yet to be counted: it stays under `limit`
+    while stack:
+        node = stack.pop()
+        count += 1
+        kind = type(node)
+        if kind is list or kind is tuple or kind is set or kind is frozenset:
+            if count + len(stack) + len(node) > limit:
+                return True
+            stack.extend(node)
+        elif any(kind is k for k in _DICT_LIKE):
+            if count + len(stack) + 2 * len(node) > limit:
+                return True
+            for pair in dict.items(node):
+                stack.extend(pair)
+        elif count > limit:
+            return True
+    return False
+
+
+# The digest is sha256 of this JSON text, written in pieces (never held whole) with json's C
+# encoder doing the strings and plain ints: a form in which values that compare equal with ==
+# map to the same text (1 == 1.0 == True, {1, 2} == frozenset({2, 1}), dict order ignored), while
+# list != tuple stays distinct. Byte for byte the text of
+#   json.dumps(form, separators=(",", ":")) with form: bool -> int; int beyond 1024 bits ->
+#   ["i", hex]; float: NaN never equal, integral -> int; complex -> its real part's form when the
+#   imaginary part is 0, else ["c", real, imag]; list -> ["l", [forms]]; tuple -> ["t", [forms]];
+#   set, frozenset -> ["s", forms sorted by their text]; dict -> ["d", [[key, value] forms sorted
+#   by their text]]; bytes -> ["b", hex]; None, int, str as themselves
+# (tests/test_codec.py keeps that reference), so digests cached by earlier versions stay valid.
+_JSON = json.JSONEncoder(separators=(",", ":"))
+_c_encoder = getattr(json.encoder, "c_make_encoder", None)
+_dumps_plain = (
+    (lambda enc: lambda v: "".join(enc(v, 0)))(_c_encoder(None, None, json.encoder.encode_basestring_ascii, None,
+                                                          ":", ",", False, False, True))
+    if _c_encoder is not None else _JSON.encode
+)
+_INT_BOUND = 1 << _BIG_INT_BITS
+_STR = {str}
+
+
+class _NaN(Exception):
+    pass
+
+
+class _Sink:
+    """Text pieces into sha256, a megabyte at a time."""
+
+    def __init__(self):
+        import hashlib
+
+        self.hash = hashlib.sha256()
+        self.parts: list[str] = []
+        self.size = 0
+
+    def write(self, text: str) -> None:
+        self.parts.append(text)
+        self.size += len(text)
+        if self.size > 1 << 20:
+            self.flush()
+
+    def flush(self) -> None:
+        self.hash.update("".join(self.parts).encode())
+        self.parts.clear()
+        self.size = 0
+
+
+def _text(value, dicts: bool) -> str:
+    parts: list[str] = []
+    _write_form(value, parts.append, dicts)
+    return "".join(parts)
+
+
+def _write_form(value, write, dicts: bool) -> None:
     plain = _numpy_scalar(value)
     if plain is not None:
         value = plain
     kind = type(value)
-    if kind is bool:
-        return int(value)
-    if kind is int and value.bit_length() > _BIG_INT_BITS:
-        return ["i", hex(value)]
-    if kind is float:
+    if kind is str:
+        write(_dumps_plain(value))
+    elif kind is int:
+        write(int.__repr__(value) if -_INT_BOUND < value < _INT_BOUND else _JSON.encode(["i", hex(value)]))
+    elif kind is bool:
+        write("1" if value else "0")
+    elif kind is float:
         if value != value:
-            raise ValueError("NaN never compares equal")
-        return int(value) if value.is_integer() else value
-    if kind is complex:
-        return _equality_form(value.real) if value.imag == 0 else ["c", value.real, value.imag]
-    if kind is list:
-        return ["l", [_equality_form(v) for v in value]]
-    if kind is tuple:
-        return ["t", [_equality_form(v) for v in value]]
-    if kind in (set, frozenset):
-        return ["s", sorted((_equality_form(v) for v in value), key=_sort_key)]
-    if kind is dict:
-        items = [[_equality_form(k), _equality_form(v)] for k, v in value.items()]
-        return ["d", sorted(items, key=_sort_key)]
-    if kind is bytes:
-        return ["b", value.hex()]
-    return value  # None, int, str
-
-
-def _sort_key(form) -> str:
-    return json.dumps(form, separators=(",", ":"))
+            raise _NaN
+        write(int.__repr__(int(value)) if value.is_integer() else _JSON.encode(value))
+    elif kind is list or kind is tuple:
+        write('["l",' if kind is list else '["t",')
+        types = set(map(type, value))
+        if types == _STR or (types == {int} and -_INT_BOUND < min(value) and max(value) < _INT_BOUND):
+            write(_dumps_plain(value))  # the common large cases, at the C encoder's speed
+        else:
+            write("[")
+            separator = ""
+            for item in value:
+                inner = type(item)
+                if (inner is tuple or inner is list) and item and set(map(type, item)) == _STR:
+                    # inlined for lists of string tuples (Mbpp/255: 1.7 million of them)
+                    write(separator + ('["t",' if inner is tuple else '["l",') + _dumps_plain(item) + "]")
+                else:
+                    if separator:
+                        write(separator)
+                    _write_form(item, write, dicts)
+                separator = ","
+            write("]")
+        write("]")
+    elif kind is set or kind is frozenset:
+        write('["s",[' + ",".join(sorted(_text(v, dicts) for v in value)) + "]]")
+    elif kind is dict or (dicts and any(kind is k for k in _DICT_LIKE)):  # a Counter as the dict it equals
+        items = sorted("[" + _text(k, dicts) + "," + _text(v, dicts) + "]" for k, v in dict.items(value))
+        write('["d",[' + ",".join(items) + "]]")
+    elif value is None:
+        write("null")
+    elif kind is complex:
+        if value.imag == 0:
+            _write_form(value.real, write, dicts)
+        else:
+            write(_JSON.encode(["c", value.real, value.imag]))
+    elif kind is bytes:
+        write(_JSON.encode(["b", value.hex()]))
+    else:
+        raise UnencodableValue(kind.__name__)
 
 
 NEVER_EQUAL = "-"
 
 
-def equality_digest(value) -> str:
-    """sha256 of the equality form; NEVER_EQUAL when the value contains NaN."""
-    import hashlib
-
+def equality_digest(value, dict_subclasses: bool = False) -> str:
+    """sha256 of the equality form; NEVER_EQUAL when the value contains NaN; UnencodableValue for
+    what `encode` refuses. (A Counter's zero counts count here, unlike in Counter == Counter: only
+    outputs over the digest threshold are compared this way.)"""
+    sink = _Sink()
     try:
-        text = json.dumps(_equality_form(value), separators=(",", ":"))
-    except ValueError:
+        _write_form(value, sink.write, dict_subclasses)
+    except _NaN:
         return NEVER_EQUAL
-    return hashlib.sha256(text.encode()).hexdigest()
+    except RecursionError as exc:
+        raise UnencodableValue("nesting too deep") from exc
+    sink.flush()
+    return sink.hash.hexdigest()
+
+
+def encode_or_digest(value, dict_subclasses: bool = False) -> tuple[str, str]:
+    """("O", encoded text), or ("H", equality digest) where the encoding would exceed
+    DIGEST_THRESHOLD_CHARS; UnencodableValue for a value `encode` refuses."""
+    if not exceeds_nodes(value, DIGEST_THRESHOLD_CHARS):
+        text = encode(value, dict_subclasses)
+        if len(text) <= DIGEST_THRESHOLD_CHARS:
+            return "O", text
+    return "H", equality_digest(value, dict_subclasses)

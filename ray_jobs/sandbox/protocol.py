@@ -141,7 +141,9 @@ class CheckJob(NamedTuple):
 
 
 class OutputsJob(NamedTuple):
-    """Plus suite: call the entry point on every input of `inputs_key`, stream encoded outputs."""
+    """Differential suites: call the entry point on the first len(time_limits) inputs of
+    `inputs_key` (all of them for a plus suite, the base ones for MBPP's base suite), stream
+    encoded outputs."""
 
     id: int
     program: str
@@ -150,6 +152,8 @@ class OutputsJob(NamedTuple):
     time_limits: tuple[float, ...]
     deadline: float
     guard: str = EVALPLUS
+    output_not_none: bool = False  # send `output is not None` for non-bool outputs (EvalPlus, some MBPP tasks)
+    dict_subclasses: bool = False  # encode Counter, defaultdict and OrderedDict outputs (MBPP; codec.py)
 
 
 Job = CheckJob | OutputsJob

@@ -135,23 +135,67 @@ def _poly(xs: list, x: float) -> float:
     return sum(coeff * math.pow(x, i) for i, coeff in enumerate(xs))
 
 
+# EvalPlus 0.3.1's special oracles for MBPP (evalplus/eval/_special_oracle.py), keyed as there by
+# entry point. Outputs of these tasks are compared as `output is not None` (a re.Match otherwise):
+MBPP_OUTPUT_NOT_NONE_TASKS = ("check_str", "text_match_three", "text_starta_endb")
+# ... and as sets (any order, duplicates ignored):
+MBPP_OUTPUT_SET_EQ_TASKS = ("similar_elements", "find_char_long", "common_in_nested_lists", "extract_singly",
+                            "larg_nnum", "intersection_array", "find_dissimilar", "Diff")
+
+
+def _surface_Area(base_edge, height):  # Mbpp/581: `height` read as the pyramid's perpendicular height
+    slant_height = math.sqrt((base_edge / 2) ** 2 + height**2)
+    base_area = base_edge**2
+    lateral_area = 4 * (base_edge * slant_height) / 2
+    total_surface_area = base_area + lateral_area
+    return round(total_surface_area)
+
+
+def _digit_distance_nums(num1, num2):  # Mbpp/558: the shorter number padded with zeros
+    str_num1, str_num2 = str(num1), str(num2)
+    max_length = max(len(str_num1), len(str_num2))
+    str_num1, str_num2 = str_num1.zfill(max_length), str_num2.zfill(max_length)
+    return sum(abs(int(digit1) - int(digit2)) for digit1, digit2 in zip(str_num1, str_num2))
+
+
+def _mbpp_special(out, expected, args: list, entry_point: str, atol: float, exact: bool) -> bool:
+    """evalplus/eval/__init__.py (0.3.1), unsafe_execute, the `dataset == "mbpp"` branch."""
+    if entry_point == "are_equivalent":  # Mbpp/164: any output passes
+        return True
+    if entry_point == "sum_div":  # Mbpp/295
+        return exact or out == 0
+    if entry_point == "surface_Area":  # Mbpp/581
+        return exact or abs(out - _surface_Area(*args)) <= atol
+    if entry_point == "digit_distance_nums":  # Mbpp/558
+        return exact or out == _digit_distance_nums(*args)
+    if entry_point in MBPP_OUTPUT_SET_EQ_TASKS:
+        return set(out) == set(expected)
+    if entry_point in MBPP_OUTPUT_NOT_NONE_TASKS:  # expected: True where the canonical output is not None
+        return out == expected if isinstance(out, bool) else expected == (out is not None)
+    return exact
+
+
 def _is_floats(x) -> bool:
+    """EvalPlus's is_floats: a float, or a non-empty list or tuple of floats."""
     if isinstance(x, float):
         return True
-    if isinstance(x, (list, tuple)):
+    if isinstance(x, (list, tuple)) and x:
         return all(isinstance(i, float) for i in x)
     return False
 
 
-def outputs_match(out, expected, args: list, entry_point: str, atol: float) -> bool:
-    """EvalPlus's comparison (evalplus/eval/__init__.py, unsafe_execute), on decoded builtins."""
+def outputs_match(out, expected, args: list, entry_point: str, atol: float, family: str = "humaneval") -> bool:
+    """EvalPlus's comparison (evalplus/eval/__init__.py, unsafe_execute), on decoded builtins;
+    `family` "mbpp" applies EvalPlus's MBPP special oracles (its `dataset == "mbpp"`)."""
     numpy_scalar = isinstance(out, NumpyScalar)
     if numpy_scalar:
         out = out.value
     try:
-        if entry_point == "find_zero":
+        if family != "mbpp" and entry_point == "find_zero":
             return abs(_poly(*args, out)) <= atol
         exact = out == expected
+        if family == "mbpp":
+            exact = _mbpp_special(out, expected, args, entry_point, atol, exact)
         if atol == 0 and _is_floats(expected):
             atol = 1e-6
         if not exact and atol != 0:
@@ -219,4 +263,4 @@ def _output_matches(kind: str, payload: str, oracle, index: int) -> bool:
         return False
     if expected_digest is not None:  # expected is large, this output is small
         return expected_digest != NEVER_EQUAL and equality_digest(out) == expected_digest
-    return outputs_match(out, expected, oracle.inputs[index], oracle.entry_point, oracle.atol)
+    return outputs_match(out, expected, oracle.inputs[index], oracle.entry_point, oracle.atol, oracle.family)

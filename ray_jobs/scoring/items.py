@@ -44,26 +44,38 @@ def result_row(item: ScoreItem, suite: str, verdict: Verdict, outcome: Outcome |
     }
 
 
-def _job(index: int, item: ScoreItem, suite: str, task: Task, sandbox: Sandbox, config: SandboxConfig,
+def suite_oracle(task: Task, suite: str, oracles: dict | None):
+    """The oracle a differential suite compares with: None for HumanEval's base suite (its check()
+    program); MBPP's base suite has its base inputs only; a plus suite has base and plus inputs."""
+    if suite == "base" and task.family != "mbpp":
+        return None
+    oracle = oracles[task.task_id]
+    return oracle.head(len(task.base_inputs)) if suite == "base" else oracle
+
+
+def _job(index: int, item: ScoreItem, task: Task, oracle, sandbox: Sandbox, config: SandboxConfig,
          oracles: dict | None) -> Job:
-    if suite == "base":
+    if oracle is None:
         return CheckJob(id=index, program=check_program(task, item.completion), token=secrets.token_hex(8),
                         time_limit=config.timeout_s)
-    oracle = oracles[item.task_id]
     limits = tuple(oracle.time_limits(config.plus_min_time_limit_s, config.plus_time_limit_factor))
-    sandbox.add_inputs(item.task_id, oracle.inputs)
+    # every input of the task, base then plus: both suites share them; a job runs the first len(limits)
+    sandbox.add_inputs(item.task_id, oracles[item.task_id].inputs)
     return OutputsJob(id=index, program=task.prompt + item.completion, entry_point=task.entry_point,
                       inputs_key=item.task_id, time_limits=limits,
-                      deadline=min(sum(limits) + 1.0, config.plus_deadline_cap_s))
+                      deadline=min(sum(limits) + 1.0, config.plus_deadline_cap_s),
+                      output_not_none=oracle.output_not_none, dict_subclasses=oracle.family == "mbpp")
 
 
 def _run_items(pairs: list[tuple[ScoreItem, str]], tasks: dict[str, Task], sandbox: Sandbox,
                config: SandboxConfig, oracles: dict | None) -> list[dict]:
     """One result row per (item, suite) pair, in the same order."""
-    jobs = [_job(i, item, suite, tasks[item.task_id], sandbox, config, oracles) for i, (item, suite) in enumerate(pairs)]
+    suite_oracles = [suite_oracle(tasks[item.task_id], suite, oracles) for item, suite in pairs]
+    jobs = [_job(i, item, tasks[item.task_id], oracle, sandbox, config, oracles)
+            for i, ((item, _), oracle) in enumerate(zip(pairs, suite_oracles))]
     rows = []
-    for (item, suite), job, outcome in zip(pairs, jobs, sandbox.run(jobs)):
-        verdict = base_verdict(outcome, job.token) if suite == "base" else plus_verdict(outcome, oracles[item.task_id])
+    for (item, suite), oracle, job, outcome in zip(pairs, suite_oracles, jobs, sandbox.run(jobs)):
+        verdict = base_verdict(outcome, job.token) if oracle is None else plus_verdict(outcome, oracle)
         rows.append(result_row(item, suite, verdict, outcome))
     return rows
 
@@ -80,10 +92,12 @@ def measure_canonical(keys: set[tuple[str, str]], tasks: dict[str, Task], sandbo
 def score_items(items: list[ScoreItem], tasks: dict[str, Task], suites: tuple[str, ...], sandbox: Sandbox,
                 config: SandboxConfig, oracles: dict | None = None,
                 canonical_runtimes: dict[tuple[str, str], float | None] | None = None) -> list[dict]:
-    """One result row per (item, suite). `oracles` (task_id -> TaskOracle) is needed for "plus".
+    """One result row per (item, suite). `oracles` (task_id -> TaskOracle) is needed for the
+    differential suites ("plus"; MBPP's "base" too).
 
     Passed rows also get the canonical solution's runtime on the same inputs, measured once per
-    (task, suite) and remembered in `canonical_runtimes` (pass the same dict to reuse it)."""
+    (task, suite) (or taken from a passed sample that is the canonical solution) and remembered in
+    `canonical_runtimes` (pass the same dict to reuse it)."""
     empty = [(item, suite) for item in items for suite in suites if not item.completion.strip()]
     pairs = [(item, suite) for item in items for suite in suites if item.completion.strip()]
     rows = [result_row(item, suite, EMPTY, None) for item, suite in empty]
@@ -93,6 +107,13 @@ def score_items(items: list[ScoreItem], tasks: dict[str, Task], suites: tuple[st
     rows.sort(key=lambda r: order[(r["task_id"], r["completion_id"], r["suite"])])
     reference = {} if canonical_runtimes is None else canonical_runtimes
     passed = [row for row in rows if row["passed"]]
+    # a passed sample that is the canonical solution was a run of it, by this worker in this
+    # sandbox: its own runtime is the reference (the canonical solutions of MBPP+ take 47 s)
+    completions = {(item.task_id, item.completion_id): item.completion for item in items}
+    for row in passed:
+        key = (row["task_id"], row["suite"])
+        if key not in reference and completions[(row["task_id"], row["completion_id"])] == tasks[row["task_id"]].canonical_solution:
+            reference[key] = row["runtime_s"]
     reference.update(measure_canonical({(r["task_id"], r["suite"]) for r in passed} - set(reference),
                                        tasks, sandbox, config, oracles))
     for row in passed:

@@ -1,4 +1,4 @@
-"""Task records for HumanEval and HumanEval+ (vendored, sha256-checked at load time)."""
+"""Task records for HumanEval, HumanEval+ and MBPP+ (vendored, sha256-checked at load time)."""
 
 from __future__ import annotations
 
@@ -21,10 +21,20 @@ _VENDORED = {
         "humanevalplus/HumanEvalPlus-Mini-v0.1.10.jsonl.gz",
         "91486741f1627101021fbe50523df08eebb5b0bf5e804b633dcd5ca3c14dbd2f",
     ),
+    "mbpp_plus": (
+        "mbppplus/MbppPlus-v0.2.0.jsonl.gz",
+        "af43697e8791c4c149bdfd6b489d8b5412507551ac20e28a439f650b8225db63",
+    ),
 }
 _HUMANEVAL_SHA256 = "b796127e635a67f93fb35c04f4cb03cf06f38c8072ee7cee8833d7bee06979ef"
 
-DATASETS = ("humaneval", "humaneval_plus", "humaneval_plus_mini")
+DATASETS = ("humaneval", "humaneval_plus", "humaneval_plus_mini", "mbpp_plus")
+
+
+def family(name: str) -> str:
+    """"humaneval" (a function signature and docstring to complete) or "mbpp" (a docstring with
+    an example assertion: the answer is a whole program)."""
+    return "mbpp" if name.startswith("mbpp") else "humaneval"
 
 
 class DatasetError(ValueError):
@@ -38,10 +48,11 @@ class Task:
     entry_point: str
     canonical_solution: str
     test: str
-    # HumanEval+ only: differential-testing inputs and float tolerance
+    # HumanEval+ and MBPP+ only: differential-testing inputs and float tolerance
     base_inputs: list = field(default_factory=list, repr=False, compare=False)
     plus_inputs: list = field(default_factory=list, repr=False, compare=False)
     atol: float = 0.0
+    family: str = "humaneval"  # "mbpp": the base suite is differential too, the completion a whole program
 
 
 @dataclass(frozen=True)
@@ -52,7 +63,11 @@ class Dataset:
 
     @property
     def suites(self) -> tuple[str, ...]:
-        return ("base", "plus") if self.name.startswith("humaneval_plus") else ("base",)
+        return ("base",) if self.name == "humaneval" else ("base", "plus")
+
+    @property
+    def family(self) -> str:
+        return family(self.name)
 
 
 def _sha256(path: Path) -> str:
@@ -78,6 +93,8 @@ def load_dataset(name: str) -> Dataset:
     actual = _sha256(path)
     if actual != expected:
         raise DatasetError(f"{path}: sha256 {actual} does not match the pinned {expected}; the file is corrupt or another version")
+    if family(name) == "mbpp":
+        return Dataset(name=name, sha256=actual, tasks=_load_mbpp(path))
     # The Mini variant ships no `test` field; HumanEval+'s tests equal HumanEval's, task by task.
     fallback_tests = {} if name == "humaneval" else {t.task_id: t.test for t in load_dataset("humaneval").tasks.values()}
     tasks = {}
@@ -95,6 +112,81 @@ def load_dataset(name: str) -> Dataset:
                 atol=float(row.get("atol") or 0.0),
             )
     return Dataset(name=name, sha256=actual, tasks=tasks)
+
+
+def _load_mbpp(path: Path) -> dict[str, Task]:
+    """MBPP+ rows: the prompt is a docstring holding the task and one example assertion, and
+    `test` keeps MBPP's own assertions (for reading only: both suites are differential)."""
+    tasks = {}
+    with gzip.open(path, "rt") as fh:
+        for line in fh:
+            row = json.loads(line)
+            task_id = row["task_id"]
+            tasks[task_id] = Task(
+                task_id=task_id,
+                prompt=row["prompt"],
+                entry_point=row["entry_point"],
+                canonical_solution=row["canonical_solution"],
+                test=row["assertion"],
+                # Mbpp/793 stores its (empty) plus inputs as {}: no inputs, for EvalPlus too
+                base_inputs=mbpp_deserialize_inputs(task_id, row["base_input"] or []),
+                plus_inputs=mbpp_deserialize_inputs(task_id, row["plus_input"] or []),
+                atol=float(row.get("atol") or 0.0),
+                family="mbpp",
+            )
+    return tasks
+
+
+# EvalPlus 0.3.1's input contracts, as its evaluator meets them (evalplus/data/mbpp.py,
+# mbpp_deserialize_inputs): JSON has no tuples, sets or complex numbers, so the inputs of these
+# tasks are stored as lists and strings and rebuilt here, task by task, exactly as EvalPlus
+# rebuilds them (quirks included: an empty item of Mbpp/115 becomes {}, a dict). The `contract`
+# field itself is not run: EvalPlus uses it only to generate inputs, never when scoring.
+_TUPLE_ITEMS = {2, 116, 132, 143, 222, 261, 273, 394, 399, 421, 424, 429, 470, 560, 579, 596, 616, 630, 726, 740,
+                744, 809}
+_TUPLE_ITEMS_OF_LISTS = {63, 64, 70, 94, 120, 237, 272, 299, 400, 409, 417, 438, 473, 614, 780}
+_FIRST_ARG_TUPLE_ITEMS = {75, 413, 444, 753}
+_SECOND_ARG_TUPLE = {106, 750}
+_FIRST_ARG_TUPLE = {250, 405, 446, 617, 720, 763, 808}
+_NESTED_TUPLES = {259, 401, 445}
+_ALL_TUPLES = {580, 615, 791}
+
+
+def _all_tuples(value):
+    return tuple(_all_tuples(item) for item in value) if isinstance(value, list) else value
+
+
+def mbpp_deserialize_inputs(task_id: str, inputs: list) -> list:
+    number = int(task_id.split("/")[-1])
+    if number in _TUPLE_ITEMS:
+        return [[tuple(lst) for lst in inp] for inp in inputs]
+    if number in _TUPLE_ITEMS_OF_LISTS:
+        return [[[tuple(lst) for lst in lst_lst] for lst_lst in inp] for inp in inputs]
+    if number in _FIRST_ARG_TUPLE_ITEMS:
+        return [[[tuple(lst) for lst in inp[0]]] + [inp[1]] for inp in inputs]
+    if number in _SECOND_ARG_TUPLE:
+        return [[inp[0]] + [tuple(inp[1])] for inp in inputs]
+    if number == 115:
+        return [[[set(item) if isinstance(item, list) and len(item) else {} for item in inp[0]]] for inp in inputs]
+    if number == 124:
+        return [(float(inp[0]), complex(inp[1])) for inp in inputs]
+    if number in _FIRST_ARG_TUPLE:
+        return [[tuple(inp[0])] + [inp[1]] for inp in inputs]
+    if number in _NESTED_TUPLES:
+        nested = [[[tuple(lst) for lst in lst_lst] for lst_lst in inp] for inp in inputs]
+        return [[tuple(lst) for lst in inp] for inp in nested]
+    if number == 278:
+        items = [[[tuple(item) if isinstance(item, list) else item for item in inp[0]]] for inp in inputs]
+        return [[tuple(lst) for lst in inp] for inp in items]
+    if number == 307:
+        return [[tuple(inp[0])] + [inp[1], inp[2]] for inp in inputs]
+    if number == 722:
+        return [[{key: tuple(value) for key, value in inp[0].items()}] + inp[1:] for inp in inputs]
+    if number == 252:
+        return [[complex(inp[0])] for inp in inputs]
+    if number in _ALL_TUPLES:
+        return [_all_tuples(inp) for inp in inputs]
+    return inputs
 
 
 def task_sort_key(task_id: str) -> tuple[str, int]:

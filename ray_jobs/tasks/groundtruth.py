@@ -1,8 +1,11 @@
-"""Expected outputs of the plus suite, as EvalPlus defines them.
+"""Expected outputs of the differential suites (HumanEval+'s plus suite, both MBPP+ suites), as
+EvalPlus defines them.
 
 Expected outputs come from running each task's canonical solution (trusted code) on its base and
-plus inputs, timing every call. The per-input time limit of a candidate is
-``max(min_time_limit, factor * canonical_runtime)`` (EvalPlus defaults: 1.0 s and 4.0).
+plus inputs, timing every call. For the MBPP tasks whose outputs are no comparable values (a
+`re.Match`), EvalPlus keeps only whether the output is not None, and so does this module. The
+per-input time limit of a candidate is ``max(min_time_limit, factor * canonical_runtime)``
+(EvalPlus defaults: 1.0 s and 4.0).
 Computed once per dataset file and cached; the cache dir is hidden from samples.
 """
 
@@ -18,7 +21,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from ray_jobs.sandbox.codec import DIGEST_THRESHOLD_CHARS, UnencodableValue, encode, equality_digest
+from ray_jobs.sandbox.codec import UnencodableValue, encode_or_digest
+from ray_jobs.sandbox.verdict import MBPP_OUTPUT_NOT_NONE_TASKS
 from ray_jobs.storage import atomic
 from ray_jobs.tasks.datasets import Dataset, Task, load_dataset
 
@@ -34,9 +38,22 @@ class TaskOracle:
     expected_digest: list  # codec.equality_digest of large outputs; None marks a small one
     canonical_seconds: list[float]
     atol: float
+    # "mbpp": EvalPlus's MBPP special oracles apply. A class default, so caches written before
+    # the field existed (HumanEval+ ones) load as "humaneval".
+    family: str = "humaneval"
 
     def time_limits(self, min_limit: float, factor: float) -> list[float]:
         return [max(min_limit, factor * t) for t in self.canonical_seconds]
+
+    @property
+    def output_not_none(self) -> bool:
+        """Outputs are compared as `output is not None` (EvalPlus's MBPP_OUTPUT_NOT_NONE_TASKS)."""
+        return self.family == "mbpp" and self.entry_point in MBPP_OUTPUT_NOT_NONE_TASKS
+
+    def head(self, count: int) -> TaskOracle:
+        """The oracle of the first `count` inputs (MBPP's base suite: its base inputs)."""
+        return TaskOracle(self.task_id, self.entry_point, self.inputs[:count], self.expected[:count],
+                          self.expected_digest[:count], self.canonical_seconds[:count], self.atol, self.family)
 
 
 def _run_canonical(task: Task) -> TaskOracle:
@@ -50,14 +67,16 @@ def _run_canonical(task: Task) -> TaskOracle:
         start = time.perf_counter()
         out = fn(*args)
         seconds.append(time.perf_counter() - start)
+        if task.family == "mbpp" and task.entry_point in MBPP_OUTPUT_NOT_NONE_TASKS:
+            out = out is not None  # evalplus/gen/util/__init__.py, trusted_exec(output_not_none=True)
         try:
-            size = len(encode(out))
+            kind, digest = encode_or_digest(out, dict_subclasses=task.family == "mbpp")
         except UnencodableValue as exc:  # would make the task unpassable: fail loudly instead
             raise RuntimeError(f"{task.task_id}: canonical output of type {exc} is not a builtin type") from None
-        large = size > DIGEST_THRESHOLD_CHARS
+        large = kind == "H"
         expected.append(None if large else out)
-        digests.append(equality_digest(out) if large else None)
-    return TaskOracle(task.task_id, task.entry_point, inputs, expected, digests, seconds, task.atol)
+        digests.append(digest if large else None)
+    return TaskOracle(task.task_id, task.entry_point, inputs, expected, digests, seconds, task.atol, task.family)
 
 
 def _cache_file(cache_dir: Path, dataset: Dataset) -> Path:
@@ -76,13 +95,14 @@ def build_cache(dataset_name: str, cache_dir: Path, workers: int) -> Path:
 
 
 def load_oracles(dataset_name: str, cache_dir: Path, workers: int = 2) -> dict[str, TaskOracle]:
-    """Oracles for every task of a plus dataset, from the cache or computed (and cached).
+    """Oracles for every task of a dataset with differential suites, from the cache or computed
+    (and cached).
 
     Computed in a child interpreter: a spawn pool started from here would re-import the caller's
     __main__, which breaks scripts without a main guard."""
     path = _cache_file(cache_dir, load_dataset(dataset_name))
     if not path.exists():
-        print(f"computing HumanEval+ expected outputs for {dataset_name} (once; cached in {path.parent}) ...",
+        print(f"computing the expected outputs of {dataset_name} (once; cached in {path.parent}) ...",
               file=sys.stderr, flush=True)
         subprocess.run(
             [sys.executable, "-m", "ray_jobs.tasks.groundtruth", dataset_name, str(cache_dir), str(workers)],
