@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -152,13 +154,30 @@ def test_files_of_an_earlier_sample_are_gone(sandbox):
     assert marker not in out and f"tmp {installed} {installed}" in out
 
 
-def test_an_installation_under_tmp_stays_read_only(sandbox):
-    if not sys.prefix.startswith("/tmp/"):
-        pytest.skip("the interpreter is not installed under /tmp")
-    out = probe(sandbox, "import numpy\nopen('/tmp/mine', 'w').write('x')\n"
-                         f"try:\n    open({sys.prefix + '/planted'!r}, 'w')\nexcept OSError as e:\n    say('refused', e.errno)\n"
-                         "say('tmp', os.environ['TMPDIR'], os.path.getsize('/tmp/mine'))\n")
-    assert "refused 30" in out and "tmp /tmp 1" in out  # EROFS; the scratch is still /tmp
+def test_trees_bound_under_tmp_stay_read_only_and_survive_every_fresh_tmp():
+    """An installation under /tmp (a CI checkout with its venv) is bound there, inside the /tmp
+    every sample gets fresh: here a directory under /tmp given as an extra path, the same
+    mechanism. Samples read it, cannot write into it or beside it, and still find it after a
+    sample's writes made the server replace /tmp."""
+    tree = Path(tempfile.mkdtemp(prefix="rhe-tree-", dir="/tmp"))
+    (tree / "pkg").mkdir()
+    (tree / "pkg" / "data.txt").write_text("installed")
+    os.chmod(tree, 0o755)
+    try:
+        with Sandbox(SandboxConfig(timeout_s=3.0, memory_mb=1024, extra_paths=[str(tree)])) as sb:
+            for _ in range(2):  # the second time on a new /tmp: the first sample wrote to it
+                out = probe(sb, LIBC + f"say('read', open({str(tree / 'pkg' / 'data.txt')!r}).read())\n"
+                                "open('/tmp/mine', 'w').write('x')\nsay('mine', os.path.getsize('/tmp/mine'))\n"
+                                f"for target in ({str(tree / 'planted')!r}, {str(tree.parent / tree.name / 'pkg' / 'x')!r}):\n"
+                                "    try:\n        open(target, 'w')\n    except OSError as e:\n        say('refused', e.errno)\n"
+                                f"say('kept', libc.rmdir({str(tree).encode()!r}), ctypes.get_errno())\n"
+                                "say('listing', sorted(os.listdir('/tmp')))\n")
+                assert "read installed" in out and "mine 1" in out, out
+                # EROFS for both writes; removing the mount point fails (sticky /tmp, not the owner; busy)
+                assert out.count("refused 30") == 2 and "kept -1 " in out, out
+                assert f"listing ['mine', {tree.name!r}]" in out, out
+    finally:
+        shutil.rmtree(tree)
 
 
 def test_a_full_tmp_does_not_fail_the_next_sample(sandbox):
