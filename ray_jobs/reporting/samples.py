@@ -78,16 +78,15 @@ def browser(index: dict[str, dict[int, dict]], suite: str, prompts: dict[str, st
     tasks = []
     for task_id, by_id in index.items():
         chosen: dict[str, list[dict]] = defaultdict(list)
+        counts: dict[str, int] = defaultdict(int)
         for completion_id in sorted(by_id):
             shown = view(by_id[completion_id], suite)
+            counts[shown["outcome"]] += 1
             limit = 1 if shown["outcome"] == "passed" else PER_OUTCOME
             if len(chosen[shown["outcome"]]) < limit:
                 chosen[shown["outcome"]].append(shown)
         ordered = [s for name in sorted(chosen, key=lambda o: OUTCOME_ORDER.index(o) if o in OUTCOME_ORDER else 99)
                    for s in chosen[name]]
-        counts: dict[str, int] = defaultdict(int)
-        for sample in by_id.values():
-            counts[view(sample, suite)["outcome"]] += 1
         tasks.append({"task_id": task_id, "prompt": prompts.get(task_id, ""), "samples": ordered,
                       "counts": dict(counts), "suite": suite})
     return tasks
