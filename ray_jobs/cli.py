@@ -4,6 +4,7 @@ serve_app.serve):
 - bad input (a flag, a config file, a samples file, a model that cannot be served) exits 2 with one
   line naming the problem, never a traceback;
 - Ctrl-C or SIGTERM exits 130; outputs are written atomically, so nothing is left half-written;
+- a stage stuck past the watchdog's limit (ray_jobs.watchdog) exits 3, naming the stage and place;
 - each flag is declared once, with the config field it overrides (flags override YAML).
 """
 
@@ -18,7 +19,7 @@ from typing import Any, NoReturn
 
 from pydantic import BaseModel
 
-from ray_jobs import config, console
+from ray_jobs import config, console, watchdog
 from ray_jobs.generation.preflight import PreflightError
 from ray_jobs.ray_runtime import stop_like_ctrl_c
 from ray_jobs.tasks.datasets import DatasetError
@@ -120,6 +121,9 @@ def run_command(job: Callable[[], int | None]) -> int:
         print(f"error: {exc}{_full_log()}", file=sys.stderr)
     except OSError as exc:
         print(f"error: cannot write outputs: {exc}{_full_log()}", file=sys.stderr)
+    except watchdog.StageStuck as exc:
+        print(f"error: {exc}{_full_log()}", file=sys.stderr)
+        return watchdog.STUCK_EXIT_CODE
     except KeyboardInterrupt:
         print("interrupted; finished shards are kept, and a rerun resumes from them", file=sys.stderr)
         return INTERRUPTED

@@ -49,6 +49,9 @@ class SandboxConfig(_Strict):
 
 
 SCORING_SHARD_SIZE = 200
+WATCHDOG_S = 900.0
+WATCHDOG_DOC = ("a stage (serving, generation, scoring, report) without progress for this many seconds fails the "
+                "job, with every thread's stack and the running Ray tasks in the log")
 
 
 class ScoreConfig(_Strict):
@@ -63,6 +66,7 @@ class ScoreConfig(_Strict):
     shard_size: int = Field(SCORING_SHARD_SIZE, ge=1, description="samples per scoring call and per results shard")
     cache_dir: Path = Field(Path("~/.cache/ray_humaneval").expanduser())
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    watchdog_s: float = Field(WATCHDOG_S, gt=0, description=WATCHDOG_DOC)
 
     @field_validator("k")
     @classmethod
@@ -258,6 +262,7 @@ class EvalConfig(_Strict):
     scoring_shard_size: int = Field(SCORING_SHARD_SIZE, ge=1, description="samples per scoring call and per results shard")
     cache_dir: Path = Field(Path("~/.cache/ray_humaneval").expanduser())
     report: bool = Field(True, description="write report.md/.html/.json into output_dir")
+    watchdog_s: float = Field(WATCHDOG_S, gt=0, description=WATCHDOG_DOC)
 
     _positive_ks = field_validator("k")(ScoreConfig._positive_ks.__func__)
 

@@ -19,6 +19,8 @@ from typing import TextIO
 
 from tqdm import tqdm
 
+from ray_jobs import watchdog
+
 NON_TTY_INTERVAL_S = 30.0
 
 _terminal: TextIO | None = None  # set while quiet_terminal is active
@@ -87,12 +89,15 @@ class Progress:
                          disable=not (enabled and self._tty))
         self._done, self._started = 0, time.monotonic()
         self._last_line = self._started
+        watchdog.beat()
 
     @property
     def done(self) -> int:
         return self._done
 
     def update(self, count: int) -> None:
+        """`count` more done; 0 says the stage is alive and waiting within a deadline of its own."""
+        watchdog.beat()
         if count <= 0:
             return
         self._done += count

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from ray_jobs import cli, config, console
+from ray_jobs import cli, config, console, watchdog
 from ray_jobs.generation import preflight
 from ray_jobs.generation.extract import thinking_part
 from ray_jobs.generation.planning import group_into_shards, plan_requests
@@ -52,6 +52,8 @@ FLAGS = (
     cli.Flag("--keep-serving", "serving.keep_serving", options={"action": "store_true", "default": None}),
     cli.Flag("--engine-metrics", "serving.engine_metrics", "vLLM engine metrics in Ray's Prometheus/Grafana "
              "(default: on)", {"action": argparse.BooleanOptionalAction}),
+    cli.Flag("--watchdog-s", "watchdog_s", config.WATCHDOG_DOC + f" (default {config.WATCHDOG_S:.0f})",
+             {"type": float}),
     cli.Flag("--address", "address", "Ray address; default: RAY_ADDRESS, else a new local Ray"),
 )
 
@@ -77,7 +79,7 @@ def run(cfg: config.EvalConfig, progress: bool = True, fitted: preflight.Fitted 
     from ray_jobs.generation.driver import generate, warm_up_in_background
     from ray_jobs.ray_runtime import cluster_cpus, cluster_gpus, local_cpus, ray_session
     from ray_jobs.scoring.shards import make_shards, score_shards, shard_path
-    from serve_app.app import resolve_device, serving
+    from serve_app.app import delete_app, import_serving_stack, resolve_device, serving
 
     started = time.perf_counter()
     dataset = load_dataset(cfg.dataset)
@@ -92,60 +94,69 @@ def run(cfg: config.EvalConfig, progress: bool = True, fitted: preflight.Fitted 
     timings: dict[str, float] = {}
 
     with console.quiet_terminal(cfg.output_dir / "logs" / "evaluate.log", enabled=quiet), \
-            ray_session(cfg.address, num_cpus=local_cpus(cfg.address, cfg.serving.replica_cpus)):
-        device = resolve_device(cfg.serving) if not cfg.serving.app_name else "attached"
-        serving_text = (f"Serve app {cfg.serving.app_name}" if cfg.serving.app_name
-                        else f"{cfg.serving.replicas} {device} replica(s)")
-        console.say(f"evaluate {cfg.model.model} on {cfg.dataset}: {len(task_ids)} tasks x n={cfg.generation.num_samples}, "
-                    f"{serving_text}, thinking {'on' if cfg.prompt.thinking else 'off'}")
-        preflight.check_gpus(cfg, device, cluster_gpus())
-        seeded_cpu = device == "cpu" and cfg.sampling.seed is not None
-        if seeded_cpu and cfg.generation.chunk_size > 1:
-            log.info("CPU vLLM: seeded samples are sent as n=1 requests (seeded n>1 with chunked prefill kills the engine)")
-        requests = plan_requests(task_ids, cfg.generation.num_samples, cfg.generation.chunk_size, cfg.sampling.seed,
-                                 single_sample_requests=seeded_cpu)
-        shards = group_into_shards(requests, cfg.generation.shard_samples, gen_id)
-        paths = {key: gen_dir / f"shard-{key}.parquet" for key, _ in shards}
-        todo = [(key, rows) for key, rows in shards if not paths[key].exists()]
-        gen_stats = {"requests": 0, "retried_requests": 0, "failed_requests": 0, "wall_s": 0.0}
-        if todo:
-            in_flight = cfg.generation.in_flight_per_replica
-            t0 = time.perf_counter()
-            warm_up = warm_up_in_background()
-            with serving(cfg.model, cfg.serving, max_ongoing_requests=2 * in_flight) as app:
-                warm_up.join(timeout=120)  # an optimisation only: never a reason to hang
-                timings["serve_start_s"] = time.perf_counter() - t0
-                gen_stats = generate(cfg, app.app_name, app.deployment_name, todo,
-                                     lambda key, rows: schemas.write_table(rows, schemas.GENERATIONS, paths[key]),
-                                     gen_id, progress)
-        timings["generation_s"] = gen_stats["wall_s"]
-        # this run's shards only: resumed ones hold an earlier run's requests
-        this_run = schemas.read_tables([paths[key] for key, _ in todo], schemas.GENERATIONS)
-        gen_stats["replica_utilisation"] = replica_utilisation(
-            this_run.select(["replica", "request_started_at", "latency_s", "completion_tokens"]).to_pylist())
-        generations = schemas.read_tables([paths[key] for key, _ in shards], schemas.GENERATIONS)
+            watchdog.Watchdog(cfg.watchdog_s, console.say) as watch:
+        if not cfg.serving.app_name:
+            import_serving_stack()  # before Ray's threads and ours start: see its doc
+        with ray_session(cfg.address, num_cpus=local_cpus(cfg.address, cfg.serving.replica_cpus)):
+            device = resolve_device(cfg.serving) if not cfg.serving.app_name else "attached"
+            serving_text = (f"Serve app {cfg.serving.app_name}" if cfg.serving.app_name
+                            else f"{cfg.serving.replicas} {device} replica(s)")
+            console.say(f"evaluate {cfg.model.model} on {cfg.dataset}: {len(task_ids)} tasks x "
+                        f"n={cfg.generation.num_samples}, {serving_text}, thinking {'on' if cfg.prompt.thinking else 'off'}")
+            preflight.check_gpus(cfg, device, cluster_gpus())
+            seeded_cpu = device == "cpu" and cfg.sampling.seed is not None
+            if seeded_cpu and cfg.generation.chunk_size > 1:
+                log.info("CPU vLLM: seeded samples are sent as n=1 requests (seeded n>1 with chunked prefill kills the engine)")
+            requests = plan_requests(task_ids, cfg.generation.num_samples, cfg.generation.chunk_size, cfg.sampling.seed,
+                                     single_sample_requests=seeded_cpu)
+            shards = group_into_shards(requests, cfg.generation.shard_samples, gen_id)
+            paths = {key: gen_dir / f"shard-{key}.parquet" for key, _ in shards}
+            todo = [(key, rows) for key, rows in shards if not paths[key].exists()]
+            gen_stats = {"requests": 0, "retried_requests": 0, "failed_requests": 0, "wall_s": 0.0}
+            if todo:
+                in_flight = cfg.generation.in_flight_per_replica
+                t0 = time.perf_counter()
+                watchdog.enter("serving")
+                warm_up = warm_up_in_background()
+                with serving(cfg.model, cfg.serving, max_ongoing_requests=2 * in_flight) as app:
+                    if not cfg.serving.app_name:
+                        watch.on_abandon(lambda: delete_app(app.app_name, deadline_s=30.0))
+                    warm_up.join(timeout=120)  # an optimisation only: never a reason to hang
+                    timings["serve_start_s"] = time.perf_counter() - t0
+                    watchdog.enter("generation")
+                    gen_stats = generate(cfg, app.app_name, app.deployment_name, todo,
+                                         lambda key, rows: schemas.write_table(rows, schemas.GENERATIONS, paths[key]),
+                                         gen_id, progress)
+            timings["generation_s"] = gen_stats["wall_s"]
+            # this run's shards only: resumed ones hold an earlier run's requests
+            this_run = schemas.read_tables([paths[key] for key, _ in todo], schemas.GENERATIONS)
+            gen_stats["replica_utilisation"] = replica_utilisation(
+                this_run.select(["replica", "request_started_at", "latency_s", "completion_tokens"]).to_pylist())
+            generations = schemas.read_tables([paths[key] for key, _ in shards], schemas.GENERATIONS)
 
-        items = [ScoreItem(r["task_id"], r["completion_id"], r["completion"])
-                 for r in generations.select(["task_id", "completion_id", "completion"]).to_pylist()]
-        oracles = None
-        if "plus" in dataset.suites:
-            from ray_jobs.tasks.groundtruth import load_oracles
+            watchdog.enter("scoring")
+            items = [ScoreItem(r["task_id"], r["completion_id"], r["completion"])
+                     for r in generations.select(["task_id", "completion_id", "completion"]).to_pylist()]
+            oracles = None
+            if "plus" in dataset.suites:
+                from ray_jobs.tasks.groundtruth import load_oracles
 
-            oracles = load_oracles(cfg.dataset, cfg.cache_dir)
-        score_id = config.config_hash(gen_id, cfg.sandbox)
-        score_shards_ = make_shards(items, cfg.scoring_shard_size, score_id)
-        score_stats = score_shards(score_shards_, results_dir, cfg.dataset, dataset.suites, cfg.sandbox, oracles,
-                                   cfg.scoring_workers or cluster_cpus(), gen_id, progress)
-        timings["scoring_s"] = score_stats["scoring_wall_s"]
-    results = schemas.read_tables([shard_path(results_dir, s) for s in score_shards_], schemas.RESULTS)
-    timings["total_s"] = time.perf_counter() - started
-    summary = summarize(cfg, dataset, task_ids, generations, results, gen_stats, score_stats, timings, gen_id, fitted)
-    write_samples_jsonl(cfg.output_dir / "samples.jsonl", generations)
-    atomic.write_text(cfg.output_dir / "summary.json", summary.model_dump_json(indent=2) + "\n")
-    if cfg.report:
-        from ray_jobs.report import write_report
+                oracles = load_oracles(cfg.dataset, cfg.cache_dir)
+            score_id = config.config_hash(gen_id, cfg.sandbox)
+            score_shards_ = make_shards(items, cfg.scoring_shard_size, score_id)
+            score_stats = score_shards(score_shards_, results_dir, cfg.dataset, dataset.suites, cfg.sandbox, oracles,
+                                       cfg.scoring_workers or cluster_cpus(), gen_id, progress)
+            timings["scoring_s"] = score_stats["scoring_wall_s"]
+        watchdog.enter("report")
+        results = schemas.read_tables([shard_path(results_dir, s) for s in score_shards_], schemas.RESULTS)
+        timings["total_s"] = time.perf_counter() - started
+        summary = summarize(cfg, dataset, task_ids, generations, results, gen_stats, score_stats, timings, gen_id, fitted)
+        write_samples_jsonl(cfg.output_dir / "samples.jsonl", generations)
+        atomic.write_text(cfg.output_dir / "summary.json", summary.model_dump_json(indent=2) + "\n")
+        if cfg.report:
+            from ray_jobs.report import write_report
 
-        write_report([cfg.output_dir])
+            write_report([cfg.output_dir])
     return summary.model_dump(mode="json")
 
 

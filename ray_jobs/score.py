@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from ray_jobs import cli, config, console
+from ray_jobs import cli, config, console, watchdog
 from ray_jobs.generation.extract import extract_completion
 from ray_jobs.metrics.summary import Summary, sandbox_section, scoring_stats, suite_metrics, time_limit_metrics
 from ray_jobs.scoring.items import ScoreItem
@@ -29,6 +29,8 @@ FLAGS = (
     cli.Flag("--extract", "extract", "rows carry raw chat output in `response` (or `completion`); extract code first",
              {"action": "store_true", "default": None}),
     cli.Flag("--allow-missing-tasks", "allow_missing_tasks", options={"action": "store_true", "default": None}),
+    cli.Flag("--watchdog-s", "watchdog_s", config.WATCHDOG_DOC + f" (default {config.WATCHDOG_S:.0f})",
+             {"type": float}),
     cli.Flag("--address", "address", "Ray address; default: RAY_ADDRESS, else a new local Ray"),
     cli.Flag("--workers", "workers", "scoring actors (default: one per cluster CPU)", {"type": int}),
     cli.Flag("--shard-size", "shard_size", options={"type": int}),
@@ -83,7 +85,9 @@ def run(cfg: config.ScoreConfig, progress: bool = True, quiet: bool = False) -> 
 
     shards = make_shards(items, cfg.shard_size, config_id)
     results_dir = cfg.output_dir / "results"
-    with console.quiet_terminal(cfg.output_dir / "logs" / "score.log", enabled=quiet), ray_session(cfg.address):
+    with console.quiet_terminal(cfg.output_dir / "logs" / "score.log", enabled=quiet), \
+            watchdog.Watchdog(cfg.watchdog_s, console.say), ray_session(cfg.address):
+        watchdog.enter("scoring")
         console.say(f"score {cfg.samples} on {cfg.dataset}: {len(samples)} samples of {len({s.task_id for s in samples})} tasks")
         stats = score_shards(shards, results_dir, cfg.dataset, dataset.suites, cfg.sandbox, oracles,
                              cfg.workers or cluster_cpus(), config_id, progress)

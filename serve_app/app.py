@@ -76,6 +76,17 @@ def replica_env_vars(serving: ServingConfig, inherited: dict[str, str]) -> dict[
     return {**inherited, "RAY_worker_niceness": str(serving.engine_niceness)}
 
 
+def import_serving_stack() -> None:
+    """Import Ray Serve LLM and vLLM now. Call it on the main thread before the job starts any
+    thread: importing vLLM runs logging.config.dictConfig, which holds logging's module lock while
+    it takes every handler's lock, and a thread inside a handler's emit that needs the module lock
+    (Ray Data's SessionFileHandler creates its file handler so) then deadlocks with it, silently
+    and forever (a start-up hang seen in about one run in ten). Later imports are no-ops."""
+    import ray.serve.llm  # noqa: F401
+
+    import serve_app.tagged_server  # noqa: F401
+
+
 def build_llm_config(model: ModelConfig, serving: ServingConfig, device: str, max_ongoing_requests: int,
                      job_env: dict[str, str]):
     from ray.serve.llm import LLMConfig
@@ -133,8 +144,8 @@ def wait_until_running(app_name: str, deadline_s: float, needs: dict[str, float]
             if state != last:
                 log.info("Serve app %s: %s", app_name, state)
                 last = state
-            if app is not None:
-                progress.update(min(replicas, _running_replicas(app)) - progress.done)
+            running = min(replicas, _running_replicas(app)) if app is not None else progress.done
+            progress.update(running - progress.done)  # 0 too: alive, and within its own deadline
             if state.endswith("RUNNING"):
                 return
             if state.endswith(("DEPLOY_FAILED", "UNHEALTHY")):

@@ -153,3 +153,17 @@ def test_large_outputs_are_found_by_node_count_and_digested_strictly():
     with pytest.raises(UnencodableValue):
         encode_or_digest([collections.Counter()] * 100_000)  # dict subclasses: MBPP jobs only
     assert encode_or_digest([collections.Counter()] * 100_000, dict_subclasses=True)[0] == "H"
+
+
+@pytest.mark.parametrize("tag", ["s", "fs", "d", "C"])
+def test_decoding_refuses_hash_collisions_in_linear_time(tag):
+    import time
+
+    colliding = [i * (2**61 - 1) for i in range(1, 20_001)]
+    payload = [[v, 1] for v in colliding] if tag in ("d", "C") else colliding
+    text = json.dumps({tag: payload})
+    started = time.process_time()
+    with pytest.raises(ValueError, match="same hash"):
+        decode(text)
+    assert time.process_time() - started < 0.5
+    assert decode(json.dumps({tag: payload[:20]}))  # a few alike (-1 and -2 hash alike too) are honest

@@ -38,7 +38,7 @@ def test_an_outcome_round_trips_and_gets_its_job_id():
     write_outcome(write_end, outcome, 9, memoryview(b"E {}\n"), memoryview(b"hello"))
     back = read_outcome(read_end, 42, 1 << 16, 1 << 16)
     assert back == Outcome(id=42, timed_out=True, exit_code=None, signal="SIGKILL", wall_s=1.5, effective_s=1.0,
-                           cpu_s=0.9, result="E {}\n", stdout="hello", stdout_bytes=5)
+                           cpu_s=0.9, result=b"E {}\n", stdout="hello", stdout_bytes=5)
 
 
 def test_an_oversized_outcome_is_a_protocol_error():

@@ -9,7 +9,7 @@ from ray_jobs.tasks.groundtruth import TaskOracle
 
 
 def raw(result="", timed_out=False, signal=None, exit_code=0, **extra):
-    return Outcome(id=0, result=result, timed_out=timed_out, signal=signal, exit_code=exit_code, wall_s=0.1, **extra)
+    return Outcome(id=0, result=result.encode("utf-8", "surrogateescape"), timed_out=timed_out, signal=signal, exit_code=exit_code, wall_s=0.1, **extra)
 
 
 def exc(kind, phase="run"):
@@ -125,3 +125,83 @@ def test_a_wrong_answer_on_a_huge_integer_is_failed_not_crashed():
     o = oracle([10 ** 5000])
     verdict = plus_verdict(raw(outs(10 ** 5000 + 1) + "D\n"), o)
     assert verdict.status == "failed" and "too large to show" in verdict.error_message
+
+
+# ---- the trusted side's work per sample is bounded, whatever the sample wrote (issue: liveness) ----
+
+def _timed(fn, *args):
+    import time
+
+    started = time.process_time()
+    value = fn(*args)
+    return value, time.process_time() - started
+
+
+def _peak_bytes(fn, *args):
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn(*args)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def colliding_set_line(count: int) -> str:
+    """One O line holding a set of ints that all hash alike (multiples of 2**61 - 1)."""
+    return "O " + json.dumps({"s": [i * (2**61 - 1) for i in range(1, count + 1)]}, separators=(",", ":")) + "\n"
+
+
+def test_a_set_of_colliding_hashes_is_refused_in_linear_time():
+    line = colliding_set_line(30_000)  # 30,000 such ints cost the old decoder 16 s of CPU, twice
+    verdict, seconds = _timed(plus_verdict, raw(line + "D\n"), oracle([{1, 2}]))
+    assert verdict.status == "failed" and seconds < 0.5, (verdict, seconds)
+    short = colliding_set_line(500)  # within the digest threshold: decoded, then refused
+    assert len(short) < 64 * 1024
+    verdict, seconds = _timed(plus_verdict, raw(short + "D\n"), oracle([{1, 2}]))
+    assert verdict.status == "failed" and seconds < 0.5, (verdict, seconds)
+
+
+def test_mbpp_set_oracle_refuses_colliding_lists():
+    from ray_jobs.sandbox.codec import SAME_HASH_LIMIT
+
+    colliding = [i * (2**61 - 1) for i in range(1, SAME_HASH_LIMIT + 2)]
+    assert not outputs_match(colliding, [1], [], "similar_elements", 0, family="mbpp")
+    assert outputs_match([3, 1, 1], [1, 3], [], "similar_elements", 0, family="mbpp")
+
+
+def test_an_oversized_output_line_fails_before_it_is_decoded():
+    line = "O [" + ",".join(["1"] * 40_000) + "]\n"  # an honest harness sends this as its digest
+    verdict = plus_verdict(raw(line + "D\n"), oracle([[1] * 40_000]))
+    assert verdict.status == "failed" and "longer than the harness ever sends" in verdict.error_message
+
+
+def test_a_flood_of_result_lines_is_judged_in_bounded_time_and_memory():
+    flood = "O \n" * (64 << 20 // 3)  # 64 MiB of 3-byte lines: a tuple each took the worker to 3.2 GB
+    o = oracle([1, 2])
+    verdict, seconds = _timed(plus_verdict, raw(flood), o)
+    assert verdict.status == "failed" and seconds < 2.0, (verdict, seconds)
+    assert _peak_bytes(plus_verdict, raw(flood), o) < 1 << 20
+    junk = raw("X\n" * (32 << 20))  # lines of no known kind: the cap still holds
+    assert plus_verdict(junk, o).error_type == "TooManyLines"
+    assert _peak_bytes(plus_verdict, junk, o) < 1 << 20
+
+
+def test_undecodable_bytes_are_judged_without_copies():
+    blob = Outcome(id=0, result=b"\xff" * (64 << 20), exit_code=0, wall_s=0.1)  # was held as 128 MiB of str
+    for judge, extra in ((base_verdict, "tok"), (plus_verdict, oracle([1]))):
+        verdict, seconds = _timed(judge, blob, extra)
+        assert verdict.status == "crashed" and seconds < 2.0, (verdict, seconds)
+        assert _peak_bytes(judge, blob, extra) < 1 << 20
+
+
+def test_huge_exception_reports_are_malformed_not_parsed():
+    payload = "E " + json.dumps({"type": "ValueError", "message": "x" * (1 << 20), "phase": "run"}) + "\n"
+    verdict = base_verdict(raw(payload), "tok")
+    assert verdict.status == "crashed" and verdict.error_type == "MalformedReport"
+
+
+def test_a_truncated_result_of_matching_outputs_is_failed():
+    verdict = plus_verdict(raw(outs(1), result_truncated=True), oracle([1, 2]))
+    assert verdict.status == "failed" and verdict.error_type == "ResultTooLarge"

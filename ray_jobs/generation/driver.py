@@ -22,6 +22,7 @@ from ray_jobs.config import EvalConfig
 from ray_jobs.console import Progress
 from ray_jobs.generation.planning import RequestRow, generation_rows, request_body
 from ray_jobs.storage import schemas
+from serve_app.app import import_serving_stack
 from serve_app.failures import root_cause
 
 _KEYED = schemas.GENERATIONS.append(pa.field("request_key", pa.string(), nullable=False))
@@ -43,7 +44,9 @@ def _warm_up() -> None:
 
 def warm_up_in_background() -> threading.Thread:
     """Start Ray Data's executor and helper actors while the replicas load, not after: seconds of
-    process start-up off the generation's critical path."""
+    process start-up off the generation's critical path. The serving stack is imported first:
+    its import reconfigures logging, which must not race a thread that logs (import_serving_stack)."""
+    import_serving_stack()
     thread = threading.Thread(target=_warm_up, name="ray-data-warm-up", daemon=True)
     thread.start()
     return thread

@@ -13,7 +13,9 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from ray_jobs.config import SandboxConfig
 from ray_jobs.sandbox import cgroups
@@ -41,12 +43,20 @@ _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _READY_LIMIT = 1 << 16
 _F_SETPIPE_SZ = 1031
 _ANSWER_MARGIN_S = 30.0
+_RESPAWN_MARGIN_S = 60.0  # a fork server's start, on a busy node
 
 # Numeric libraries spawn a thread per core; a sample gets one core's worth.
 _THREAD_PINS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                 "VECLIB_MAXIMUM_THREADS", "RAYON_NUM_THREADS")
 
 _warned_layers: set[str] = set()
+
+
+T = TypeVar("T")
+
+
+def _keep(index: int, outcome: Outcome) -> Outcome:
+    return outcome
 
 
 class SandboxError(RuntimeError):
@@ -98,6 +108,7 @@ class Sandbox:
         self._loaded_inputs: set[str] = set()
         self._inputs: dict[str, list] = {}
         self.restarts = 0
+        self.answers = 0  # outcomes read so far: a scoring worker's progress, visible while it works
         self._preload = PreloadMatcher(tuple(config.preload))
 
     def start(self) -> None:
@@ -145,13 +156,15 @@ class Sandbox:
         """Plus-suite inputs, sent to the server once and inherited by every forked sample."""
         self._inputs[key] = inputs
 
-    def run(self, jobs: list[Job]) -> list[Outcome]:
-        """One outcome per job, in order. Jobs are written ahead by a thread while outcomes are
-        read, so the server never waits for the next request. A job whose sample takes the
-        server down is reported as crashed, the server is respawned and the jobs after it are
-        sent again; one stopped only by the wall-clock backstop (the machine starved it, its own
-        time never reached the limit) is run again."""
-        done: dict[int, Outcome] = {}
+    def run(self, jobs: list[Job], judge: Callable[[int, Outcome], T] = _keep) -> list[T]:
+        """`judge(i, outcome)` of each job i, in order; by default the outcome itself. The judge
+        runs as each outcome arrives, so what a sample wrote is dropped once it is judged: a
+        shard's worth of results is never held at once. Jobs are written ahead by a thread while
+        outcomes are read, so the server never waits for the next request. A job whose sample
+        takes the server down is reported as crashed, the server is respawned and the jobs after
+        it are sent again; one stopped only by the wall-clock backstop (the machine starved it,
+        its own time never reached the limit) is run again."""
+        done: dict[int, T] = {}
         todo = list(range(len(jobs)))
         reruns: Counter[int] = Counter()
         while todo:
@@ -164,18 +177,19 @@ class Sandbox:
             for i in batch:
                 if requests[i] is None:
                     report = {"type": "JobTooLarge", "message": "the program exceeds the job size limit", "phase": "compile"}
-                    done[i] = Outcome(id=jobs[i].id, exit_code=0, result=f"E {json.dumps(report)}\n")
+                    done[i] = judge(i, Outcome(id=jobs[i].id, exit_code=0, result=f"E {json.dumps(report)}\n".encode()))
             sent = [i for i in batch if requests[i] is not None]
             writer = threading.Thread(target=self._write_requests, args=([requests[i] for i in sent],), daemon=True)
             writer.start()
             for position, i in enumerate(sent):
                 try:
                     outcome = self._read_outcome(jobs[i])
+                    self.answers += 1
                 except ProtocolError as exc:  # the sample in flight took the server down
                     log.warning("sandbox fork server failed (%s); respawning it", exc)
                     self.proc.kill()
                     self.proc.wait()
-                    done[i] = Outcome(id=jobs[i].id, signal="SIGKILL", worker_died=True)
+                    done[i] = judge(i, Outcome(id=jobs[i].id, signal="SIGKILL", worker_died=True))
                     todo += sent[position + 1:]
                     break
                 if outcome.backstop and reruns[i] < self.config.backstop_retries and _starved(outcome):
@@ -183,7 +197,7 @@ class Sandbox:
                     log.warning("sample %d was starved past the wall-clock backstop; running it again", jobs[i].id)
                     todo.append(i)
                     continue
-                done[i] = outcome
+                done[i] = judge(i, outcome)
             writer.join()
         return [done[i] for i in range(len(jobs))]
 
@@ -218,6 +232,13 @@ class Sandbox:
         if outcome is None:
             raise ProtocolError("the fork server died")
         return outcome
+
+
+def longest_wait_s(config: SandboxConfig, deadline: float) -> float:
+    """The longest one job with this deadline can keep `Sandbox.run` from its next answer: every
+    run of it (the reruns of a starved sample included) up to the answer deadline, and a respawn."""
+    one_run = deadline * config.wall_backstop_factor + _ANSWER_MARGIN_S
+    return one_run * (1 + config.backstop_retries) + _RESPAWN_MARGIN_S
 
 
 def _starved(outcome: Outcome) -> bool:

@@ -91,6 +91,33 @@ def encode(value, dict_subclasses: bool = False) -> str:
         raise UnencodableValue("nesting too deep") from exc
 
 
+# Building a set or dict of n distinct values that share one hash takes n**2/2 comparisons (a
+# sample's set of multiples of 2**61 - 1: 30,000 ints cost 16 s). Honest outputs never have more
+# than a couple of distinct values per hash; a decoded output with more is refused.
+SAME_HASH_LIMIT = 32
+
+
+def hash_spread(items: list) -> list:
+    """`items`, once it is sure that a set or dict of them builds in linear time; ValueError if
+    more than SAME_HASH_LIMIT of them share a hash (TypeError for an unhashable one). Counting
+    by hash value is itself linear: an int hash value hashes to itself."""
+    counts: dict[int, int] = {}
+    for value in map(hash, items):
+        seen = counts.get(value, 0) + 1
+        if seen > SAME_HASH_LIMIT:
+            raise ValueError("too many values with the same hash")
+        counts[value] = seen
+    return items
+
+
+def _pairs(payload) -> tuple[list, list]:
+    keys, values = [], []
+    for k, v in payload:
+        keys.append(_from_wire(k))
+        values.append(_from_wire(v))
+    return hash_spread(keys), values
+
+
 def _from_wire(node):
     if isinstance(node, list):
         return [_from_wire(v) for v in node]
@@ -104,13 +131,13 @@ def _from_wire(node):
     if tag == "t":
         return tuple(_from_wire(v) for v in payload)
     if tag == "d":
-        return {_from_wire(k): _from_wire(v) for k, v in payload}
+        return dict(zip(*_pairs(payload)))
     if tag == "C":
-        return _COUNTER({_from_wire(k): _from_wire(v) for k, v in payload})
+        return _COUNTER(dict(zip(*_pairs(payload))))
     if tag == "s":
-        return {_from_wire(v) for v in payload}
+        return set(hash_spread([_from_wire(v) for v in payload]))
     if tag == "fs":
-        return frozenset(_from_wire(v) for v in payload)
+        return frozenset(hash_spread([_from_wire(v) for v in payload]))
     if tag == "b":
         return bytes.fromhex(payload)
     if tag == "c":

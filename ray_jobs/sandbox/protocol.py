@@ -198,7 +198,7 @@ class Outcome:
     wall_s: float = 0.0
     effective_s: float = 0.0  # wall time minus time spent runnable but waiting for a CPU
     cpu_s: float = 0.0
-    result: str = ""
+    result: bytes = b""  # the result pipe's bytes, as the sample wrote them (verdict.py parses them lazily)
     result_truncated: bool = False
     stdout: str = ""
     stdout_bytes: int = 0
@@ -245,15 +245,16 @@ def read_outcome(fd: int, job_id: int, result_limit: int, stdout_limit: int,
         OUTCOME_HEADER.unpack(header)
     if result_len > result_limit or stdout_len > stdout_limit:
         raise ProtocolError(f"outcome parts of {result_len} and {stdout_len} bytes exceed the limits")
-    body = read_exact(fd, result_len + stdout_len, deadline)
-    if body is None:
+    result = read_exact(fd, result_len, deadline)
+    stdout = read_exact(fd, stdout_len, deadline)
+    if result is None or stdout is None:
         return None
     return Outcome(job_id, timed_out=bool(flags & _TIMED_OUT), backstop=bool(flags & _BACKSTOP),
                    exit_code=None if exit_code < 0 else exit_code,
                    signal=signal_name(signal_number) if signal_number else None,
                    oom_killed=bool(flags & _OOM_KILLED), wall_s=wall, effective_s=effective, cpu_s=cpu,
-                   result=body[:result_len].decode("utf-8", "replace"), result_truncated=bool(flags & _TRUNCATED),
-                   stdout=body[result_len:].decode("utf-8", "replace"), stdout_bytes=stdout_bytes)
+                   result=result, result_truncated=bool(flags & _TRUNCATED),
+                   stdout=stdout.decode("utf-8", "replace"), stdout_bytes=stdout_bytes)
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,19 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ray_jobs.sandbox.codec import NEVER_EQUAL, NumpyScalar, decode, equality_digest
+from ray_jobs.sandbox.codec import (
+    DIGEST_THRESHOLD_CHARS,
+    NEVER_EQUAL,
+    NumpyScalar,
+    decode,
+    equality_digest,
+    hash_spread,
+)
 from ray_jobs.sandbox.protocol import Outcome
 
 STATUSES = ("passed", "failed", "error", "syntax_error", "timeout", "out_of_memory", "crashed", "empty")
@@ -58,21 +65,53 @@ def total(decide: Callable[..., Verdict]) -> Callable[..., Verdict]:
     return wrapper
 
 
-def _frames(outcome: Outcome) -> list[tuple[str, str]]:
-    frames = []
-    for line in outcome.result.split("\n"):
-        if line:
-            kind, _, rest = line.partition(" ")
-            frames.append((kind, rest))
-    return frames
+# What an honest harness writes beyond one line per input: R and D, or E, T or U. A sample can
+# write to its result pipe too, so the lines read are capped: a flood of lines costs nothing.
+EXTRA_LINES = 8
+# An honest E line: a class name, a message of at most child.MESSAGE_CHARS (6 bytes a character
+# at worst, JSON-escaped) and a phase.
+MAX_REPORT_BYTES = 16 << 10
 
 
-def _exception_verdict(payload: str) -> Verdict:
+def _lines(result: bytes, limit: int) -> Iterator[tuple[bytes, memoryview]]:
+    """(kind, rest) of the first `limit` lines, read lazily: nothing is copied but the kind, and
+    empty lines count towards the limit too."""
+    view, start, size = memoryview(result), 0, len(result)
+    for _ in range(limit):
+        if start >= size:
+            return
+        end = result.find(b"\n", start)
+        end = size if end < 0 else end
+        space = result.find(b" ", start, end)
+        split = end if space < 0 else space
+        if end > start:  # a kind is one letter: a longer one is copied only as far as it can differ
+            yield bytes(view[start:min(split, start + 2)]), view[min(split + 1, end):end]
+        start = end + 1
+
+
+def _line_after(result: bytes, marker: bytes, last: bool = False) -> bytes | None:
+    """The rest of the first (or last) line that starts with `marker`, found at C speed."""
+    if last:
+        at = result.rfind(b"\n" + marker)
+        at = at + 1 if at >= 0 else (0 if result.startswith(marker) else -1)
+    else:
+        at = 0 if result.startswith(marker) else result.find(b"\n" + marker)
+        at = at + 1 if at > 0 else at
+    if at < 0:
+        return None
+    end = result.find(b"\n", at)
+    return result[at + len(marker):end if end >= 0 else len(result)]
+
+
+def _exception_verdict(payload: bytes | memoryview) -> Verdict:
+    if len(payload) > MAX_REPORT_BYTES:
+        return Verdict("crashed", "MalformedReport", f"an exception report of {len(payload)} bytes")
+    payload = bytes(payload)
     try:
         info = json.loads(payload)
         exc_type, message, phase = str(info["type"]), str(info["message"]), str(info["phase"])
     except (ValueError, KeyError, TypeError, RecursionError):
-        return Verdict("crashed", "MalformedReport", payload[:MESSAGE_CHARS])
+        return Verdict("crashed", "MalformedReport", payload[:MESSAGE_CHARS].decode("utf-8", "replace"))
     message = message[:MESSAGE_CHARS]
     if phase == "compile":
         return Verdict("syntax_error", exc_type, message)
@@ -103,15 +142,16 @@ def _process_verdict(outcome: Outcome) -> Verdict:
     return Verdict("crashed", "EarlyExit", f"exited with code {outcome.exit_code} before the check completed")
 
 
-def _passed(frames: list[tuple[str, str]]) -> Verdict:
-    """The sample's own timing: advisory (a sample can lie about it), so only sanity-checked."""
-    reported = [rest.split() for kind, rest in frames if kind == "R"]
-    values = reported[-1] if reported else []
+def _passed(result: bytes) -> Verdict:
+    """The sample's own timing (its last R line): advisory (a sample can lie about it), so only
+    sanity-checked."""
+    reported = _line_after(result, b"R ", last=True)
+    values = reported[:200].split() if reported is not None else []
     return replace(PASSED, runtime_s=_seconds(values[0] if values else None),
                    limit_share=_seconds(values[1] if len(values) > 1 else None))
 
 
-def _seconds(text: str | None) -> float | None:
+def _seconds(text: bytes | None) -> float | None:
     try:
         value = float(text) if text is not None else None
     except ValueError:
@@ -121,12 +161,14 @@ def _seconds(text: str | None) -> float | None:
 
 @total
 def base_verdict(outcome: Outcome, token: str) -> Verdict:
-    frames = _frames(outcome)
-    if frames and frames[-1] == ("P", token):
-        return _passed(frames)
-    for kind, rest in frames:
-        if kind == "E":
-            return _exception_verdict(rest)
+    """Passed only when the result ends with the job's "P <token>" line; else the first exception
+    the sample reported, else how its process ended."""
+    result, passed = outcome.result, f"P {token}\n".encode()
+    if result.endswith(passed) and (len(result) == len(passed) or result[-len(passed) - 1] == ord("\n")):
+        return _passed(result)
+    report = _line_after(result, b"E ")
+    if report is not None:
+        return _exception_verdict(report)
     return _process_verdict(outcome)
 
 
@@ -169,7 +211,7 @@ def _mbpp_special(out, expected, args: list, entry_point: str, atol: float, exac
     if entry_point == "digit_distance_nums":  # Mbpp/558
         return exact or out == _digit_distance_nums(*args)
     if entry_point in MBPP_OUTPUT_SET_EQ_TASKS:
-        return set(out) == set(expected)
+        return set(hash_spread(list(out))) == set(expected)
     if entry_point in MBPP_OUTPUT_NOT_NONE_TASKS:  # expected: True where the canonical output is not None
         return out == expected if isinstance(out, bool) else expected == (out is not None)
     return exact
@@ -222,45 +264,52 @@ def plus_verdict(outcome: Outcome, oracle) -> Verdict:
     """`oracle` is a groundtruth.TaskOracle. Outputs arrive in input order, one line each."""
     index = 0
     count = len(oracle.inputs)
-    frames = _frames(outcome)
-    for kind, rest in frames:
-        if kind in ("O", "H"):
+    for kind, rest in _lines(outcome.result, count + EXTRA_LINES):
+        if kind in (b"O", b"H"):
             if index >= count:
                 return Verdict("failed", None, "more outputs than inputs")
-            if not _output_matches(kind, rest, oracle, index):
-                shown = "" if kind == "H" else f", got {_short(_safe_decode(rest))}"
-                large = oracle.expected_digest[index] is not None
-                want = "expected a different large output" if large else f"expected {_short(oracle.expected[index])}"
-                return Verdict("failed", None, f"input #{index}: {want}{shown}")
+            mismatch = _mismatch(kind, rest, oracle, index)
+            if mismatch is not None:
+                return Verdict("failed", None, f"input #{index}: {mismatch}")
             index += 1
-        elif kind == "E":
+        elif kind == b"E":
             return _exception_verdict(rest)
-        elif kind == "T":
-            return Verdict("timeout", None, f"input #{rest} exceeded its time limit")
-        elif kind == "U":
-            position, _, type_name = rest.partition(" ")
+        elif kind == b"T":
+            return Verdict("timeout", None, f"input #{_short_text(rest)} exceeded its time limit")
+        elif kind == b"U":
+            position, _, type_name = _short_text(rest).partition(" ")
             return Verdict("failed", "UnencodableOutput", f"input #{position}: output of type {type_name} is not a builtin type")
-        elif kind == "D":
-            return _passed(frames) if index == count else Verdict("failed", None, f"{index} outputs for {count} inputs")
+        elif kind == b"D":
+            return _passed(outcome.result) if index == count else Verdict("failed", None, f"{index} outputs for {count} inputs")
+    if outcome.result.count(b"\n") >= count + EXTRA_LINES:  # the lines read ended at the cap
+        return Verdict("failed", "TooManyLines", f"more result lines than its {count} inputs explain")
+    if outcome.result_truncated:
+        return Verdict("failed", "ResultTooLarge", f"results past the cap after {index} matching outputs")
     return _process_verdict(outcome)
 
 
-def _safe_decode(text: str):
-    try:
-        return decode(text)
-    except (ValueError, RecursionError, TypeError):
-        return "<undecodable>"
+def _short_text(rest: memoryview) -> str:
+    return bytes(rest[:200]).decode("utf-8", "replace")
 
 
-def _output_matches(kind: str, payload: str, oracle, index: int) -> bool:
+def _mismatch(kind: bytes, payload: memoryview, oracle, index: int) -> str | None:
+    """None where the output on this line matches the expected one; else what differs. An O line
+    is decoded at most once, and only if an honest harness could have sent it (a longer output
+    travels as its digest, H)."""
     expected, expected_digest = oracle.expected[index], oracle.expected_digest[index]
-    if kind == "H":  # a large candidate output arrives as its digest
+    want = "expected a different large output" if expected_digest is not None else f"expected {_short(expected)}"
+    if kind == b"H":  # a large candidate output arrives as its digest
         digest = expected_digest if expected_digest is not None else equality_digest(expected)
-        return payload != NEVER_EQUAL and payload == digest
+        text = bytes(payload[:128]).decode("ascii", "replace")
+        return None if text != NEVER_EQUAL and text == digest else want
+    if len(payload) > DIGEST_THRESHOLD_CHARS:
+        return f"an output line of {len(payload)} bytes, longer than the harness ever sends"
     try:
-        out = decode(payload)
-    except (ValueError, RecursionError, TypeError):
-        return False
+        out = decode(bytes(payload))
+    except (ValueError, RecursionError, TypeError, UnicodeDecodeError):
+        return f"{want}, got <undecodable>"
     if expected_digest is not None:  # expected is large, this output is small
-        return expected_digest != NEVER_EQUAL and equality_digest(out) == expected_digest
-    return outputs_match(out, expected, oracle.inputs[index], oracle.entry_point, oracle.atol, oracle.family)
+        matched = expected_digest != NEVER_EQUAL and equality_digest(out) == expected_digest
+    else:
+        matched = outputs_match(out, expected, oracle.inputs[index], oracle.entry_point, oracle.atol, oracle.family)
+    return None if matched else f"{want}, got {_short(out)}"

@@ -47,10 +47,22 @@ def result_row(item: ScoreItem, suite: str, verdict: Verdict, outcome: Outcome |
 def suite_oracle(task: Task, suite: str, oracles: dict | None):
     """The oracle a differential suite compares with: None for HumanEval's base suite (its check()
     program); MBPP's base suite has its base inputs only; a plus suite has base and plus inputs."""
-    if suite == "base" and task.family != "mbpp":
+    if not is_differential(suite, task.family):
         return None
     oracle = oracles[task.task_id]
     return oracle.head(len(task.base_inputs)) if suite == "base" else oracle
+
+
+def is_differential(suite: str, family: str) -> bool:
+    """Scored against the canonical solution's outputs (plus suites, and MBPP's base suite), not by
+    the task's check() program."""
+    return suite != "base" or family == "mbpp"
+
+
+def longest_deadline(config: SandboxConfig, suites: tuple[str, ...], family: str) -> float:
+    """The largest deadline any job of these suites can get (see _job)."""
+    differential = any(is_differential(suite, family) for suite in suites)
+    return max(config.timeout_s + 1.0, config.plus_deadline_cap_s if differential else 0.0)
 
 
 def _job(index: int, item: ScoreItem, task: Task, oracle, sandbox: Sandbox, config: SandboxConfig,
@@ -73,11 +85,13 @@ def _run_items(pairs: list[tuple[ScoreItem, str]], tasks: dict[str, Task], sandb
     suite_oracles = [suite_oracle(tasks[item.task_id], suite, oracles) for item, suite in pairs]
     jobs = [_job(i, item, tasks[item.task_id], oracle, sandbox, config, oracles)
             for i, ((item, _), oracle) in enumerate(zip(pairs, suite_oracles))]
-    rows = []
-    for (item, suite), oracle, job, outcome in zip(pairs, suite_oracles, jobs, sandbox.run(jobs)):
-        verdict = base_verdict(outcome, job.token) if oracle is None else plus_verdict(outcome, oracle)
-        rows.append(result_row(item, suite, verdict, outcome))
-    return rows
+
+    def judge(i: int, outcome: Outcome) -> dict:  # as each outcome arrives: its raw text is then dropped
+        oracle = suite_oracles[i]
+        verdict = base_verdict(outcome, jobs[i].token) if oracle is None else plus_verdict(outcome, oracle)
+        return result_row(pairs[i][0], pairs[i][1], verdict, outcome)
+
+    return sandbox.run(jobs, judge)
 
 
 def measure_canonical(keys: set[tuple[str, str]], tasks: dict[str, Task], sandbox: Sandbox, config: SandboxConfig,
