@@ -42,3 +42,12 @@ def run_plus(sb: Sandbox, body: str, limit: float = 1.0) -> Verdict:
     sb.add_inputs("T/0", oracle.inputs)
     job = OutputsJob(0, body, "double", "T/0", (limit,) * 3, 3 * limit + 1.0)
     return plus_verdict(sb.run([job])[0], oracle)
+
+
+def burn(seconds: float) -> str:
+    """Code that uses `seconds` of its own CPU time (not wall time: a busy machine stretches it)."""
+    return f"import time as _t\n_s = _t.process_time()\nwhile _t.process_time() - _s < {seconds}:\n    pass\n"
+
+
+# A sample that no alarm stops: only the server's kill ends it.
+DEAF_LOOP = "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True:\n    pass\n"

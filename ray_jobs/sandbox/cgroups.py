@@ -1,4 +1,4 @@
-"""A memory and a process-count cgroup for one fork server's samples, made by the (trusted) client.
+"""A memory, a process-count and a CPU cgroup for one fork server's samples, made by the (trusted) client.
 
 RLIMIT_AS bounds a process's address space, not what it makes the kernel hold for it: memfd and
 shared-memory pages, tmpfs files and inodes, page tables of a fork storm. A memory cgroup counts
@@ -10,6 +10,14 @@ time and waits for the last one's memory to be released before the next. cgroup 
 its controllers can be enabled, else the v1 hierarchies; where neither can be had (no privilege,
 a read-only /sys/fs/cgroup) the layer is reported off and seccomp refuses memfd_create instead
 (docs/threat_model.md).
+
+The CPU cgroup does two things no per-process view can. Its usage counter (v1 `cpuacct.usage`, ns;
+v2 `cpu.stat` `usage_usec`) is exact for every process that ever ran in it: 500 orphaned helpers
+of 9 ms each showed up in no process's clock ticks and a sample ran twice its deadline (red team,
+round 3). And its weight is fixed (the kernel's default, written out), so nothing inside can
+change the samples' share against other sandboxes: `nice` only orders the group's own tasks, and
+autogroups (a new one per `setsid()`, its weight settable through /proc/self/autogroup) apply
+only to tasks of the root CPU group (kernel/sched/autogroup.c, task_wants_autogroup).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from dataclasses import dataclass, field
 
 RELEASED_BYTES = 32 << 20  # what a finished sample may still hold while the next one starts
 RELEASE_WAIT_S = 2.0  # how long the server waits for the kernel to free more (sockets in flight)
+LAYERS = ("memory_cgroup", "pids_cgroup", "cpu_cgroup")
 
 
 @dataclass
@@ -31,6 +40,7 @@ class SampleCgroups:
     dirs: list[tuple[str, str]] = field(default_factory=list)  # (layer, dir): every sample joins each
     memory_events: str | None = None  # where the kernel counts OOM kills ("oom_kill N")
     memory_stat: str | None = None  # memory.stat: usage by kind
+    cpu_usage: str | None = None  # cpuacct.usage (v1, ns) or cpu.stat (v2, "usage_usec N")
     layers: dict[str, str] = field(default_factory=dict)  # why a cgroup could not be made
 
 
@@ -41,6 +51,7 @@ class Handles:
     join: list[int] = field(default_factory=list)  # cgroup.procs of each: a sample writes "0"
     events: int | None = None
     stat: int | None = None
+    cpu_usage: int | None = None
 
     def join_self(self) -> None:
         for fd in self.join:
@@ -74,11 +85,29 @@ class Handles:
             time.sleep(0.01)
 
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time used by every process that ever ran in the samples' CPU cgroup; None without one."""
+        if self.cpu_usage is None:
+            return None
+        try:
+            text = os.pread(self.cpu_usage, 4096, 0)
+        except OSError:
+            return None
+        if text.startswith(b"usage_usec "):  # v2: the first line of cpu.stat
+            return int(text.split(None, 2)[1]) / 1e6
+        return int(text) / 1e9
+
+    def forget(self) -> None:
+        """No cgroup to join or read (a trial sample could not join them)."""
+        self.join, self.events, self.stat, self.cpu_usage = [], None, None, None
+
+
 def open_handles(cgroups: SampleCgroups) -> Handles:
     handles = Handles()
     for _, path in dict.fromkeys(cgroups.dirs):
         handles.join.append(os.open(f"{path}/cgroup.procs", os.O_WRONLY))
-    for name, path in (("events", cgroups.memory_events), ("stat", cgroups.memory_stat)):
+    for name, path in (("events", cgroups.memory_events), ("stat", cgroups.memory_stat),
+                       ("cpu_usage", cgroups.cpu_usage)):
         if path:
             setattr(handles, name, os.open(path, os.O_RDONLY))
     return handles
@@ -120,65 +149,111 @@ def _write(path: str, text: str) -> None:
         fh.write(text)
 
 
-def _v2_child(mounts, own, controllers: list[str]) -> str:
+def _v2_child(mounts, own, wanted: list[str]) -> tuple[str, list[str]]:
+    """A new child of our v2 cgroup with those of `wanted` that v2 offers here enabled (a hybrid
+    host can leave some to v1); the controllers it got."""
     point = next(p for p, fstype, _ in mounts if fstype == "cgroup2")
     parent = os.path.join(point, own[""].lstrip("/"))
     with open(os.path.join(parent, "cgroup.controllers")) as fh:
         available = fh.read().split()
-    missing = [c for c in controllers if c not in available]
-    if missing:
-        raise OSError(f"cgroup v2 at {parent} offers no {', '.join(missing)} controller")
+    offered = [c for c in wanted if c in available]
+    if not offered:
+        raise OSError(f"cgroup v2 at {parent} offers no {', '.join(wanted)} controller")
     with open(os.path.join(parent, "cgroup.subtree_control")) as fh:
         enabled = fh.read().split()
-    wanted = " ".join(f"+{c}" for c in controllers if c not in enabled)
-    if wanted:
-        _write(os.path.join(parent, "cgroup.subtree_control"), wanted)
+    missing = " ".join(f"+{c}" for c in offered if c not in enabled)
+    if missing:
+        _write(os.path.join(parent, "cgroup.subtree_control"), missing)
     child = os.path.join(parent, f"ray-humaneval-sandbox-{uuid.uuid4().hex[:12]}")
     os.mkdir(child)
-    return child
+    return child, offered
 
 
-def _v1_child(mounts, own, controller: str) -> str:
-    point = next(p for p, fstype, opts in mounts if fstype == "cgroup" and controller in opts)
+def _v1_child(mounts, own, controller: str) -> tuple[str, set[str]]:
+    """A new cgroup in the v1 hierarchy of `controller`; the controllers mounted with it."""
+    point, options = next((p, opts) for p, fstype, opts in mounts if fstype == "cgroup" and controller in opts)
     child = os.path.join(point, own[controller].lstrip("/"), f"ray-humaneval-sandbox-{uuid.uuid4().hex[:12]}")
     os.mkdir(child)
-    return child
+    return child, options
+
+
+# The weight written is the kernel's default: what matters is that it is fixed, and the same for
+# every sandbox. v1 keeps the usage counter in cpuacct, which many hosts mount beside cpu, some
+# apart (then the samples join both).
+def _settings(memory_mb: int, max_pids: int) -> tuple[dict, dict]:
+    """controller -> (required, optional) files and values, for v2 and for v1."""
+    limit = str(memory_mb * 1024 * 1024)
+    v2 = {"memory": ({"memory.max": limit}, {"memory.swap.max": "0"}),
+          "pids": ({"pids.max": str(max_pids)}, {}),
+          "cpu": ({"cpu.weight": "100"}, {})}
+    v1 = {"memory": ({"memory.limit_in_bytes": limit}, {"memory.memsw.limit_in_bytes": limit}),
+          "pids": ({"pids.max": str(max_pids)}, {}),
+          "cpu": ({"cpu.shares": "1024"}, {})}
+    return v2, v1
+
+
+_LAYER = {"memory": "memory_cgroup", "pids": "pids_cgroup", "cpu": "cpu_cgroup"}
 
 
 def create(memory_mb: int, max_pids: int) -> SampleCgroups:
     """Make the cgroups; every failure becomes an "off" layer with its reason, never an error."""
     result = SampleCgroups()
-    limit = str(memory_mb * 1024 * 1024)
     try:
         mounts, own = _mounts(), _own_paths()
     except OSError as exc:
-        result.layers.update(memory_cgroup=f"off: {exc}", pids_cgroup=f"off: {exc}")
+        result.layers.update({layer: f"off: {exc}" for layer in LAYERS})
         return result
-    try:
-        child = _v2_child(mounts, own, ["memory", "pids"])
-    except (OSError, StopIteration, KeyError) as exc:
-        v2_error = exc
-    else:
-        if _configure(child, {"memory.max": limit, "pids.max": str(max_pids)}, {"memory.swap.max": "0"}):
-            result.dirs += [("memory_cgroup", child), ("pids_cgroup", child)]
-            result.memory_events, result.memory_stat = f"{child}/memory.events", f"{child}/memory.stat"
-            return result
-        v2_error = OSError(f"cannot set limits in {child}")
-    v1 = {"memory": ("memory_cgroup", {"memory.limit_in_bytes": limit}, {"memory.memsw.limit_in_bytes": limit}),
-          "pids": ("pids_cgroup", {"pids.max": str(max_pids)}, {})}
-    for controller, (layer, required, optional) in v1.items():
-        try:
-            child = _v1_child(mounts, own, controller)
-        except (OSError, StopIteration, KeyError) as exc:
-            result.layers[layer] = f"off: cgroup v2: {_reason(v2_error)}; v1: {_reason(exc)}"
-            continue
-        if not _configure(child, required, optional):
-            result.layers[layer] = f"off: cannot set limits in {child}"
-            continue
-        result.dirs.append((layer, child))
-        if controller == "memory":
-            result.memory_events, result.memory_stat = f"{child}/memory.oom_control", f"{child}/memory.stat"
+    v2, v1 = _settings(memory_mb, max_pids)
+    left, v2_error = _create_v2(result, mounts, own, v2)
+    for controller in left:
+        _create_v1(result, mounts, own, controller, v1[controller], v2_error)
     return result
+
+
+def _create_v2(result: SampleCgroups, mounts, own, settings: dict) -> tuple[list[str], BaseException | None]:
+    """One v2 cgroup with every controller v2 offers here; the controllers left to v1."""
+    try:
+        child, offered = _v2_child(mounts, own, list(settings))
+    except (OSError, StopIteration, KeyError) as exc:
+        return list(settings), exc
+    required = {name: value for c in offered for name, value in settings[c][0].items()}
+    optional = {name: value for c in offered for name, value in settings[c][1].items()}
+    if not _configure(child, required, optional):
+        return list(settings), OSError(f"cannot set limits in {child}")
+    result.dirs += [(_LAYER[c], child) for c in offered]
+    if "memory" in offered:
+        result.memory_events, result.memory_stat = f"{child}/memory.events", f"{child}/memory.stat"
+    if "cpu" in offered:
+        result.cpu_usage = f"{child}/cpu.stat"
+    left = [c for c in settings if c not in offered]
+    return left, OSError(f"cgroup v2 offers no {', '.join(left)} controller") if left else None
+
+
+def _create_v1(result: SampleCgroups, mounts, own, controller: str, settings: tuple[dict, dict],
+               v2_error: BaseException | None) -> None:
+    layer = _LAYER[controller]
+    try:
+        child, options = _v1_child(mounts, own, controller)
+    except (OSError, StopIteration, KeyError) as exc:
+        result.layers[layer] = f"off: cgroup v2: {_reason(v2_error)}; v1: {_reason(exc)}"
+        return
+    if not _configure(child, *settings):
+        result.layers[layer] = f"off: cannot set limits in {child}"
+        return
+    made = [(layer, child)]
+    if controller == "cpu" and "cpuacct" not in options:
+        try:
+            accounting, _ = _v1_child(mounts, own, "cpuacct")
+        except (OSError, StopIteration, KeyError) as exc:
+            os.rmdir(child)
+            result.layers[layer] = f"off: no cpuacct hierarchy for the usage counter: {_reason(exc)}"
+            return
+        made.append((layer, accounting))
+    result.dirs += made
+    if controller == "memory":
+        result.memory_events, result.memory_stat = f"{child}/memory.oom_control", f"{child}/memory.stat"
+    if controller == "cpu":
+        result.cpu_usage = f"{made[-1][1]}/cpuacct.usage"
 
 
 def _configure(child: str, required: dict[str, str], optional: dict[str, str]) -> bool:

