@@ -60,6 +60,7 @@ class ScoreConfig(_Strict):
     dataset: DatasetName = "humaneval"
     k: list[int] = Field(default_factory=lambda: [1, 10, 100])
     extract: bool = Field(False, description="extract code from raw chat responses before scoring")
+    extraction: Literal["auto", "seed"] = Field("auto", description="with extract: the rules, as prompt.extraction")
     allow_missing_tasks: bool = False
     address: str | None = Field(None, description="Ray address; None starts a local Ray in-process")
     workers: int | None = Field(None, ge=1, description="scoring actors; default: one per CPU")
@@ -235,6 +236,9 @@ class PromptConfig(_Strict):
     system: str | None = None
     thinking: bool = False
     code_block: Literal["first", "last"] = "first"
+    extraction: Literal["auto", "seed"] = Field(
+        "auto", description="how code is found in a chat response (generation/extract.py): auto reads answer tags, "
+                            "unfenced code and several blocks; seed keeps the first releases' rules exactly")
 
 
 class GenerationConfig(_Strict):

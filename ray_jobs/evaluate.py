@@ -22,7 +22,14 @@ from ray_jobs.generation import preflight
 from ray_jobs.generation.extract import thinking_part
 from ray_jobs.generation.planning import group_into_shards, plan_requests
 from ray_jobs.generation.prompts import stop_sequences
-from ray_jobs.metrics.summary import Summary, sandbox_section, scoring_stats, suite_metrics, time_limit_metrics
+from ray_jobs.metrics.summary import (
+    Summary,
+    extraction_section,
+    sandbox_section,
+    scoring_stats,
+    suite_metrics,
+    time_limit_metrics,
+)
 from ray_jobs.metrics.utilisation import replica_utilisation
 from ray_jobs.scoring.items import ScoreItem
 from ray_jobs.storage import atomic, schemas
@@ -135,8 +142,8 @@ def run(cfg: config.EvalConfig, progress: bool = True, fitted: preflight.Fitted 
             generations = schemas.read_tables([paths[key] for key, _ in shards], schemas.GENERATIONS)
 
             watchdog.enter("scoring")
-            items = [ScoreItem(r["task_id"], r["completion_id"], r["completion"])
-                     for r in generations.select(["task_id", "completion_id", "completion"]).to_pylist()]
+            items = [ScoreItem(r["task_id"], r["completion_id"], r["completion"], r["extracted_from"])
+                     for r in generations.select(["task_id", "completion_id", "completion", "extracted_from"]).to_pylist()]
             oracles = None
             if "plus" in dataset.suites:
                 from ray_jobs.tasks.groundtruth import load_oracles
@@ -190,6 +197,7 @@ def summarize(cfg, dataset, task_ids, generations, results, gen_stats, score_sta
         pass_at_k=passk, status_counts=counts, time_limits=time_limit_metrics(results, dataset.suites),
         scoring=scoring_stats(score_stats), timing={k: round(v, 3) for k, v in timings.items()},
         sandbox=sandbox_section(score_stats["layers"]), config=json.loads(cfg.model_dump_json()),
+        extraction=extraction_section(cfg.prompt.extraction, generations.column("extracted_from").to_pylist()),
         model=cfg.model.model, num_samples=cfg.generation.num_samples, thinking=cfg.prompt.thinking,
         prompt={"mode": cfg.prompt.mode, "template": cfg.prompt.template, "system": cfg.prompt.system,
                 "stop": stop_sequences(cfg.prompt, cfg.sampling.stop, dataset.family)},

@@ -13,8 +13,15 @@ import time
 from pathlib import Path
 
 from ray_jobs import cli, config, console, watchdog
-from ray_jobs.generation.extract import extract_completion
-from ray_jobs.metrics.summary import Summary, sandbox_section, scoring_stats, suite_metrics, time_limit_metrics
+from ray_jobs.generation.extract import extract
+from ray_jobs.metrics.summary import (
+    Summary,
+    extraction_section,
+    sandbox_section,
+    scoring_stats,
+    suite_metrics,
+    time_limit_metrics,
+)
 from ray_jobs.scoring.items import ScoreItem
 from ray_jobs.storage import atomic, schemas
 from ray_jobs.tasks.datasets import DATASETS, Dataset, load_dataset
@@ -28,6 +35,8 @@ FLAGS = (
     cli.Flag("--timeout", "sandbox.timeout_s", "seconds per base-suite sample (default 3.0)", {"type": float}),
     cli.Flag("--extract", "extract", "rows carry raw chat output in `response` (or `completion`); extract code first",
              {"action": "store_true", "default": None}),
+    cli.Flag("--extraction", "extraction", "with --extract: auto (answer tags, unfenced code, several blocks; the "
+             "default) or seed (the first releases' rules, exactly)", {"choices": ["auto", "seed"]}),
     cli.Flag("--allow-missing-tasks", "allow_missing_tasks", options={"action": "store_true", "default": None}),
     cli.Flag("--watchdog-s", "watchdog_s", config.WATCHDOG_DOC + f" (default {config.WATCHDOG_S:.0f})",
              {"type": float}),
@@ -51,7 +60,8 @@ def build_config(args: argparse.Namespace) -> config.ScoreConfig:
 
 
 def load_items(cfg: config.ScoreConfig, dataset: Dataset) -> tuple[list, list, list[ScoreItem]]:
-    """All validation happens here, before Ray starts or anything is written."""
+    """All validation happens here, before Ray starts or anything is written. With --extract,
+    the code is found as `evaluate` finds it (generation/extract.py, the same rules)."""
     rows = read_rows(cfg.samples)
     field = "completion"
     if cfg.extract and all("response" in row for _, row in rows):
@@ -59,11 +69,12 @@ def load_items(cfg: config.ScoreConfig, dataset: Dataset) -> tuple[list, list, l
     samples = to_samples(cfg.samples, rows, dataset, field, cfg.allow_missing_tasks)
     items = []
     for s in samples:
-        text = s.completion
         if cfg.extract:
             task = dataset.tasks[s.task_id]
-            text = extract_completion(text, task.entry_point, program=task.family == "mbpp")
-        items.append(ScoreItem(s.task_id, s.completion_id, text))
+            found = extract(s.completion, task.entry_point, program=task.family == "mbpp", rules=cfg.extraction)
+            items.append(ScoreItem(s.task_id, s.completion_id, found.code, found.found))
+        else:
+            items.append(ScoreItem(s.task_id, s.completion_id, s.completion))
     return rows, samples, items
 
 
@@ -73,7 +84,8 @@ def run(cfg: config.ScoreConfig, progress: bool = True, quiet: bool = False) -> 
     dataset = load_dataset(cfg.dataset)
     rows, samples, items = load_items(cfg, dataset)
     atomic.check_writable(cfg.output_dir)
-    config_id = config.config_hash(cfg.dataset, dataset.sha256, cfg.extract, cfg.sandbox)
+    # the rules only where they apply, so that runs scoring completions as given keep their id
+    config_id = config.config_hash(cfg.dataset, dataset.sha256, cfg.extract and cfg.extraction, cfg.sandbox)
     oracles = None
     if "plus" in dataset.suites:
         from ray_jobs.tasks.groundtruth import load_oracles
@@ -92,12 +104,13 @@ def run(cfg: config.ScoreConfig, progress: bool = True, quiet: bool = False) -> 
         stats = score_shards(shards, results_dir, cfg.dataset, dataset.suites, cfg.sandbox, oracles,
                              cfg.workers or cluster_cpus(), config_id, progress)
     results = schemas.read_tables([shard_path(results_dir, s) for s in shards], schemas.RESULTS)
-    summary = summarize(cfg, dataset, samples, results, stats, started, config_id)
+    summary = summarize(cfg, dataset, samples, items, results, stats, started, config_id)
     write_outputs(cfg, dataset, rows, samples, results, summary)
     return summary.model_dump(mode="json")
 
 
-def summarize(cfg, dataset: Dataset, samples, results, stats: dict, started: float, config_id: str) -> Summary:
+def summarize(cfg, dataset: Dataset, samples, items: list[ScoreItem], results, stats: dict, started: float,
+              config_id: str) -> Summary:
     task_order = list(dict.fromkeys(s.task_id for s in samples))
     passk, counts = suite_metrics(results, dataset.suites, cfg.k, task_order)
     return Summary(
@@ -107,6 +120,7 @@ def summarize(cfg, dataset: Dataset, samples, results, stats: dict, started: flo
         scoring=scoring_stats(stats),
         timing={"total_s": round(time.perf_counter() - started, 3), "scoring_s": round(stats["scoring_wall_s"], 3)},
         sandbox=sandbox_section(stats["layers"]), config=json.loads(cfg.model_dump_json()),
+        extraction=extraction_section(cfg.extraction, [i.found for i in items]) if cfg.extract else None,
     )
 
 

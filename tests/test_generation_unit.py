@@ -90,3 +90,27 @@ def test_generation_id_ignores_serving_but_not_sampling():
     assert cfg(serving={"replicas": 8}).generation_id() == base.generation_id()
     assert cfg(sampling={"temperature": 0.1}).generation_id() != base.generation_id()
     assert cfg(prompt={"thinking": True}).generation_id() != base.generation_id()
+
+
+def test_generation_rows_record_where_the_code_was_found():
+    row = RequestRow("HumanEval/2", 0, 0, 3, None)
+    response = {"choices": [
+        {"index": 0, "message": {"content": "```python\nreturn number % 1.0\n```"}, "finish_reason": "stop"},
+        {"index": 1, "message": {"content": "<think>x</think><answer>\n    return number % 1.0\n</answer>"},
+         "finish_reason": "stop"},
+        {"index": 2, "message": {"content": "<think>hmm"}, "finish_reason": "length"},
+    ]}
+    out = generation_rows(row, TASK, cfg(), response, None, 1.0, "r1", "cid", 100.0)
+    assert [(r["extracted_from"], r["completion"]) for r in out] == [
+        ("fence", "    return number % 1.0\n"), ("tag", "    return number % 1.0\n"), ("none", "")]
+    seed = generation_rows(row, TASK, cfg(prompt={"extraction": "seed"}), response, None, 1.0, "r1", "cid", 100.0)
+    assert [r["extracted_from"] for r in seed] == ["fence", "text", "none"]  # the seed runs the tags as code
+    assert "<answer>" in seed[1]["completion"]
+    errors = generation_rows(row, TASK, cfg(), None, "EngineDeadError: x", 0.1, None, "cid", 100.0)
+    assert {r["extracted_from"] for r in errors} == {None}  # no response, no extraction
+    completion_mode = cfg(prompt={"mode": "completion"})
+    raw = generation_rows(RequestRow("HumanEval/2", 0, 0, 1, None), TASK, completion_mode,
+                          {"choices": [{"index": 0, "text": "    return 0.5\n", "finish_reason": "stop"}]},
+                          None, 1.0, "r1", "cid", 100.0)
+    assert (raw[0]["extracted_from"], raw[0]["completion"]) == ("text", "    return 0.5\n")
+    assert cfg(prompt={"extraction": "seed"}).generation_id() != cfg().generation_id()  # the shards hold the code

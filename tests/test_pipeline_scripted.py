@@ -61,6 +61,8 @@ def test_right_answers_score_pass_at_1_of_one(tmp_path, scripted_apps):
     assert gen["responses_with_thinking"] == 164 * 3
     table = schemas.read_tables(sorted((cfg.output_dir / "generations").glob("*.parquet")), schemas.GENERATIONS)
     assert table.num_rows == 164 * 3
+    assert set(table.column("extracted_from").to_pylist()) == {"fence"}
+    assert summary["extraction"] == {"rules": "auto", "found": {"fence": 164 * 3, "tag": 0, "text": 0, "none": 0}}
     assert {(r["task_id"], r["completion_id"]) for r in table.to_pylist()} == {
         (f"HumanEval/{t}", c) for t in range(164) for c in range(3)}
     lines = (cfg.output_dir / "samples.jsonl").read_text().splitlines()

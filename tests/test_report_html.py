@@ -144,3 +144,21 @@ def test_report_cli_rejects_a_non_run_dir(tmp_path, capsys):
     from ray_jobs.report import main
 
     assert main([str(tmp_path)]) == 2 and "no results" in capsys.readouterr().err
+
+
+def test_report_shows_where_code_was_found_beside_the_raw_response(tmp_path):
+    run = make_run(tmp_path, "tagged", 2, tasks=2)
+    gens = schemas.read_tables([run / "generations" / "shard-a.parquet"], schemas.GENERATIONS).to_pylist()
+    for g in gens:
+        g["extracted_from"] = "tag" if g["completion"] == CODE else "none"
+        g["completion"] = g["completion"] if g["completion"] == CODE else ""
+    schemas.write_table(gens, schemas.GENERATIONS, run / "generations" / "shard-a.parquet")
+    summary = json.loads((run / "summary.json").read_text())
+    summary["extraction"] = {"rules": "auto", "found": {"fence": 0, "tag": 4, "text": 0, "none": 4}}
+    (run / "summary.json").write_text(json.dumps(summary))
+    page = write_report([run], tmp_path / "report").read_text()
+    assert "fence 0 · tag 4 · text 0 · none 4 (auto extraction)" in page
+    assert "code scored, found in an answer tag" in page and "no code found in the response" in page
+    assert 'class="pair"' in page and 'pre class="response"' in page  # the code beside the raw response
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "Code found (auto extraction): fence 0, tag 4, text 0, none 4." in md

@@ -167,3 +167,29 @@ def test_runtime_relative_to_canonical_on_the_same_inputs(oracle_cache):
         assert row["runtime_s"] / row["canonical_runtime_s"] > 5
         assert by_key[(1, suite)]["runtime_s"] is None and by_key[(1, suite)]["canonical_runtime_s"] is None
     assert set(reference) == {("HumanEval/0", "base"), ("HumanEval/0", "plus")}
+
+
+def test_extract_finds_code_as_evaluate_does_and_nothing_found_is_not_run(tmp_path):
+    task = load_dataset("humaneval").tasks["HumanEval/11"]
+    tagged = f"<think>zip</think><answer>\n{task.prompt}{task.canonical_solution}</answer>"
+    rows = [{"task_id": task.task_id, "response": tagged},
+            {"task_id": task.task_id, "response": "<think>still thinking about XOR"},
+            {"task_id": task.task_id, "completion": "    return a\n"}]
+    samples = write_jsonl(tmp_path / "chat.jsonl", rows[:2])
+    dataset = load_dataset("humaneval")
+    cfg = ScoreConfig(samples=samples, output_dir=tmp_path / "o", extract=True, allow_missing_tasks=True)
+    _, _, items = score.load_items(cfg, dataset)
+    assert [i.found for i in items] == ["tag", "none"] and "<answer>" not in items[0].completion
+    seed = score.load_items(cfg.model_copy(update={"extraction": "seed"}), dataset)[2]
+    assert "<answer>" in seed[0].completion  # the seed's rules run the tags as code
+    plain = score.load_items(ScoreConfig(samples=write_jsonl(tmp_path / "plain.jsonl", rows[2:]), output_dir=tmp_path,
+                                         allow_missing_tasks=True), dataset)[2]
+    assert [i.found for i in plain] == [None]
+
+    class NothingToRun:
+        def run(self, jobs):
+            assert not jobs
+            return []
+
+    results = score_items(items[1:], dataset.tasks, ("base",), NothingToRun(), cfg.sandbox)
+    assert [(r["status"], r["error_message"]) for r in results] == [("empty", "no code found in the response")]

@@ -23,3 +23,11 @@ def test_unknown_or_missing_fields_are_refused():
         Summary.model_validate({"dataset": "humaneval"})
     with pytest.raises(ValidationError, match="total_wall_s|Extra inputs"):
         Summary.model_validate({"timing": {}, "total_wall_s": 1})
+
+
+def test_extraction_counts_every_place_and_skips_samples_without_a_response():
+    from ray_jobs.metrics.summary import extraction_section
+
+    section = extraction_section("auto", ["fence", "fence", "none", None, "tag"])
+    assert section == {"rules": "auto", "found": {"fence": 2, "tag": 1, "text": 0, "none": 1}}
+    Summary.model_fields["extraction"].annotation.__args__[0].model_validate(section)  # ExtractionStats accepts it

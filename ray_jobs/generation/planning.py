@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ray_jobs.config import EvalConfig
-from ray_jobs.generation.extract import extract_completion, program_completion
+from ray_jobs.generation.extract import Extraction, extract, program_completion
 from ray_jobs.generation.prompts import chat_messages, completion_prompt, stop_sequences
 from ray_jobs.storage.keys import content_key
 from ray_jobs.tasks.datasets import Task, task_sort_key
@@ -93,24 +93,31 @@ def generation_rows(row: RequestRow, task: Task, cfg: EvalConfig, response: dict
         error = f"expected {row.n} choices, got {len(choices)}"
     if error is not None:
         return [{**base, "completion_id": row.first_completion_id + i, "response": "", "completion": "",
-                 "finish_reason": "error", "prompt_tokens": None, "completion_tokens": None, "error": error[:2000]}
+                 "extracted_from": None, "finish_reason": "error", "prompt_tokens": None, "completion_tokens": None, "error": error[:2000]}
                 for i in range(row.n)]
     prompt_tokens = (response.get("usage") or {}).get("prompt_tokens")  # the prompt, counted once
     rows = []
     for i, choice in enumerate(choices):
         text = choice["text"] if cfg.prompt.mode == "completion" else ((choice.get("message") or {}).get("content") or "")
-        completion = response_completion(text, task, cfg)
+        extraction = response_extraction(text, task, cfg)
         token_ids = choice.get("token_ids")
-        rows.append({**base, "completion_id": row.first_completion_id + i, "response": text, "completion": completion,
+        rows.append({**base, "completion_id": row.first_completion_id + i, "response": text,
+                     "completion": extraction.code, "extracted_from": extraction.found,
                      "finish_reason": choice.get("finish_reason"), "prompt_tokens": prompt_tokens,
                      "completion_tokens": len(token_ids) if token_ids is not None else None, "error": None})
     return rows
 
 
-def response_completion(text: str, task: Task, cfg: EvalConfig) -> str:
-    """What is appended to the task's prompt: HumanEval's completion-mode text as it came (cut by
-    its stops); a chat answer's code; MBPP's whole program (generation/extract.py)."""
+def response_extraction(text: str, task: Task, cfg: EvalConfig) -> Extraction:
+    """What is appended to the task's prompt, and where it was found: HumanEval's completion-mode
+    text as it came (cut by its stops); a chat answer's code; MBPP's whole program
+    (generation/extract.py)."""
     program = task.family == "mbpp"
     if cfg.prompt.mode == "completion":
-        return program_completion(text, task.entry_point) if program else text
-    return extract_completion(text, task.entry_point, cfg.prompt.code_block, program=program)
+        code = program_completion(text, task.entry_point) if program else text
+        return Extraction(code, "text" if code.strip() else "none")
+    return extract(text, task.entry_point, cfg.prompt.code_block, program, cfg.prompt.extraction)
+
+
+def response_completion(text: str, task: Task, cfg: EvalConfig) -> str:
+    return response_extraction(text, task, cfg).code

@@ -11,6 +11,7 @@ from typing import Literal
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
+from ray_jobs.generation.extract import FOUND
 from ray_jobs.metrics.passk import pass_at_k, per_task_counts
 from ray_jobs.sandbox.verdict import STATUSES
 
@@ -52,6 +53,13 @@ def time_limit_metrics(results: pa.Table, suites: tuple[str, ...]) -> dict:
     return metrics
 
 
+def extraction_section(rules: str, found: list[str | None]) -> dict:
+    """How many samples' code was found where; samples that never got a response (a failed
+    request) have no extraction and are not counted."""
+    counts = Counter(found)
+    return {"rules": rules, "found": {where: counts.get(where, 0) for where in FOUND}}
+
+
 def sandbox_section(layers: dict[str, str]) -> dict:
     return {"layers": layers, "degraded": sorted(name for name, state in layers.items() if state != "on")}
 
@@ -77,6 +85,13 @@ class ScoringStats(_Section):
     samples_per_s: float | None = Field(description="samples scored per second of scoring wall time")
     shards_total: int = Field(description="results shards of the run")
     shards_resumed: int = Field(description="shards a previous run had finished, not scored again")
+
+
+class ExtractionStats(_Section):
+    rules: Literal["auto", "seed"] = Field(description="the extraction rules (prompt.extraction, score --extraction)")
+    found: dict[str, int] = Field(description="where each sample's code was found -> samples: fence (a fenced "
+                                              "block), tag (an answer tag), text (undelimited text), none (no "
+                                              "code: scored empty, not run)")
 
 
 class ModelFit(_Section):
@@ -123,6 +138,8 @@ class Summary(_Section):
     timing: dict[str, float] = Field(description="stage -> wall seconds: total_s, scoring_s; evaluate adds "
                                                  "serve_start_s and generation_s")
     sandbox: SandboxStatus
+    extraction: ExtractionStats | None = Field(None, description="how code was found in the responses; None where "
+                                                                 "completions were scored as given")
     config: dict = Field(description="the full configuration (ScoreConfig or EvalConfig)")
     model: str | None = Field(None, description="evaluate: the model served")
     num_samples: int | None = Field(None, description="evaluate: n per task")

@@ -31,7 +31,7 @@ def setup(summary: dict) -> dict:
     """The model and the sampling a run used, and where each sampling value came from."""
     sources = summary.get("sampling_sources") or {}
     return {"model": summary.get("model"), "thinking": summary.get("thinking"), "model_fit": summary.get("model_fit"),
-            "prompt_mode": (summary.get("prompt") or {}).get("mode"),
+            "prompt_mode": (summary.get("prompt") or {}).get("mode"), "extraction": summary.get("extraction"),
             "sampling": {name: {"value": value, "source": sources.get(name, "explicit")}
                          for name, value in (summary.get("sampling") or {}).items()}}
 

@@ -21,6 +21,9 @@ _ENV = jinja2.Environment(loader=jinja2.PackageLoader("ray_jobs.reporting", "tem
 _ENV.filters["stage"] = lambda key: key.removesuffix("_s").replace("_", " ")  # serve_start_s -> serve start
 
 
+# where extraction found a sample's code (generation/extract.py FOUND), as the page says it
+FOUND_LABELS = {"fence": "a fenced block", "tag": "an answer tag", "text": "the text", "none": "nothing"}
+
 HEADLINE_SAMPLING = ("temperature", "top_p", "top_k", "min_p", "max_tokens", "seed")
 
 
@@ -45,4 +48,5 @@ def render_html(report: dict, figures: list[dict]) -> str:
             for name, run in report["runs"].items()}
     return _ENV.get_template("report.html.j2").render(
         title=title, subtitle=subtitle, runs=runs, comparisons=report["comparisons"],
-        evalplus_average=report["evalplus_average"], figures=figures, per_outcome=PER_OUTCOME)
+        evalplus_average=report["evalplus_average"], figures=figures, per_outcome=PER_OUTCOME,
+        found_labels=FOUND_LABELS)

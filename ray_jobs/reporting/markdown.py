@@ -49,6 +49,10 @@ def markdown(report: dict) -> str:
         parts += [table(["suite", "outcome", "samples"],
                         [[suite, label, count] for suite, failures in d["failures"].items()
                          for label, count in failures.items()]), ""]
+        extraction = d["setup"]["extraction"]
+        if extraction:
+            parts += [f"Code found ({extraction['rules']} extraction): "
+                      + ", ".join(f"{where} {count}" for where, count in extraction["found"].items()) + ".", ""]
         if d["sandbox"]["degraded"]:
             parts += [f"Sandbox degraded: {', '.join(d['sandbox']['degraded'])}.", ""]
         t = d["tokens"]

@@ -45,8 +45,8 @@ def sample_index(run: Run) -> dict[str, dict[int, dict]]:
     if run.generations is None:
         return {}
     samples: dict[str, dict[int, dict]] = defaultdict(dict)
-    for g in run.generations.select(["task_id", "completion_id", "response", "completion", "finish_reason",
-                                     "completion_tokens", "error"]).to_pylist():
+    for g in run.generations.select(["task_id", "completion_id", "response", "completion", "extracted_from",
+                                     "finish_reason", "completion_tokens", "error"]).to_pylist():
         samples[g["task_id"]][g["completion_id"]] = {**g, "verdicts": {}}
     for r in run.results.select(["task_id", "completion_id", "suite", "status", "error_type",
                                  "error_message"]).to_pylist():
@@ -67,6 +67,7 @@ def view(sample: dict, suite: str) -> dict:
         "statuses": {s: v["status"] for s, v in sample["verdicts"].items()},
         "error": _cut(error or sample["error"]),
         "code": _cut(sample["completion"]),
+        "found": sample["extracted_from"],  # None in runs from before it was recorded
         "thinking": _cut(thinking),
         "answer": _cut(sample["response"][len(thinking):] if thinking else sample["response"]),
         "tokens": sample["completion_tokens"],

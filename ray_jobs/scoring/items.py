@@ -19,6 +19,10 @@ class ScoreItem:
     task_id: str
     completion_id: int
     completion: str
+    found: str | None = None  # where extraction found the completion (extract.FOUND); None: given as it is
+
+
+NO_CODE = Verdict("empty", None, "no code found in the response")
 
 
 def check_program(task: Task, completion: str) -> str:
@@ -114,7 +118,7 @@ def score_items(items: list[ScoreItem], tasks: dict[str, Task], suites: tuple[st
     `canonical_runtimes` (pass the same dict to reuse it)."""
     empty = [(item, suite) for item in items for suite in suites if not item.completion.strip()]
     pairs = [(item, suite) for item in items for suite in suites if item.completion.strip()]
-    rows = [result_row(item, suite, EMPTY, None) for item, suite in empty]
+    rows = [result_row(item, suite, NO_CODE if item.found == "none" else EMPTY, None) for item, suite in empty]
     rows += _run_items(pairs, tasks, sandbox, config, oracles)
     order = {(item.task_id, item.completion_id, suite): i for i, (item, suite) in enumerate(
         (item, suite) for item in items for suite in suites)}

@@ -46,8 +46,10 @@ GENERATIONS = pa.schema(
         pa.field("replica", pa.string()),  # which Serve replica answered
         pa.field("error", pa.string()),  # generation error (engine error, timeout), else null
         pa.field("request_started_at", pa.float64()),  # unix time the request was sent (v2; null in v1 files)
+        # where the completion was found in the response: fence | tag | text | none (v3; null before)
+        pa.field("extracted_from", pa.string()),
     ],
-    metadata={"ray_humaneval.dataset": "generations", "ray_humaneval.schema_version": "2"},
+    metadata={"ray_humaneval.dataset": "generations", "ray_humaneval.schema_version": "3"},
 )
 
 
