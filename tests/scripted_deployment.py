@@ -9,9 +9,12 @@ The requested model name picks the behaviour:
   oracle-mixed  every sample a distinct program: by sample index, right, wrong, raising or looping
                 (a report with every outcome, and as many distinct programs as samples)
   oracle-distinct  as oracle-mixed without the loops (no 3 s timeouts: for runs at full scale)
+  oracle-hang   never answers (a generation stage that makes no progress: the watchdog's case)
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from ray import serve
 
@@ -54,6 +57,8 @@ class ScriptedLLM:
         model, n = request["model"], request["n"]
         user_text = request["messages"][-1]["content"]
         key = f"{user_text}|{request['seed']}"
+        if model == "oracle-hang":
+            await asyncio.sleep(3600)
         if model == "oracle-flaky" and key not in self.seen:
             self.seen.add(key)
             raise RuntimeError("scripted engine failure")

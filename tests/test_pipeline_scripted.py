@@ -4,6 +4,7 @@ a scripted deployment with LLMServer's chat interface, for exact pass@k."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import pytest
@@ -98,3 +99,18 @@ def test_failed_requests_are_asked_again(tmp_path, scripted_apps):
     gen = summary["generation"]
     assert gen["retried_requests"] > 0 and gen["failed_requests"] == 0 and gen["errors"] == 0
     assert summary["pass_at_k"]["base"]["pass@1"] == 1.0
+
+
+def test_a_stuck_stage_fails_within_the_watchdog_time_naming_it(tmp_path, scripted_apps):
+    """No request ever answers, and the request timeout is longer than the watchdog's limit: the
+    run fails in about the watchdog's time, naming the stage and the place, instead of hanging."""
+    from ray_jobs.watchdog import StageStuck
+
+    cfg = config(tmp_path, scripted_apps["two"], "oracle-hang", limit=2, watchdog_s=8.0,
+                 generation={"num_samples": 1, "chunk_size": 1, "shard_samples": 1, "request_timeout_s": 600})
+    started = time.monotonic()
+    with pytest.raises(StageStuck) as stuck:
+        evaluate.run(cfg, progress=False)
+    assert time.monotonic() - started < 8.0 + 30.0
+    assert stuck.value.stage == "generation" and "driver.py" in stuck.value.where
+    assert not (cfg.output_dir / "summary.json").exists()  # nothing pretends to be a result

@@ -109,12 +109,13 @@ class _Busy:
 
 def score_shards(shards: list[Shard], results_dir: Path, dataset_name: str, suites: tuple[str, ...],
                  sandbox_config: SandboxConfig, oracles: dict | None, workers: int, config_id: str,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, stuck_after_s: float | None = None) -> dict:
     """Score the shards that have no results file yet. Returns the sandbox layers and timing.
 
-    A worker that answers no sample for longer than one job can take (the sandbox's own answer
-    deadline, reruns included: client.longest_wait_s) is stuck: it is killed and replaced, its
-    running shard is retried (then marked crashed), the one queued behind it is sent elsewhere."""
+    A worker that answers no sample for `stuck_after_s` (default: the longest one job can take,
+    the sandbox's own answer deadline with reruns: client.longest_wait_s) is stuck: it is killed
+    and replaced, its running shard is retried (then marked crashed), and the one queued behind it
+    goes elsewhere."""
     todo = deque(s for s in shards if not shard_path(results_dir, s).exists())
     stats = {"shards_total": len(shards), "shards_skipped": len(shards) - len(todo), "layers": {},
              "scoring_wall_s": 0.0, "samples_scored": sum(len(s.items) for s in todo)}
@@ -122,7 +123,8 @@ def score_shards(shards: list[Shard], results_dir: Path, dataset_name: str, suit
         return stats
     started = time.perf_counter()
     family = load_dataset(dataset_name).family
-    stuck_after = longest_wait_s(sandbox_config, longest_deadline(sandbox_config, suites, family))
+    stuck_after = stuck_after_s or longest_wait_s(sandbox_config, longest_deadline(sandbox_config, suites, family))
+    poll_s = min(POLL_S, stuck_after / 2)
     oracles_ref = ray.put(oracles) if oracles is not None else None
 
     def new_worker():
@@ -161,9 +163,9 @@ def score_shards(shards: list[Shard], results_dir: Path, dataset_name: str, suit
                     call = worker.score.options(name=f"score shard-{shard.key} ({len(shard.items)} samples)")
                     state.calls[call.remote(shard.items, suites)] = shard
             calls = {ref: worker for worker, state in busy.items() for ref in state.calls}
-            done, _ = ray.wait([*calls, *starting], num_returns=1, timeout=POLL_S)
+            done, _ = ray.wait([*calls, *starting], num_returns=1, timeout=poll_s)
             if not done:
-                stuck, moved = _poll_progress(busy, stuck_after)
+                stuck, moved = _poll_progress(busy, stuck_after, poll_s)
                 if moved:
                     bar.update(0)  # samples answered: the stage is alive, though no shard finished
                 for worker in stuck:
@@ -198,13 +200,13 @@ def score_shards(shards: list[Shard], results_dir: Path, dataset_name: str, suit
     return stats
 
 
-def _poll_progress(busy: dict, stuck_after: float) -> tuple[list, bool]:
+def _poll_progress(busy: dict, stuck_after: float, wait_s: float) -> tuple[list, bool]:
     """(busy workers whose count of answered samples has not moved for `stuck_after` seconds,
     whether any count moved since the last poll). A worker that does not even say how many it
     answered has not moved."""
     working = [worker for worker, state in busy.items() if state.calls]
     asked = {worker.answers.remote(): worker for worker in working}
-    ready, _ = ray.wait(list(asked), num_returns=len(asked), timeout=POLL_S)
+    ready, _ = ray.wait(list(asked), num_returns=len(asked), timeout=wait_s)
     now, moved = time.monotonic(), False
     for ref in ready:
         state = busy[asked[ref]]
