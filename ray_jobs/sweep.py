@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from ray_jobs import cli, config, console, evaluate
+from ray_jobs import cli, config, console, evaluate, watchdog
 from ray_jobs.generation import preflight
 from ray_jobs.storage import atomic
 from ray_jobs.tasks.datasets import load_dataset, task_sort_key
@@ -89,15 +89,17 @@ def _fit(cfg: config.EvalConfig) -> tuple[config.EvalConfig, preflight.Fitted]:
 
 def run_sweep(sweep: dict, progress: bool = False, quiet: bool = False) -> dict:
     from ray_jobs.ray_runtime import local_cpus, ray_session
-    from serve_app.app import serving
+    from serve_app.app import import_serving_stack, serving
 
     # every configuration is fitted to its model before anything starts: a refusal comes now
     configs = [(m, name, *_fit(cfg)) for m, name, cfg in expand(sweep)]
+    import_serving_stack()  # before Ray's threads and ours start: see its doc
     root = Path(sweep["output_dir"])
     atomic.check_writable(root)
     index = {}
     first = configs[0][2]
     with console.quiet_terminal(root / "logs" / "sweep.log", enabled=quiet), \
+            watchdog.Watchdog(max(cfg.watchdog_s for _, _, cfg, _ in configs), console.say), \
             ray_session(first.address, num_cpus=local_cpus(first.address, first.serving.replica_cpus)):
         console.say(f"sweep: {len(configs)} configurations of {len({m for m, _, _, _ in configs})} model variant(s)")
         for m in sorted({m for m, _, _, _ in configs}):
@@ -110,6 +112,7 @@ def run_sweep(sweep: dict, progress: bool = False, quiet: bool = False) -> dict:
                 in_flight = first.generation.in_flight_per_replica * len(todo)
                 # one app serves every configuration of the variant: the longest context any needs
                 served = first.serving.model_copy(update={"max_model_len": max(c.serving.max_model_len for _, c, _ in todo)})
+                watchdog.enter("serving")
                 with serving(first.model, served, max_ongoing_requests=2 * in_flight) as app:
                     attached = [(cfg.model_copy(update={"serving": cfg.serving.model_copy(
                         update={"app_name": app.app_name, "keep_serving": False})}), fitted) for _, cfg, fitted in todo]

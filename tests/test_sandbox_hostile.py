@@ -259,3 +259,40 @@ def test_preloaded_modules_import_whatever_ran_before():
         # the module is the one imported, not run twice: its spec is its own
         assert run_base(sb, "np = __import__('nu' + 'mpy')\nassert np.__spec__.origin.endswith('__init__.py')\n"
                             "import numpy.linalg\n" + GOOD)[0].passed
+
+
+def _scored_with_heap_peak(sandbox, completions: list[str], suites=("base",), oracles=None, dataset="humaneval"):
+    import tracemalloc
+
+    from ray_jobs.scoring.items import ScoreItem, score_items
+    from ray_jobs.tasks.datasets import load_dataset
+
+    tasks = load_dataset(dataset).tasks
+    items = [ScoreItem("HumanEval/2", i, text) for i, text in enumerate(completions)]
+    tracemalloc.start()
+    started = time.process_time()
+    try:
+        rows = score_items(items, tasks, suites, sandbox, sandbox.config, oracles)
+        return rows, tracemalloc.get_traced_memory()[1], time.process_time() - started
+    finally:
+        tracemalloc.stop()
+
+
+def test_result_floods_are_judged_one_at_a_time_in_bounded_memory(sandbox):
+    """Eight samples that each fill the result pipe with 60 MiB of 0xff (20 MiB in each of the
+    check's three calls): the old client kept each as 120 MiB of text until its shard ended."""
+    flood = "    import os\n    os.write(3, b'\\xff' * (20 << 20))\n    return number % 1.0\n"
+    rows, peak, cpu = _scored_with_heap_peak(sandbox, [flood] * 8)
+    assert {r["status"] for r in rows} == {"passed"}, rows[0]  # junk before the harness's last line changes nothing
+    assert peak < 160 << 20, f"{peak / 2**20:.0f} MiB held at once"
+    assert cpu < 8 * 1.0, cpu  # the trusted side's CPU per sample stays small
+    assert_worker_healthy(sandbox)
+
+
+def test_a_hash_collision_output_costs_the_trusted_side_no_time(sandbox):
+    """A plus-suite sample whose output is a set of ints that all hash alike: decoding it was
+    quadratic in the scoring worker (30,000 ints: 16 s of its CPU, twice)."""
+    started = time.process_time()
+    verdict = run_plus(sandbox, "def double(x):\n    return {i * (2**61 - 1) for i in range(1, 3000)}\n")
+    assert verdict.status == "failed" and time.process_time() - started < 1.0
+    assert_worker_healthy(sandbox)

@@ -49,21 +49,23 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
         view = view[written:]
 
 
-def read_exact(fd: int, size: int, deadline: float | None = None) -> bytes | None:
+def read_exact(fd: int, size: int, deadline: float | None = None) -> bytearray | None:
     """`size` bytes, or None at end of file. With a `deadline` (time.monotonic()), ProtocolError
-    when it passes first."""
-    chunks, remaining = [], size
-    while remaining:
+    when it passes first. Read straight into one buffer: a result of many megabytes is held once,
+    never also as the chunks it arrived in."""
+    buffer = bytearray(size)
+    view, done = memoryview(buffer), 0
+    while done < size:
         if deadline is not None:
             wait = deadline - time.monotonic()
             if wait <= 0 or not select.select([fd], [], [], wait)[0]:
                 raise ProtocolError("the fork server stopped answering")
-        chunk = os.read(fd, min(remaining, 1 << 20))
-        if not chunk:
+        got = os.readv(fd, [view[done:done + (1 << 20)]])
+        if not got:
             return None
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
+        done += got
+    view.release()
+    return buffer
 
 
 def read_into(fd: int, buffer: bytearray, size: int) -> bool:
@@ -198,7 +200,7 @@ class Outcome:
     wall_s: float = 0.0
     effective_s: float = 0.0  # wall time minus time spent runnable but waiting for a CPU
     cpu_s: float = 0.0
-    result: bytes = b""  # the result pipe's bytes, as the sample wrote them (verdict.py parses them lazily)
+    result: bytes | bytearray = b""  # the result pipe's bytes, as the sample wrote them (verdict.py parses them lazily)
     result_truncated: bool = False
     stdout: str = ""
     stdout_bytes: int = 0
