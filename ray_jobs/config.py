@@ -50,6 +50,8 @@ class SandboxConfig(_Strict):
 
 SCORING_SHARD_SIZE = 200
 WATCHDOG_S = 900.0
+DEDUPE_DOC = ("run each distinct program of a task once and give its verdict to every identical sample; assumes "
+              "a program's verdict depends on its text alone (not on the clock, randomness or the machine)")
 WATCHDOG_DOC = ("a stage (serving, generation, scoring, report) without progress for this many seconds fails the "
                 "job, with every thread's stack and the running Ray tasks in the log")
 
@@ -65,6 +67,7 @@ class ScoreConfig(_Strict):
     address: str | None = Field(None, description="Ray address; None starts a local Ray in-process")
     workers: int | None = Field(None, ge=1, description="scoring actors; default: one per CPU")
     shard_size: int = Field(SCORING_SHARD_SIZE, ge=1, description="samples per scoring call and per results shard")
+    dedupe: bool = Field(True, description=DEDUPE_DOC)
     cache_dir: Path = Field(Path("~/.cache/ray_humaneval").expanduser())
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     watchdog_s: float = Field(WATCHDOG_S, gt=0, description=WATCHDOG_DOC)
@@ -264,6 +267,7 @@ class EvalConfig(_Strict):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     scoring_workers: int | None = Field(None, ge=1, description="scoring actors; default: one per cluster CPU")
     scoring_shard_size: int = Field(SCORING_SHARD_SIZE, ge=1, description="samples per scoring call and per results shard")
+    dedupe: bool = Field(True, description=DEDUPE_DOC)
     cache_dir: Path = Field(Path("~/.cache/ray_humaneval").expanduser())
     report: bool = Field(True, description="write report.md/.html/.json into output_dir")
     watchdog_s: float = Field(WATCHDOG_S, gt=0, description=WATCHDOG_DOC)

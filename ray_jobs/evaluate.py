@@ -59,6 +59,8 @@ FLAGS = (
     cli.Flag("--keep-serving", "serving.keep_serving", options={"action": "store_true", "default": None}),
     cli.Flag("--engine-metrics", "serving.engine_metrics", "vLLM engine metrics in Ray's Prometheus/Grafana "
              "(default: on)", {"action": argparse.BooleanOptionalAction}),
+    cli.Flag("--dedupe", "dedupe", config.DEDUPE_DOC + " (default: on)",
+             {"action": argparse.BooleanOptionalAction}),
     cli.Flag("--watchdog-s", "watchdog_s", config.WATCHDOG_DOC + f" (default {config.WATCHDOG_S:.0f})",
              {"type": float}),
     cli.Flag("--address", "address", "Ray address; default: RAY_ADDRESS, else a new local Ray"),
@@ -150,9 +152,9 @@ def run(cfg: config.EvalConfig, progress: bool = True, fitted: preflight.Fitted 
 
                 oracles = load_oracles(cfg.dataset, cfg.cache_dir)
             score_id = config.config_hash(gen_id, cfg.sandbox)
-            score_shards_ = make_shards(items, cfg.scoring_shard_size, score_id)
+            score_shards_ = make_shards(items, cfg.scoring_shard_size, score_id, cfg.dedupe)
             score_stats = score_shards(score_shards_, results_dir, cfg.dataset, dataset.suites, cfg.sandbox, oracles,
-                                       cfg.scoring_workers or cluster_cpus(), gen_id, progress)
+                                       cfg.scoring_workers or cluster_cpus(), gen_id, progress, dedupe=cfg.dedupe)
             timings["scoring_s"] = score_stats["scoring_wall_s"]
         watchdog.enter("report")
         results = schemas.read_tables([shard_path(results_dir, s) for s in score_shards_], schemas.RESULTS)
@@ -195,7 +197,7 @@ def summarize(cfg, dataset, task_ids, generations, results, gen_stats, score_sta
         kind="evaluate", config_id=gen_id, output_dir=str(cfg.output_dir), dataset=dataset.name,
         dataset_sha256=dataset.sha256, tasks=len(task_ids), samples=generations.num_rows, suites=list(dataset.suites),
         pass_at_k=passk, status_counts=counts, time_limits=time_limit_metrics(results, dataset.suites),
-        scoring=scoring_stats(score_stats), timing={k: round(v, 3) for k, v in timings.items()},
+        scoring=scoring_stats(score_stats, results), timing={k: round(v, 3) for k, v in timings.items()},
         sandbox=sandbox_section(score_stats["layers"]), config=json.loads(cfg.model_dump_json()),
         extraction=extraction_section(cfg.prompt.extraction, generations.column("extracted_from").to_pylist()),
         model=cfg.model.model, num_samples=cfg.generation.num_samples, thinking=cfg.prompt.thinking,

@@ -38,6 +38,8 @@ FLAGS = (
     cli.Flag("--extraction", "extraction", "with --extract: auto (answer tags, unfenced code, several blocks; the "
              "default) or seed (the first releases' rules, exactly)", {"choices": ["auto", "seed"]}),
     cli.Flag("--allow-missing-tasks", "allow_missing_tasks", options={"action": "store_true", "default": None}),
+    cli.Flag("--dedupe", "dedupe", config.DEDUPE_DOC + " (default: on)",
+             {"action": argparse.BooleanOptionalAction}),
     cli.Flag("--watchdog-s", "watchdog_s", config.WATCHDOG_DOC + f" (default {config.WATCHDOG_S:.0f})",
              {"type": float}),
     cli.Flag("--address", "address", "Ray address; default: RAY_ADDRESS, else a new local Ray"),
@@ -95,14 +97,14 @@ def run(cfg: config.ScoreConfig, progress: bool = True, quiet: bool = False) -> 
     from ray_jobs.ray_runtime import cluster_cpus, ray_session
     from ray_jobs.scoring.shards import make_shards, score_shards, shard_path
 
-    shards = make_shards(items, cfg.shard_size, config_id)
+    shards = make_shards(items, cfg.shard_size, config_id, cfg.dedupe)
     results_dir = cfg.output_dir / "results"
     with console.quiet_terminal(cfg.output_dir / "logs" / "score.log", enabled=quiet), \
             watchdog.Watchdog(cfg.watchdog_s, console.say), ray_session(cfg.address):
         watchdog.enter("scoring")
         console.say(f"score {cfg.samples} on {cfg.dataset}: {len(samples)} samples of {len({s.task_id for s in samples})} tasks")
         stats = score_shards(shards, results_dir, cfg.dataset, dataset.suites, cfg.sandbox, oracles,
-                             cfg.workers or cluster_cpus(), config_id, progress)
+                             cfg.workers or cluster_cpus(), config_id, progress, dedupe=cfg.dedupe)
     results = schemas.read_tables([shard_path(results_dir, s) for s in shards], schemas.RESULTS)
     summary = summarize(cfg, dataset, samples, items, results, stats, started, config_id)
     write_outputs(cfg, dataset, rows, samples, results, summary)
@@ -117,7 +119,7 @@ def summarize(cfg, dataset: Dataset, samples, items: list[ScoreItem], results, s
         kind="score", config_id=config_id, output_dir=str(cfg.output_dir), dataset=dataset.name,
         dataset_sha256=dataset.sha256, tasks=len(task_order), samples=len(samples), suites=list(dataset.suites),
         pass_at_k=passk, status_counts=counts, time_limits=time_limit_metrics(results, dataset.suites),
-        scoring=scoring_stats(stats),
+        scoring=scoring_stats(stats, results),
         timing={"total_s": round(time.perf_counter() - started, 3), "scoring_s": round(stats["scoring_wall_s"], 3)},
         sandbox=sandbox_section(stats["layers"]), config=json.loads(cfg.model_dump_json()),
         extraction=extraction_section(cfg.extraction, [i.found for i in items]) if cfg.extract else None,

@@ -85,6 +85,8 @@ class ScoringStats(_Section):
     samples_per_s: float | None = Field(description="samples scored per second of scoring wall time")
     shards_total: int = Field(description="results shards of the run")
     shards_resumed: int = Field(description="shards a previous run had finished, not scored again")
+    reused_verdicts: int = Field(0, description="(sample, suite) verdicts given from an identical program of the "
+                                                "same task, which ran once (dedupe); runs saved")
 
 
 class ExtractionStats(_Section):
@@ -152,11 +154,12 @@ class Summary(_Section):
     generation: GenerationStats | None = Field(None, description="evaluate: the generation stage")
 
 
-def scoring_stats(stats: dict) -> ScoringStats:
+def scoring_stats(stats: dict, results) -> ScoringStats:
     wall = stats["scoring_wall_s"]
     return ScoringStats(samples_scored=stats["samples_scored"],
                         samples_per_s=round(stats["samples_scored"] / wall, 1) if wall else None,
-                        shards_total=stats["shards_total"], shards_resumed=stats["shards_skipped"])
+                        shards_total=stats["shards_total"], shards_resumed=stats["shards_skipped"],
+                        reused_verdicts=results.num_rows - results.column("reused_from").null_count)
 
 
 def field_table(model: type[BaseModel] = Summary, prefix: str = "") -> list[str]:

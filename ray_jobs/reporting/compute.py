@@ -43,6 +43,7 @@ def throughput(summary: dict) -> dict:
         "generation_tokens_per_s": gen.get("tokens_per_s"),
         "generation_samples_per_s": gen.get("samples_per_s"),
         "scoring_samples_per_s": scoring.get("samples_per_s"),
+        "reused_verdicts": scoring.get("reused_verdicts"),  # runs that identical programs saved
         "replicas": (gen.get("replica_utilisation") or {}).get("replicas", {}),
     }
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ray_jobs.config import SandboxConfig
 from ray_jobs.sandbox.client import Sandbox
@@ -45,6 +45,7 @@ def result_row(item: ScoreItem, suite: str, verdict: Verdict, outcome: Outcome |
         "cpu_s": outcome.cpu_s if outcome else None,
         "effective_s": outcome.effective_s if outcome else None,
         "limit_share": verdict.limit_share,
+        "reused_from": None,
     }
 
 
@@ -107,19 +108,54 @@ def measure_canonical(keys: set[tuple[str, str]], tasks: dict[str, Task], sandbo
             for (item, suite), row in zip(pairs, _run_items(pairs, tasks, sandbox, config, oracles))}
 
 
+def program_key(item: ScoreItem) -> ScoreItem:
+    """What makes two samples the same program to run: everything but the completion id."""
+    return replace(item, completion_id=-1)
+
+
+def distinct_programs(items: list[ScoreItem]) -> tuple[list[ScoreItem], list[tuple[ScoreItem, ScoreItem]]]:
+    """(the items to run: the first of each identical program of a task, (copy, the item whose
+    verdict it takes) for every other)."""
+    first: dict[ScoreItem, ScoreItem] = {}
+    copies = []
+    for item in items:
+        key = program_key(item)
+        if key in first:
+            copies.append((item, first[key]))
+        else:
+            first[key] = item
+    return list(first.values()), copies
+
+
+def _reused_row(row: dict, copy: ScoreItem) -> dict:
+    """A verdict given to an identical program of the same task: no process of its own ran."""
+    return {**row, "completion_id": copy.completion_id, "reused_from": row["completion_id"],
+            "duration_s": 0.0, "cpu_s": None, "effective_s": None}
+
+
 def score_items(items: list[ScoreItem], tasks: dict[str, Task], suites: tuple[str, ...], sandbox: Sandbox,
                 config: SandboxConfig, oracles: dict | None = None,
-                canonical_runtimes: dict[tuple[str, str], float | None] | None = None) -> list[dict]:
+                canonical_runtimes: dict[tuple[str, str], float | None] | None = None,
+                dedupe: bool = True) -> list[dict]:
     """One result row per (item, suite). `oracles` (task_id -> TaskOracle) is needed for the
     differential suites ("plus"; MBPP's "base" too).
+
+    With `dedupe`, each distinct program of a task runs once and its verdict is given to every
+    identical copy (`reused_from` names the sample that ran): this assumes a program's verdict
+    depends on its text alone, which a program that reads the clock, randomness or the machine
+    can break; `dedupe=False` runs every sample.
 
     Passed rows also get the canonical solution's runtime on the same inputs, measured once per
     (task, suite) (or taken from a passed sample that is the canonical solution) and remembered in
     `canonical_runtimes` (pass the same dict to reuse it)."""
-    empty = [(item, suite) for item in items for suite in suites if not item.completion.strip()]
-    pairs = [(item, suite) for item in items for suite in suites if item.completion.strip()]
+    runs, copies = distinct_programs(items) if dedupe else (items, [])
+    empty = [(item, suite) for item in runs for suite in suites if not item.completion.strip()]
+    pairs = [(item, suite) for item in runs for suite in suites if item.completion.strip()]
     rows = [result_row(item, suite, NO_CODE if item.found == "none" else EMPTY, None) for item, suite in empty]
     rows += _run_items(pairs, tasks, sandbox, config, oracles)
+    ran = {(row["task_id"], row["completion_id"], row["suite"]): row for row in rows}
+    rows += [_reused_row(ran[(source.task_id, source.completion_id, suite)], copy)
+             for copy, source in copies for suite in suites]
     order = {(item.task_id, item.completion_id, suite): i for i, (item, suite) in enumerate(
         (item, suite) for item in items for suite in suites)}
     rows.sort(key=lambda r: order[(r["task_id"], r["completion_id"], r["suite"])])

@@ -20,7 +20,7 @@ from ray_jobs.config import SandboxConfig
 from ray_jobs.console import Progress
 from ray_jobs.sandbox.client import longest_wait_s
 from ray_jobs.sandbox.verdict import Verdict
-from ray_jobs.scoring.items import ScoreItem, longest_deadline, result_row
+from ray_jobs.scoring.items import ScoreItem, longest_deadline, program_key, result_row
 from ray_jobs.storage import schemas
 from ray_jobs.storage.keys import content_key
 from ray_jobs.tasks.datasets import load_dataset, task_sort_key
@@ -38,15 +38,20 @@ class Shard:
 MIN_SHARDS = 8  # a small job still spreads over a node's scoring workers
 
 
-def make_shards(items: list[ScoreItem], shard_size: int, salt: str) -> list[Shard]:
+def make_shards(items: list[ScoreItem], shard_size: int, salt: str, dedupe: bool = True) -> list[Shard]:
     """Deterministic shards: items sorted by task then completion, cut every `shard_size`, or
     smaller where that leaves fewer than MIN_SHARDS (a function of the items alone, not of the
-    cluster, so a resumed run finds the same shards)."""
+    cluster, so a resumed run finds the same shards). With `dedupe`, identical programs of a task
+    land in one shard, counted once towards its size: the worker runs them once (score_items)."""
     ordered = sorted(items, key=lambda i: (task_sort_key(i.task_id), i.completion_id))
-    shard_size = max(1, min(shard_size, -(-len(ordered) // MIN_SHARDS)))
+    units: dict = {}  # each unit stays whole in one shard
+    for item in ordered:
+        units.setdefault(program_key(item) if dedupe else item, []).append(item)
+    groups = list(units.values())
+    shard_size = max(1, min(shard_size, -(-len(groups) // MIN_SHARDS)))
     shards = []
-    for start in range(0, len(ordered), shard_size):
-        chunk = ordered[start:start + shard_size]
+    for start in range(0, len(groups), shard_size):
+        chunk = [item for group in groups[start:start + shard_size] for item in group]
         shards.append(Shard(content_key(salt, [[i.task_id, i.completion_id, i.completion] for i in chunk]), chunk))
     return shards
 
@@ -76,11 +81,11 @@ class ScoringWorker:
     def answers(self) -> int:
         return self.sandbox.answers
 
-    def score(self, items: list[ScoreItem], suites: tuple[str, ...]) -> list[dict]:
+    def score(self, items: list[ScoreItem], suites: tuple[str, ...], dedupe: bool) -> list[dict]:
         from ray_jobs.scoring.items import score_items
 
         return score_items(items, self.dataset.tasks, suites, self.sandbox, self.config, self.oracles,
-                           self.canonical_runtimes)
+                           self.canonical_runtimes, dedupe)
 
 
 def crashed_rows(shard: Shard, suites: tuple[str, ...], exc: BaseException) -> list[dict]:
@@ -109,7 +114,7 @@ class _Busy:
 
 def score_shards(shards: list[Shard], results_dir: Path, dataset_name: str, suites: tuple[str, ...],
                  sandbox_config: SandboxConfig, oracles: dict | None, workers: int, config_id: str,
-                 progress: bool = True, stuck_after_s: float | None = None) -> dict:
+                 progress: bool = True, stuck_after_s: float | None = None, dedupe: bool = True) -> dict:
     """Score the shards that have no results file yet. Returns the sandbox layers and timing.
 
     A worker that answers no sample for `stuck_after_s` (default: the longest one job can take,
@@ -161,7 +166,7 @@ def score_shards(shards: list[Shard], results_dir: Path, dataset_name: str, suit
                     shard = todo.popleft()
                     # named per shard: the dashboard's task list then says which results file is in work
                     call = worker.score.options(name=f"score shard-{shard.key} ({len(shard.items)} samples)")
-                    state.calls[call.remote(shard.items, suites)] = shard
+                    state.calls[call.remote(shard.items, suites, dedupe)] = shard
             calls = {ref: worker for worker, state in busy.items() for ref in state.calls}
             done, _ = ray.wait([*calls, *starting], num_returns=1, timeout=poll_s)
             if not done:

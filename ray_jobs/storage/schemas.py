@@ -28,8 +28,11 @@ RESULTS = pa.schema(
         pa.field("cpu_s", pa.float64()),
         pa.field("effective_s", pa.float64()),
         pa.field("limit_share", pa.float64()),
+        # v4: the completion_id of an identical program of the same task whose run gave this row its
+        # verdict (each distinct program runs once); null where the sample ran itself (or in v3 files)
+        pa.field("reused_from", pa.int64()),
     ],
-    metadata={"ray_humaneval.dataset": "results", "ray_humaneval.schema_version": "3"},
+    metadata={"ray_humaneval.dataset": "results", "ray_humaneval.schema_version": "4"},
 )
 
 GENERATIONS = pa.schema(
