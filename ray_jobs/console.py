@@ -81,12 +81,13 @@ def quiet_terminal(log_file: Path, enabled: bool = True) -> Iterator[None]:
 class Progress:
     """Counts of one stage, with rate and ETA."""
 
-    def __init__(self, stage: str, total: int, unit: str, enabled: bool = True):
+    def __init__(self, stage: str, total: int, unit: str, enabled: bool = True, position: int = 0):
+        """`position`: the terminal line of this bar, for stages that run at the same time."""
         self.stage, self.total, self.unit, self.enabled = stage, total, unit, enabled
         stream = terminal()
         self._tty = stream.isatty()
         self._bar = tqdm(total=total, unit=unit, desc=stage, file=stream, mininterval=0.5, dynamic_ncols=True,
-                         disable=not (enabled and self._tty))
+                         position=position, disable=not (enabled and self._tty))
         self._done, self._started = 0, time.monotonic()
         self._last_line = self._started
         watchdog.beat()

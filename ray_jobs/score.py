@@ -89,13 +89,14 @@ def run(cfg: config.ScoreConfig, progress: bool = True, quiet: bool = False) -> 
     # the rules only where they apply, so that runs scoring completions as given keep their id
     config_id = config.config_hash(cfg.dataset, dataset.sha256, cfg.extract and cfg.extraction, cfg.sandbox)
     oracles = None
-    if "plus" in dataset.suites:
+    if dataset.differential:
         from ray_jobs.tasks.groundtruth import load_oracles
 
         oracles = load_oracles(cfg.dataset, cfg.cache_dir)
 
     from ray_jobs.ray_runtime import cluster_cpus, ray_session
-    from ray_jobs.scoring.shards import make_shards, score_shards, shard_path
+    from ray_jobs.scoring.pool import score_shards
+    from ray_jobs.scoring.shards import make_shards, shard_path
 
     shards = make_shards(items, cfg.shard_size, config_id, cfg.dedupe)
     results_dir = cfg.output_dir / "results"

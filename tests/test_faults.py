@@ -66,7 +66,8 @@ def test_a_scoring_call_that_keeps_failing_marks_its_samples_crashed(tmp_path, r
     retried, then becomes `crashed` rows; the other shards' results are kept and the job ends."""
     from ray_jobs.config import SandboxConfig
     from ray_jobs.scoring.items import ScoreItem
-    from ray_jobs.scoring.shards import SHARD_RETRIES, Shard, score_shards, shard_path
+    from ray_jobs.scoring.pool import score_shards
+    from ray_jobs.scoring.shards import SHARD_RETRIES, Shard, shard_path
     from ray_jobs.tasks.datasets import load_dataset
 
     task = load_dataset("humaneval").tasks["HumanEval/0"]
@@ -91,7 +92,8 @@ def test_more_scoring_workers_than_free_cpus_still_finish(tmp_path, ray_local):
 
     from ray_jobs.config import SandboxConfig
     from ray_jobs.scoring.items import ScoreItem
-    from ray_jobs.scoring.shards import Shard, score_shards, shard_path
+    from ray_jobs.scoring.pool import score_shards
+    from ray_jobs.scoring.shards import Shard, shard_path
     from ray_jobs.tasks.datasets import load_dataset
 
     tasks = load_dataset("humaneval").tasks

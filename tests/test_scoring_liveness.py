@@ -9,7 +9,8 @@ import pytest
 
 from ray_jobs.config import SandboxConfig
 from ray_jobs.scoring.items import ScoreItem
-from ray_jobs.scoring.shards import SHARD_RETRIES, make_shards, score_shards, shard_path
+from ray_jobs.scoring.pool import score_shards
+from ray_jobs.scoring.shards import SHARD_RETRIES, make_shards, shard_path
 from ray_jobs.storage import schemas
 
 pytestmark = pytest.mark.ray

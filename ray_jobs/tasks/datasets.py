@@ -69,6 +69,11 @@ class Dataset:
     def family(self) -> str:
         return family(self.name)
 
+    @property
+    def differential(self) -> bool:
+        """Some suite compares outputs with the canonical solution's (the oracles are needed)."""
+        return "plus" in self.suites
+
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()

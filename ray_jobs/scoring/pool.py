@@ -1,0 +1,247 @@
+"""A pool of sandboxed scoring workers that takes shards as they come: `evaluate` submits each
+generation shard's samples the moment the shard lands, so scoring runs on the CPUs beside the
+replicas while they generate, and ends seconds after the last generation shard.
+
+A thread of the driver drives the pool (Ray's API is thread-safe); the caller submits shards,
+then closes the pool and gets the stats. Exactly-once and resume are the shards' (shards.py):
+a shard whose results file exists is counted as resumed and not scored again.
+
+A worker that answers no sample for `stuck_after_s` (default: the longest one job can take, the
+sandbox's own answer deadline with reruns: client.longest_wait_s) is stuck: it is killed and
+replaced, its running shard is retried (then marked crashed), and the one queued behind it goes
+elsewhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ray
+
+from ray_jobs.config import SandboxConfig
+from ray_jobs.console import Progress
+from ray_jobs.sandbox.client import longest_wait_s
+from ray_jobs.scoring.items import longest_deadline
+from ray_jobs.scoring.shards import SHARD_RETRIES, ScoringWorker, Shard, crashed_rows, shard_path
+from ray_jobs.storage import schemas
+from ray_jobs.tasks.datasets import load_dataset
+
+log = logging.getLogger(__name__)
+
+POLL_S = 10.0  # how often the driver looks at busy workers' progress
+PER_WORKER_DEPTH = 2  # one running, one queued: the actor never waits for the driver
+_CLOSED = object()
+
+
+@dataclass
+class _Busy:
+    """A started worker's calls in flight (the first one runs), and when it last answered a sample."""
+
+    calls: dict = field(default_factory=dict)  # call ref -> shard
+    answers: int = -1
+    moved_at: float = field(default_factory=time.monotonic)
+
+
+class ScoringPool:
+    """Use as a context manager: `submit` shards, then `close()` for the stats. Leaving the block
+    early (an error, Ctrl-C, the watchdog) stops the pool and kills its workers."""
+
+    def __init__(self, results_dir: Path, dataset_name: str, suites: tuple[str, ...], sandbox_config: SandboxConfig,
+                 oracles: dict | None, workers: int, config_id: str, expected_samples: int, progress: bool = True,
+                 stuck_after_s: float | None = None, dedupe: bool = True):
+        self.results_dir, self.dataset_name, self.suites = results_dir, dataset_name, suites
+        self.sandbox_config, self.oracles, self.workers = sandbox_config, oracles, workers
+        self.config_id, self.dedupe = config_id, dedupe
+        family = load_dataset(dataset_name).family
+        self.stuck_after = stuck_after_s or longest_wait_s(sandbox_config, longest_deadline(sandbox_config, suites, family))
+        self.poll_s = min(POLL_S, self.stuck_after / 2)
+        self.stats = {"shards_total": 0, "shards_skipped": 0, "layers": {}, "scoring_wall_s": 0.0, "samples_scored": 0}
+        self._bar = Progress("scoring", expected_samples, "sample", enabled=progress, position=1)
+        self._submitted: queue.Queue = queue.Queue()
+        self._todo: deque[Shard] = deque()
+        self._starting: dict = {}  # layers() call -> worker not started yet
+        self._busy: dict = {}  # started worker -> _Busy
+        self._failures: dict[str, int] = {}
+        self._oracles_ref = None
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._started = time.perf_counter()
+        self._thread = threading.Thread(target=self._run, name="scoring-pool", daemon=True)
+
+    def __enter__(self) -> ScoringPool:
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is not None:
+            self._stop.set()
+            self._thread.join(timeout=30)
+        self._bar.close()
+
+    def submit(self, shards: list[Shard]) -> None:
+        self._submitted.put(shards)
+
+    def close(self) -> dict:
+        """No more shards: wait until every submitted one has its results, then the stats."""
+        self._submitted.put(_CLOSED)
+        while self._thread.is_alive():
+            self._thread.join(timeout=1.0)  # a short wait at a time: a signal (the watchdog) gets through
+        if self._error is not None:
+            raise self._error
+        self.stats["scoring_wall_s"] = time.perf_counter() - self._started
+        return self.stats
+
+    # -- the pool's thread ----------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # raised again in close()
+            self._error = exc
+        finally:
+            for worker in [*self._busy, *self._starting.values()]:
+                ray.kill(worker)
+
+    def _loop(self) -> None:
+        closed = False
+        while not self._stop.is_set():
+            closed = self._take_submissions(block=not (self._todo or self._calls() or self._starting)) or closed
+            if closed and not self._todo and not self._calls():
+                return
+            self._grow()
+            self._dispatch()
+            waiting = [*self._calls(), *self._starting]
+            if not waiting:
+                continue
+            done, _ = ray.wait(waiting, num_returns=1, timeout=self.poll_s)
+            if done:
+                self._collect(done[0])
+            else:
+                self._replace_stuck()
+
+    def _take_submissions(self, block: bool) -> bool:
+        """Move submitted shards to the queue (finished ones count as resumed); True once closed."""
+        closed = False
+        try:
+            item = self._submitted.get(timeout=self.poll_s) if block else self._submitted.get_nowait()
+            while True:
+                if item is _CLOSED:
+                    closed = True
+                else:
+                    self._queue(item)
+                item = self._submitted.get_nowait()
+        except queue.Empty:
+            return closed
+
+    def _queue(self, shards: list[Shard]) -> None:
+        for shard in shards:
+            self.stats["shards_total"] += 1
+            if shard_path(self.results_dir, shard).exists():
+                self.stats["shards_skipped"] += 1
+                self._bar.update(len(shard.items))
+            else:
+                self.stats["samples_scored"] += len(shard.items)
+                self._todo.append(shard)
+
+    def _calls(self) -> dict:
+        return {ref: worker for worker, state in self._busy.items() for ref in state.calls}
+
+    def _grow(self) -> None:
+        """Start workers as work arrives, up to `workers` and no more than there are shards for."""
+        wanted = min(self.workers, len(self._todo) + len(self._calls()))
+        while len(self._busy) + len(self._starting) < wanted:
+            if self._oracles_ref is None and self.oracles is not None:
+                self._oracles_ref = ray.put(self.oracles)
+            worker = ScoringWorker.remote(self.dataset_name, self.sandbox_config.model_dump(), self._oracles_ref)
+            self._starting[worker.layers.remote()] = worker
+
+    def _dispatch(self) -> None:
+        # Work goes only to workers that have started: on a busy cluster some may wait for a CPU the
+        # whole run (replicas hold theirs), and shards queued on them would never come back.
+        for worker, state in self._busy.items():
+            while self._todo and len(state.calls) < PER_WORKER_DEPTH:
+                shard = self._todo.popleft()
+                # named per shard: the dashboard's task list then says which results file is in work
+                call = worker.score.options(name=f"score shard-{shard.key} ({len(shard.items)} samples)")
+                state.calls[call.remote(shard.items, self.suites, self.dedupe)] = shard
+
+    def _collect(self, ref) -> None:
+        if ref in self._starting:
+            self._busy[self._starting.pop(ref)] = _Busy()
+            self.stats["layers"] = self.stats["layers"] or ray.get(ref)
+            return
+        state = self._busy[self._calls()[ref]]
+        shard = state.calls.pop(ref)
+        state.moved_at = time.monotonic()
+        try:
+            rows = ray.get(ref)
+        except ray.exceptions.RayError as exc:  # the scorer itself failed, not a sample
+            self._failed(shard, exc)
+            return
+        self._finish(shard, rows)
+
+    def _failed(self, shard: Shard, exc: BaseException) -> None:
+        self._failures[shard.key] = self._failures.get(shard.key, 0) + 1
+        if self._failures[shard.key] <= SHARD_RETRIES:
+            log.warning("scoring shard %s failed (%s); retrying", shard.key, type(exc).__name__)
+            self._todo.append(shard)
+            return
+        log.error("scoring shard %s failed %d times; its samples are marked crashed: %s", shard.key,
+                  self._failures[shard.key], exc)
+        self._finish(shard, crashed_rows(shard, self.suites, exc))
+
+    def _finish(self, shard: Shard, rows: list[dict]) -> None:
+        for row in rows:
+            row["config_id"] = self.config_id
+        schemas.write_table(rows, schemas.RESULTS, shard_path(self.results_dir, shard))
+        self._bar.update(len(shard.items))
+
+    def _replace_stuck(self) -> None:
+        stuck, moved = _poll_progress(self._busy, self.stuck_after, self.poll_s)
+        if moved:
+            self._bar.update(0)  # samples answered: the stage is alive, though no shard finished
+        for worker in stuck:
+            state = self._busy.pop(worker)
+            log.error("a scoring worker answered no sample for %.0f s; replacing it", self.stuck_after)
+            ray.kill(worker, no_restart=True)
+            running, *queued = state.calls.values()
+            self._todo.extendleft(queued)
+            self._failed(running, TimeoutError(f"no sample answered for {self.stuck_after:.0f} s"))
+
+
+def _poll_progress(busy: dict, stuck_after: float, wait_s: float) -> tuple[list, bool]:
+    """(busy workers whose count of answered samples has not moved for `stuck_after` seconds,
+    whether any count moved since the last poll). A worker that does not even say how many it
+    answered has not moved."""
+    working = [worker for worker, state in busy.items() if state.calls]
+    if not working:
+        return [], False
+    asked = {worker.answers.remote(): worker for worker in working}
+    ready, _ = ray.wait(list(asked), num_returns=len(asked), timeout=wait_s)
+    now, moved = time.monotonic(), False
+    for ref in ready:
+        state = busy[asked[ref]]
+        try:
+            answers = ray.get(ref)
+        except ray.exceptions.RayError:
+            continue
+        if answers != state.answers:
+            moved = moved or state.answers >= 0
+            state.answers, state.moved_at = answers, now
+    return [worker for worker in working if now - busy[worker].moved_at > stuck_after], moved
+
+
+def score_shards(shards: list[Shard], results_dir: Path, dataset_name: str, suites: tuple[str, ...],
+                 sandbox_config: SandboxConfig, oracles: dict | None, workers: int, config_id: str,
+                 progress: bool = True, stuck_after_s: float | None = None, dedupe: bool = True) -> dict:
+    """Score the shards that have no results file yet, all known up front. Returns the stats:
+    the sandbox layers, shard counts and the scoring wall time."""
+    with ScoringPool(results_dir, dataset_name, suites, sandbox_config, oracles, workers, config_id,
+                     sum(len(s.items) for s in shards), progress, stuck_after_s, dedupe) as pool:
+        pool.submit(shards)
+        return pool.close()
