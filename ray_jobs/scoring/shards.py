@@ -46,7 +46,9 @@ def make_shards(items: list[ScoreItem], shard_size: int, salt: str) -> list[Shar
     shards = []
     for start in range(0, len(ordered), shard_size):
         chunk = ordered[start:start + shard_size]
-        shards.append(Shard(content_key(salt, [[i.task_id, i.completion_id, i.completion] for i in chunk]), chunk))
+        # a solution's kind is part of its key (completions keep the keys they always had)
+        shards.append(Shard(content_key(salt, [[i.task_id, i.completion_id, i.completion]
+                                               + ([i.kind] if i.kind != "completion" else []) for i in chunk]), chunk))
     return shards
 
 
