@@ -10,11 +10,14 @@ The requested model name picks the behaviour:
                 (a report with every outcome, and as many distinct programs as samples)
   oracle-distinct  as oracle-mixed without the loops (no 3 s timeouts: for runs at full scale)
   oracle-hang   never answers (a generation stage that makes no progress: the watchdog's case)
+  oracle-distinct@R  as oracle-distinct, paced to R samples/s per replica (a generator of known
+                speed: how much of scoring hides behind generation)
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 from ray import serve
 
@@ -42,6 +45,17 @@ class ScriptedLLM:
             self.solutions[problem["prompt"].strip()] = (problem["prompt"] + problem["canonical_solution"],
                                                           problem["entry_point"])
         self.seen: set[str] = set()
+        self.next_free = 0.0  # pacing: when this replica's share of the rate allows the next sample
+
+    async def _pace(self, model: str, n: int) -> str:
+        """`name@R`: wait for this request's turn at R samples/s on this replica."""
+        name, _, rate = model.partition("@")
+        if rate:
+            now = time.monotonic()
+            start = max(now, self.next_free)
+            self.next_free = start + n / float(rate)
+            await asyncio.sleep(self.next_free - now)
+        return name
 
     def _answer(self, model: str, user_text: str, index: int, seed) -> str:
         for prompt, (code, entry_point) in self.solutions.items():
@@ -54,7 +68,8 @@ class ScriptedLLM:
         return "I do not know this task."
 
     async def chat(self, request, raw_request_info=None):
-        model, n = request["model"], request["n"]
+        n = request["n"]
+        model = await self._pace(request["model"], n)
         user_text = request["messages"][-1]["content"]
         key = f"{user_text}|{request['seed']}"
         if model == "oracle-hang":

@@ -142,7 +142,8 @@ class Summary(_Section):
     time_limits: dict[str, TimeLimits] = Field(description="suite -> how close the run came to its limits")
     scoring: ScoringStats
     timing: dict[str, float] = Field(description="stage -> wall seconds: total_s, scoring_s; evaluate adds "
-                                                 "serve_start_s and generation_s")
+                                                 "serve_start_s, generation_s (scoring overlaps it) and "
+                                                 "after_generation_s (from the last generation shard to the summary)")
     sandbox: SandboxStatus
     extraction: ExtractionStats | None = Field(None, description="how code was found in the responses; None where "
                                                                  "completions were scored as given")
