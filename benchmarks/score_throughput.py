@@ -23,16 +23,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 WRONG = ["    return 0\n", "    raise ValueError('boom')\n", "    return (\n"]
 
 
-def make_samples(path: Path, copies: int, mixed: bool, dataset: str = "humaneval") -> int:
+def make_samples(path: Path, copies: int, mixed: bool, dataset: str = "humaneval", duplicates: float = 0.0) -> int:
+    """`copies` samples per task, each a distinct program (a comment tells the copies apart, so
+    that running each distinct program once saves nothing), except that a `duplicates` share of
+    each task's samples repeats an earlier one verbatim, as real sample files do (7-27%)."""
     from ray_jobs.tasks.datasets import load_dataset
 
     count = 0
     with path.open("w") as fh:
         for task_id, task in load_dataset(dataset).tasks.items():
+            written: list[str] = []
             for i in range(copies):
                 completion = task.canonical_solution
                 if mixed and i % 2:
                     completion = WRONG[(i // 2) % len(WRONG)]
+                completion = completion.rstrip("\n") + f"\n    # sample {i}\n"
+                if written and i >= copies * (1 - duplicates):
+                    completion = written[i % len(written)]
+                written.append(completion)
                 fh.write(json.dumps({"task_id": task_id, "completion": completion}) + "\n")
                 count += 1
     return count

@@ -130,7 +130,7 @@ def run(cfg: config.EvalConfig, progress: bool = True, fitted: preflight.Fitted 
             # Scoring starts with the first generation shard, on the CPUs beside the replicas.
             with ScoringPool(results_dir, cfg.dataset, dataset.suites, cfg.sandbox, oracles,
                              cfg.scoring_workers or cluster_cpus(), gen_id, sum(r.n for r in requests), progress,
-                             dedupe=cfg.dedupe) as pool:
+                             dedupe=cfg.dedupe, bar_line=1) as pool:
 
                 def score_soon(rows: list[dict]) -> None:
                     made = make_shards([ScoreItem(r["task_id"], r["completion_id"], r["completion"], r["extracted_from"])

@@ -54,7 +54,9 @@ class ScoringPool:
 
     def __init__(self, results_dir: Path, dataset_name: str, suites: tuple[str, ...], sandbox_config: SandboxConfig,
                  oracles: dict | None, workers: int, config_id: str, expected_samples: int, progress: bool = True,
-                 stuck_after_s: float | None = None, dedupe: bool = True):
+                 stuck_after_s: float | None = None, dedupe: bool = True, bar_line: int = 0):
+        """`expected_samples`: the progress bar's total; `bar_line`: its terminal line (1 below a
+        generation bar that runs at the same time)."""
         self.results_dir, self.dataset_name, self.suites = results_dir, dataset_name, suites
         self.sandbox_config, self.oracles, self.workers = sandbox_config, oracles, workers
         self.config_id, self.dedupe = config_id, dedupe
@@ -62,7 +64,7 @@ class ScoringPool:
         self.stuck_after = stuck_after_s or longest_wait_s(sandbox_config, longest_deadline(sandbox_config, suites, family))
         self.poll_s = min(POLL_S, self.stuck_after / 2)
         self.stats = {"shards_total": 0, "shards_skipped": 0, "layers": {}, "scoring_wall_s": 0.0, "samples_scored": 0}
-        self._bar = Progress("scoring", expected_samples, "sample", enabled=progress, position=1)
+        self._bar = Progress("scoring", expected_samples, "sample", enabled=progress, position=bar_line)
         self._submitted: queue.Queue = queue.Queue()
         self._todo: deque[Shard] = deque()
         self._starting: dict = {}  # layers() call -> worker not started yet
