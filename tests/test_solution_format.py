@@ -140,9 +140,9 @@ def test_canonical_solution_as_a_solution_is_its_own_runtime_reference():
     programs = []
 
     class Recording(Sandbox):
-        def run(self, jobs):
+        def run(self, jobs, judge):
             programs.extend(job.program for job in jobs)
-            return super().run(jobs)
+            return super().run(jobs, judge)
 
     with Recording(config) as sandbox:
         rows = score_items(items, dataset.tasks, ("base",), sandbox, config, None, reference)
