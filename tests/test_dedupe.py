@@ -60,3 +60,23 @@ def test_summary_counts_the_runs_saved_and_pass_at_k_is_unchanged(tmp_path, ray_
     assert results["--dedupe"].scoring.reused_verdicts == 4 and results["--no-dedupe"].scoring.reused_verdicts == 0
     assert results["--dedupe"].pass_at_k == results["--no-dedupe"].pass_at_k
     assert results["--dedupe"].status_counts == results["--no-dedupe"].status_counts
+
+
+@pytest.mark.ray
+def test_a_canonical_runtime_measured_by_one_worker_is_not_measured_again(ray_local):
+    """The pool hands the runtimes it has seen to every worker: each canonical solution then runs
+    about once per run, not once per worker (47 s per worker on MBPP+)."""
+    import ray
+
+    from ray_jobs.scoring.shards import ScoringWorker
+
+    worker = ScoringWorker.remote("humaneval", SandboxConfig().model_dump(), None)
+    try:
+        rows = ray.get(worker.score.remote([ScoreItem("HumanEval/2", 0, RIGHT)], ("base",), True,
+                                           {("HumanEval/2", "base"): 123.0}))
+        right = load_dataset("humaneval").tasks["HumanEval/3"].canonical_solution + "    # a copy\n"
+        measured = ray.get(worker.score.remote([ScoreItem("HumanEval/3", 0, right)], ("base",), True, {}))
+    finally:
+        ray.kill(worker)
+    assert rows[0]["passed"] and rows[0]["canonical_runtime_s"] == 123.0  # taken as given, not run
+    assert measured[0]["passed"] and measured[0]["canonical_runtime_s"] not in (None, 123.0)  # measured where nobody knew it

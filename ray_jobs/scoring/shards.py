@@ -78,9 +78,13 @@ class ScoringWorker:
     def answers(self) -> int:
         return self.sandbox.answers
 
-    def score(self, items: list[ScoreItem], suites: tuple[str, ...], dedupe: bool) -> list[dict]:
+    def score(self, items: list[ScoreItem], suites: tuple[str, ...], dedupe: bool,
+              known_runtimes: dict | None = None) -> list[dict]:
+        """`known_runtimes`: canonical runtimes other workers measured, (task_id, suite) -> seconds
+        (None: the canonical solution did not pass): not measured again here."""
         from ray_jobs.scoring.items import score_items
 
+        self.canonical_runtimes.update(known_runtimes or {})
         return score_items(items, self.dataset.tasks, suites, self.sandbox, self.config, self.oracles,
                            self.canonical_runtimes, dedupe)
 
