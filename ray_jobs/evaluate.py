@@ -25,6 +25,7 @@ from ray_jobs.generation.prompts import stop_sequences
 from ray_jobs.metrics.summary import (
     Summary,
     extraction_section,
+    missing_modules_section,
     sandbox_section,
     scoring_stats,
     suite_metrics,
@@ -195,6 +196,7 @@ def summarize(cfg, dataset, task_ids, generations, results, gen_stats, score_sta
         kind="evaluate", config_id=gen_id, output_dir=str(cfg.output_dir), dataset=dataset.name,
         dataset_sha256=dataset.sha256, tasks=len(task_ids), samples=generations.num_rows, suites=list(dataset.suites),
         pass_at_k=passk, status_counts=counts, time_limits=time_limit_metrics(results, dataset.suites),
+        missing_modules=missing_modules_section(results, dataset.suites),
         scoring=scoring_stats(score_stats), timing={k: round(v, 3) for k, v in timings.items()},
         sandbox=sandbox_section(score_stats["layers"]), config=json.loads(cfg.model_dump_json()),
         extraction=extraction_section(cfg.prompt.extraction, generations.column("extracted_from").to_pylist()),
