@@ -50,6 +50,9 @@ FLAGS = (
     cli.Flag("--device", "serving.device", options={"choices": ["auto", "gpu", "cpu"]}),
     cli.Flag("--thinking", "prompt.thinking", "Qwen3 thinking mode", {"action": argparse.BooleanOptionalAction}),
     cli.Flag("--prompt-mode", "prompt.mode", options={"choices": ["chat", "completion"]}),
+    cli.Flag("--extraction", "prompt.extraction", "how code is found in chat responses: auto (answer tags, unfenced "
+             "code, several blocks; the default) or seed (the first releases' rules, exactly)",
+             {"choices": ["auto", "seed"]}),
     cli.Flag("--temperature", "sampling.temperature", options={"type": float}),
     cli.Flag("--top-p", "sampling.top_p", options={"type": float}),
     cli.Flag("--max-tokens", "sampling.max_tokens", options={"type": int}),
