@@ -117,10 +117,10 @@ def test_generation_rows_record_where_the_code_was_found():
 
 
 def test_evaluate_extraction_flag_sets_prompt_extraction(tmp_path):
-    from ray_jobs import evaluate
+    from ray_jobs import cli, evaluate
 
     built = evaluate.build_config(evaluate.parse_args(["--output-dir", str(tmp_path), "--extraction", "seed"]))
     assert built.prompt.extraction == "seed"
     assert evaluate.build_config(evaluate.parse_args(["--output-dir", str(tmp_path)])).prompt.extraction == "auto"
-    with pytest.raises(SystemExit):
+    with pytest.raises(cli.UsageError, match="--extraction"):
         evaluate.parse_args(["--output-dir", str(tmp_path), "--extraction", "fence"])
