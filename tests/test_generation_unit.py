@@ -114,3 +114,13 @@ def test_generation_rows_record_where_the_code_was_found():
                           None, 1.0, "r1", "cid", 100.0)
     assert (raw[0]["extracted_from"], raw[0]["completion"]) == ("text", "    return 0.5\n")
     assert cfg(prompt={"extraction": "seed"}).generation_id() != cfg().generation_id()  # the shards hold the code
+
+
+def test_evaluate_extraction_flag_sets_prompt_extraction(tmp_path):
+    from ray_jobs import cli, evaluate
+
+    built = evaluate.build_config(evaluate.parse_args(["--output-dir", str(tmp_path), "--extraction", "seed"]))
+    assert built.prompt.extraction == "seed"
+    assert evaluate.build_config(evaluate.parse_args(["--output-dir", str(tmp_path)])).prompt.extraction == "auto"
+    with pytest.raises(cli.UsageError, match="--extraction"):
+        evaluate.parse_args(["--output-dir", str(tmp_path), "--extraction", "fence"])

@@ -1,7 +1,8 @@
 """Models other than the default Qwen3, served by real vLLM (CPU) through the whole job: a Llama
 base model without a chat template and a 1,024-token context in completion mode, a StarCoder
 (GPTBigCode) model in chat mode, and a checkpoint whose weights are broken, whose replica's own
-error must reach the user. Each starts its own Serve app, as a user's run does."""
+error must reach the user, and a model that answers in <answer> tags. Each starts its own Serve
+app, as a user's run does."""
 
 from __future__ import annotations
 
@@ -103,3 +104,19 @@ def test_a_replica_that_fails_to_start_reports_its_own_error(tmp_path, ray_local
     assert "failed to update the deployments" not in err.lower()
     assert re.search(r"full log: \S+/logs/serve ", err)
     assert set(serve.status().applications) == before  # nothing left serving
+
+
+def test_a_model_answering_in_answer_tags_has_its_code_found_in_the_tag(tmp_path, ray_local, model_shapes):
+    """A model whose template pre-fills an empty <think></think> block and which then answers,
+    as RL-trained reasoning models do, in an <answer> tag without a fence (the answer-tags shape
+    says `<answer>\\n    return 0` whatever it is asked): extraction records `tag` for every
+    sample, and the tag's content is what was scored."""
+    from ray_jobs.tiny_model import ANSWER_RESPONSE
+
+    cfg = own_app_config(tmp_path / "tags", model_shapes("answer-tags"), sampling={"seed": None, "max_tokens": 16})
+    summary = evaluate.run(cfg, progress=False)
+    rows = generations(cfg)
+    assert len(rows) == 4 and {r["response"] for r in rows} == {ANSWER_RESPONSE}, rows
+    assert {(r["extracted_from"], r["completion"]) for r in rows} == {("tag", "    return 0\n")}
+    assert summary["extraction"] == {"rules": "auto", "found": {"fence": 0, "tag": 4, "text": 0, "none": 0}}
+    assert summary["status_counts"]["base"]["failed"] == 4  # run as the function's body: a wrong answer, not a syntax error

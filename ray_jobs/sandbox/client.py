@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ray_jobs.config import SandboxConfig
-from ray_jobs.sandbox import cgroups
+from ray_jobs.sandbox import cgroups, seeds
 from ray_jobs.sandbox.protocol import (
     MAX_JOB_BYTES,
     RUN_PREFIX,
@@ -92,8 +92,9 @@ def server_settings(config: SandboxConfig, made: cgroups.SampleCgroups) -> Serve
         scratch_mb=config.scratch_mb, max_pids=config.max_pids, stdout_cap_bytes=config.stdout_cap_bytes,
         result_cap_bytes=config.result_cap_bytes, wall_backstop_factor=config.wall_backstop_factor,
         visible_paths=tuple(str(Path(p).resolve()) for p in config.extra_paths),
-        site_packages=tuple(config.site_packages), preload=tuple(config.preload),
-        cgroups=made,
+        site_packages=None if config.site_packages == "installed" else tuple(config.site_packages),
+        preload=tuple(config.preload), cgroups=made,
+        home_seeds=seeds.home_seeds(config.site_packages, scrubbed_environment()),
     )
 
 

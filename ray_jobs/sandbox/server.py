@@ -602,7 +602,8 @@ def _build_root(settings: ServerSettings, layout: rootfs.MountPlan, report: isol
         os.close(fd)
 
 
-def _lock_down(report: isolation.LayerReport, preload: tuple[str, ...]) -> None:
+def _lock_down(report: isolation.LayerReport, preload: tuple[str, ...],
+               home_seeds: tuple[tuple[str, str, bytes], ...] = ()) -> None:
     """What every sample would otherwise do for itself, done once before the first fork."""
     isolation.drop_bounding_set()
     try:
@@ -618,6 +619,8 @@ def _lock_down(report: isolation.LayerReport, preload: tuple[str, ...]) -> None:
     isolation.prctl(isolation.PR_SET_DUMPABLE, 0)  # samples must not ptrace or read our memory
     loadclock.install_alarm_handler()
     sys.meta_path.insert(0, guard.PreloadFinder(preload))
+    if home_seeds:
+        sys.meta_path.insert(0, guard.HomeSeedFinder(home_seeds))
     guard.human_eval_guard()
 
 
@@ -651,7 +654,7 @@ def main() -> None:
     tempfile.gettempdir()
     server = ForkServer(settings, report, sample_uid, handles, fd_in, fd_out)
     isolation.limit_server(settings.file_mb)
-    _lock_down(report, settings.preload)
+    _lock_down(report, settings.preload, settings.home_seeds)
     _warm_up()
     gc.collect()
     gc.freeze()  # a sample's collections then never walk (and copy-on-write) the inherited heap
