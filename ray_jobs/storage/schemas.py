@@ -28,8 +28,10 @@ RESULTS = pa.schema(
         pa.field("cpu_s", pa.float64()),
         pa.field("effective_s", pa.float64()),
         pa.field("limit_share", pa.float64()),
+        # v4: differential suites, not passed: the first input whose output did not match
+        pa.field("failed_input", pa.int64()),
     ],
-    metadata={"ray_humaneval.dataset": "results", "ray_humaneval.schema_version": "3"},
+    metadata={"ray_humaneval.dataset": "results", "ray_humaneval.schema_version": "4"},
 )
 
 GENERATIONS = pa.schema(
