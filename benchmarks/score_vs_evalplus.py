@@ -178,6 +178,8 @@ def main() -> None:
     p.add_argument("--copies", type=int, default=10)
     p.add_argument("--repeat", type=int, default=1, help="alternating runs of both scorers; medians shown")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    p.add_argument("--failing", action="store_true",
+                   help="HumanEval+: mostly wrong answers, some slow (score_throughput.FAILING_MIX)")
     p.add_argument("--evalplus-python", type=Path, default=ROOT / ".venv-evalplus" / "bin" / "python")
     args = p.parse_args()
     if not args.evalplus_python.exists():
@@ -194,8 +196,8 @@ def main() -> None:
             n, made = make_mbpp_samples(samples, args.copies)
             kinds = ", ".join(f"{count} {name}" for name, count in made.items())
         else:
-            n = make_samples(samples, args.copies, mixed=True, dataset=args.dataset)
-            kinds = "half canonical"
+            n = make_samples(samples, args.copies, mixed="failing" if args.failing else True, dataset=args.dataset)
+            kinds = "failing mix: 20% canonical, 10% slow, 70% wrong" if args.failing else "half canonical"
         for r in range(args.repeat):
             evalplus_s, theirs = run_evalplus(args.evalplus_python, samples, args.dataset,
                                               dataset_path(args.dataset)[0], args.workers)

@@ -329,3 +329,12 @@ def test_base_suite_jobs_are_not_streamed(sandbox):
 
     verdict, raw = run_base(sandbox, GOOD)
     assert verdict.passed and not raw.stopped
+
+
+def test_a_sample_holds_no_end_of_the_kill_pipe(sandbox):
+    """Only its own four descriptors: a sample that could read the kill pipe would eat KILLs (and
+    then only run to its deadline), one that could write it could stop its neighbours."""
+    body = ("import os\nfds = sorted(int(fd) for fd in os.listdir('/proc/self/fd'))\n"
+            "def double(x):\n    return 2 * x if fds == [0, 1, 2, 3, fds[-1]] and len(fds) == 5 else fds\n")
+    (verdict, _), = _run(sandbox, [body])
+    assert verdict.passed, verdict  # the fifth is listdir's own
