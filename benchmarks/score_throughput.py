@@ -23,10 +23,39 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 WRONG = ["    return 0\n", "    raise ValueError('boom')\n", "    return (\n"]
 
 
-def make_samples(path: Path, copies: int, mixed: bool, dataset: str = "humaneval", duplicates: float = 0.0) -> int:
-    """`copies` samples per task, each a distinct program (a comment tells the copies apart, so
-    that running each distinct program once saves nothing), except that a `duplicates` share of
-    each task's samples repeats an earlier one verbatim, as real sample files do (7-27%)."""
+# The "failing" mix (HumanEval and HumanEval+; fail-fast's benchmark): mostly wrong answers, as
+# models write them, some slow. A wrong answer that is right on many inputs and wrong on a few is
+# the canonical solution behind a wrapper that spoils the output where len(repr(args)) % k == 0
+# (deterministic, and order-free for sets), so it fails at a different input on every task.
+_SPOIL = ("\n\n_canonical = {ep}\n\ndef {ep}(*args):\n{slow}    out = _canonical(*args)\n"
+          "    return '__wrong__' if len(repr(args)) % {k} == 0 else out\n")
+_BUSY = "    for _ in range(20000):\n        pass\n"  # ~0.5 ms a call: a slow one
+FAILING_MIX = ("canonical", "canonical", "slow", "wrong at len % 3", "wrong at len % 7", "wrong at len % 31",
+               "return 0", "raises", "syntax error", "slow, wrong at len % 13")
+
+
+def failing_completion(task, i: int) -> str:
+    kind = FAILING_MIX[i % len(FAILING_MIX)]
+    if kind == "canonical":
+        return task.canonical_solution
+    if kind == "return 0":
+        return WRONG[0]
+    if kind == "raises":
+        return WRONG[1]
+    if kind == "syntax error":
+        return WRONG[2]
+    slow = _BUSY if kind.startswith("slow") else ""
+    k = int(kind.rsplit(" ", 1)[1]) if "%" in kind else 10 ** 9  # "slow": right everywhere
+    return task.canonical_solution + _SPOIL.format(ep=task.entry_point, slow=slow, k=k)
+
+
+def make_samples(path: Path, copies: int, mixed: bool | str, dataset: str = "humaneval", duplicates: float = 0.0) -> int:
+    """`copies` samples per task. `mixed`: False (canonical), True (half canonical, half
+    wrong/raising/syntax errors) or "failing" (FAILING_MIX: 20% canonical, 10% slow and right,
+    70% wrong, one in seven of them slow). Each sample is a distinct program (a comment tells the
+    copies apart, so that running each distinct program once saves nothing), except that a
+    `duplicates` share of each task's samples repeats an earlier one verbatim, as real sample
+    files do (7-27%)."""
     from ray_jobs.tasks.datasets import load_dataset
 
     count = 0
@@ -35,7 +64,9 @@ def make_samples(path: Path, copies: int, mixed: bool, dataset: str = "humaneval
             written: list[str] = []
             for i in range(copies):
                 completion = task.canonical_solution
-                if mixed and i % 2:
+                if mixed == "failing":
+                    completion = failing_completion(task, i)
+                elif mixed and i % 2:
                     completion = WRONG[(i // 2) % len(WRONG)]
                 completion = completion.rstrip("\n") + f"\n    # sample {i}\n"
                 if written and i >= copies * (1 - duplicates):

@@ -215,6 +215,8 @@ def main() -> None:
     p.add_argument("--copies", type=int, default=10)
     p.add_argument("--repeat", type=int, default=1, help="alternating runs of both scorers; medians shown")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    p.add_argument("--failing", action="store_true",
+                   help="HumanEval+: mostly wrong answers, some slow (score_throughput.FAILING_MIX)")
     p.add_argument("--evalplus-python", type=Path, default=ROOT / ".venv-evalplus" / "bin" / "python")
     p.add_argument("--solution", action="store_true", help="samples as EvalPlus's `solution` rows (whole programs)")
     args = p.parse_args()
@@ -232,8 +234,8 @@ def main() -> None:
             n, made = make_mbpp_samples(samples, args.copies)
             kinds = ", ".join(f"{count} {name}" for name, count in made.items())
         else:
-            n = make_samples(samples, args.copies, mixed=True, dataset=args.dataset)
-            kinds = "half canonical"
+            n = make_samples(samples, args.copies, mixed="failing" if args.failing else True, dataset=args.dataset)
+            kinds = "failing mix: 20% canonical, 10% slow, 70% wrong" if args.failing else "half canonical"
         if args.solution:
             made = as_solutions(samples, args.dataset)
             kinds += "; as solutions: " + ", ".join(f"{count} {name}" for name, count in made.items())

@@ -1,7 +1,11 @@
 """Scoring throughput of this tree against an earlier revision of the project, same samples.
 
-    .venv/bin/python benchmarks/score_vs_revision.py --rev 901e795 [--repeat 3] [--copies 10] [--mixed]
-                                                    [--dataset humaneval] [--workers 2] [--duplicates 0.27]
+    .venv/bin/python benchmarks/score_vs_revision.py --rev 901e795 [--repeat 3] [--copies 10]
+                                                    [--mixed | --failing] [--dataset humaneval] [--workers 2]
+                                                    [--duplicates 0.27]
+
+--failing: mostly wrong answers, some slow (score_throughput.FAILING_MIX), for fail-fast.
+--duplicates: a share of each task's samples repeated verbatim (real sample files: 7-27%).
 
 The baseline is `git worktree add` of `--rev` in a temporary directory, run with this tree's
 virtual environment. Baseline and candidate alternate `--repeat` times (each run a fresh local Ray
@@ -58,16 +62,18 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     p.add_argument("--dataset", default="humaneval")
     p.add_argument("--mixed", action="store_true")
+    p.add_argument("--failing", action="store_true", help="mostly wrong answers, some slow (FAILING_MIX)")
     p.add_argument("--duplicates", type=float, default=0.0,
                    help="share of each task's samples that repeat an earlier one verbatim (real files: 0.07-0.27)")
     args = p.parse_args()
+    mix = "failing" if args.failing else args.mixed
     with tempfile.TemporaryDirectory() as tmp:
         baseline = Path(tmp) / "baseline"
         subprocess.run(["git", "worktree", "add", "--detach", str(baseline), args.rev], cwd=ROOT, check=True,
                        capture_output=True)
         try:
             samples = Path(tmp) / "samples.jsonl"
-            n = make_samples(samples, args.copies, args.mixed, args.dataset, args.duplicates)
+            n = make_samples(samples, args.copies, mix, args.dataset, args.duplicates)
             rates: dict[str, list[float]] = {"baseline": [], "candidate": []}
             reference = None
             for i in range(args.repeat):
@@ -82,8 +88,8 @@ def main() -> None:
             subprocess.run(["git", "worktree", "remove", "--force", str(baseline)], cwd=ROOT, check=False,
                            capture_output=True)
     base, cand = statistics.median(rates["baseline"]), statistics.median(rates["candidate"])
-    print(f"{n} samples ({'mixed' if args.mixed else 'canonical'}, {args.dataset}, {args.duplicates:.0%} repeated), "
-          f"{args.workers} workers, "
+    kind = "failing mix" if args.failing else "mixed" if args.mixed else "canonical"
+    print(f"{n} samples ({kind}, {args.dataset}, {args.duplicates:.0%} repeated), {args.workers} workers, "
           f"{args.repeat} alternating runs each; identical verdicts")
     print(f"{'scorer':<40}{'median samples/s':>18}{'ratio':>8}")
     print(f"{'revision ' + args.rev + ' (baseline)':<40}{base:>18.1f}{1.0:>7.2f}x")

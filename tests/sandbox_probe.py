@@ -6,7 +6,7 @@ import secrets
 
 from ray_jobs.sandbox.client import Sandbox
 from ray_jobs.sandbox.protocol import CheckJob, Outcome, OutputsJob
-from ray_jobs.sandbox.verdict import Verdict, base_verdict, plus_verdict
+from ray_jobs.sandbox.verdict import PlusJudge, Verdict, base_verdict
 from ray_jobs.tasks.groundtruth import TaskOracle
 
 CHECK = "\n\ndef check(candidate):\n    assert candidate(2) == 4\n\ncheck(double)\n"
@@ -41,7 +41,13 @@ def run_plus(sb: Sandbox, body: str, limit: float = 1.0) -> Verdict:
     oracle = double_oracle()
     sb.add_inputs("T/0", oracle.inputs)
     job = OutputsJob(0, body, "double", "T/0", (limit,) * 3, 3 * limit + 1.0)
-    return plus_verdict(sb.run([job])[0], oracle)
+    judges: list[PlusJudge] = []
+
+    def watch(i: int):  # judged as the outputs stream in, as the scorer does (fail-fast)
+        judges.append(PlusJudge(oracle))
+        return judges[-1].feed
+
+    return sb.run([job], lambda i, outcome: judges[-1].verdict(outcome), watch)[0]
 
 
 def burn(seconds: float) -> str:

@@ -17,6 +17,7 @@ from ray_jobs.sandbox.protocol import (
     decode_job,
     encode_job,
     read_outcome,
+    write_chunk,
     write_outcome,
 )
 
@@ -39,6 +40,25 @@ def test_an_outcome_round_trips_and_gets_its_job_id():
     back = read_outcome(read_end, 42, 1 << 16, 1 << 16)
     assert back == Outcome(id=42, timed_out=True, exit_code=None, signal="SIGKILL", wall_s=1.5, effective_s=1.0,
                            cpu_s=0.9, result=b"E {}\n", stdout="hello", stdout_bytes=5)
+
+
+def test_result_chunks_sent_ahead_are_gathered_before_the_outcome():
+    read_end, write_end = os.pipe()
+    write_chunk(write_end, memoryview(b"O 1\nO "))
+    write_chunk(write_end, memoryview(b"2\n"))
+    write_outcome(write_end, Outcome(id=-1, exit_code=None, stopped=True), 9, memoryview(b"O 3\n"), memoryview(b"hi"))
+    seen = []
+    back = read_outcome(read_end, 5, 1 << 16, 1 << 16, on_chunk=lambda text: seen.append(bytes(text)))
+    assert seen == [b"O 1\nO ", b"O 1\nO 2\n"]
+    assert back.result == b"O 1\nO 2\nO 3\n" and back.stopped and back.stdout == "hi" and back.id == 5
+
+
+def test_chunks_past_the_result_cap_are_a_protocol_error():
+    read_end, write_end = os.pipe()
+    for _ in range(3):
+        write_chunk(write_end, memoryview(b"x" * 1000))
+    with pytest.raises(ProtocolError):
+        read_outcome(read_end, 0, 2500, 1 << 16)
 
 
 def test_an_oversized_outcome_is_a_protocol_error():

@@ -187,7 +187,7 @@ def test_extract_finds_code_as_evaluate_does_and_nothing_found_is_not_run(tmp_pa
     assert [i.found for i in plain] == [None]
 
     class NothingToRun:
-        def run(self, jobs, judge):
+        def run(self, jobs, *judging):
             assert not jobs
             return []
 

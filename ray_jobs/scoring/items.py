@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from ray_jobs.config import SandboxConfig
 from ray_jobs.sandbox.client import Sandbox
 from ray_jobs.sandbox.protocol import CheckJob, Job, Outcome, OutputsJob
-from ray_jobs.sandbox.verdict import EMPTY, Verdict, base_verdict, plus_verdict
+from ray_jobs.sandbox.verdict import EMPTY, PlusJudge, Verdict, base_verdict
 from ray_jobs.tasks.datasets import Task
 
 
@@ -55,6 +55,7 @@ def result_row(item: ScoreItem, suite: str, verdict: Verdict, outcome: Outcome |
         "effective_s": outcome.effective_s if outcome else None,
         "limit_share": verdict.limit_share,
         "reused_from": None,
+        "failed_input": verdict.failed_input,
     }
 
 
@@ -100,12 +101,21 @@ def _run_items(pairs: list[tuple[ScoreItem, str]], tasks: dict[str, Task], sandb
     jobs = [_job(i, item, tasks[item.task_id], oracle, sandbox, config, oracles)
             for i, ((item, _), oracle) in enumerate(zip(pairs, suite_oracles))]
 
+    judges: dict[int, PlusJudge] = {}
+
+    def watch(i: int):  # a differential sample's lines, judged as they arrive
+        judges[i] = PlusJudge(suite_oracles[i])
+        return judges[i].feed
+
     def judge(i: int, outcome: Outcome) -> dict:  # as each outcome arrives: its raw text is then dropped
         oracle = suite_oracles[i]
-        verdict = base_verdict(outcome, jobs[i].token) if oracle is None else plus_verdict(outcome, oracle)
+        if oracle is None:
+            verdict = base_verdict(outcome, jobs[i].token)
+        else:  # the same verdict as on the whole text at once (plus_verdict), what was read kept
+            verdict = (judges.pop(i, None) or PlusJudge(oracle)).verdict(outcome)
         return result_row(pairs[i][0], pairs[i][1], verdict, outcome)
 
-    return sandbox.run(jobs, judge)
+    return sandbox.run(jobs, judge, watch)
 
 
 def measure_canonical(keys: set[tuple[str, str]], tasks: dict[str, Task], sandbox: Sandbox, config: SandboxConfig,

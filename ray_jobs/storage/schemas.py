@@ -31,6 +31,8 @@ RESULTS = pa.schema(
         # v4: the completion_id of an identical program of the same task whose run gave this row its
         # verdict (each distinct program runs once); null where the sample ran itself (or in v3 files)
         pa.field("reused_from", pa.int64()),
+        # v4: differential suites, not passed: the first input whose output did not match
+        pa.field("failed_input", pa.int64()),
     ],
     metadata={"ray_humaneval.dataset": "results", "ray_humaneval.schema_version": "4"},
 )
