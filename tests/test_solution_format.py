@@ -140,9 +140,9 @@ def test_canonical_solution_as_a_solution_is_its_own_runtime_reference():
     programs = []
 
     class Recording(Sandbox):
-        def run(self, jobs, judge):
+        def run(self, jobs, *judging):
             programs.extend(job.program for job in jobs)
-            return super().run(jobs, judge)
+            return super().run(jobs, *judging)
 
     with Recording(config) as sandbox:
         rows = score_items(items, dataset.tasks, ("base",), sandbox, config, None, reference)
