@@ -115,7 +115,8 @@ class ScoringPool:
     def _loop(self) -> None:
         closed = False
         while not self._stop.is_set():
-            closed = self._take_submissions(block=not (self._todo or self._calls() or self._starting)) or closed
+            idle = not (self._todo or self._calls() or self._starting)
+            closed = self._take_submissions(block=idle and not closed) or closed
             if closed and not self._todo and not self._calls():
                 return
             self._grow()
