@@ -573,10 +573,12 @@ def test_installed_packages_are_visible_and_nothing_beside_them():
     """sandbox.site_packages: installed (the default) binds the interpreter's site-packages entry
     by entry. Walk everything the sample sees but /proc, /dev and its own /tmp, outside the trees
     it saw before (system, interpreter): every file found lies in an importable site-packages
-    directory, and there the project's own distribution, .pth files and benchmark data are absent."""
+    directory, and there the project's own distribution, .pth files and benchmark data are absent.
+    Its own /tmp counts as seen before: walked only on the way to a site-packages inside it (an
+    installation under /tmp, as a CI checkout with its venv)."""
     site_dirs = rootfs.importable_site_dirs()
-    before = sorted({*rootfs.interpreter_paths(), *(p for p in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64",
-                                                               "/libx32") if not os.path.islink(p))})
+    before = sorted({*rootfs.interpreter_paths(), "/tmp", *(p for p in ("/usr", "/bin", "/sbin", "/lib", "/lib32",
+                                                                       "/lib64", "/libx32") if not os.path.islink(p))})
     with Sandbox(SandboxConfig(timeout_s=30.0, memory_mb=1024, stdout_cap_bytes=1 << 20)) as sb:
         out = probe(sb, f"import json\nsite_dirs, before = {site_dirs!r}, {before!r}\n"
                              "def under(path, roots):\n"
@@ -584,7 +586,7 @@ def test_installed_packages_are_visible_and_nothing_beside_them():
                              "outside, seen = [], []\n"
                              "for root, dirs, files in os.walk('/'):\n"
                              "    if root == '/':\n"
-                             "        dirs[:] = [d for d in dirs if d not in ('proc', 'dev', 'tmp', '.tmp-trees', 'etc')]\n"
+                             "        dirs[:] = [d for d in dirs if d not in ('proc', 'dev', '.tmp-trees', 'etc')]\n"
                              "    if root in site_dirs:\n"
                              "        seen += [os.path.join(root, n) for n in dirs + files]\n"
                              "        dirs[:] = []\n"
