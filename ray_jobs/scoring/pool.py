@@ -64,7 +64,10 @@ class ScoringPool:
         self.stuck_after = stuck_after_s or longest_wait_s(sandbox_config, longest_deadline(sandbox_config, suites, family))
         self.poll_s = min(POLL_S, self.stuck_after / 2)
         self.stats = {"shards_total": 0, "shards_skipped": 0, "layers": {}, "scoring_wall_s": 0.0, "samples_scored": 0}
-        self._bar = Progress("scoring", expected_samples, "sample", enabled=progress, position=bar_line)
+        # the stage starts with its first shard, not with the pool: in evaluate the pool waits
+        # through the replicas' start-up, which is no part of scoring's time or rate
+        self._bar_args = ("scoring", expected_samples, "sample", progress, bar_line)
+        self._bar: Progress | None = None
         self._submitted: queue.Queue = queue.Queue()
         self._todo: deque[Shard] = deque()
         self._starting: dict = {}  # layers() call -> worker not started yet
@@ -76,7 +79,7 @@ class ScoringPool:
         self._oracles_ref = None
         self._stop = threading.Event()
         self._error: BaseException | None = None
-        self._started = time.perf_counter()
+        self._started: float | None = None
         self._thread = threading.Thread(target=self._run, name="scoring-pool", daemon=True)
 
     def __enter__(self) -> ScoringPool:
@@ -87,7 +90,8 @@ class ScoringPool:
         if exc_type is not None:
             self._stop.set()
             self._thread.join(timeout=30)
-        self._bar.close()
+        if self._bar is not None:
+            self._bar.close()
 
     def submit(self, shards: list[Shard]) -> None:
         self._submitted.put(shards)
@@ -99,7 +103,7 @@ class ScoringPool:
             self._thread.join(timeout=1.0)  # a short wait at a time: a signal (the watchdog) gets through
         if self._error is not None:
             raise self._error
-        self.stats["scoring_wall_s"] = time.perf_counter() - self._started
+        self.stats["scoring_wall_s"] = time.perf_counter() - self._started if self._started is not None else 0.0
         return self.stats
 
     # -- the pool's thread ----------------------------------------------------------------------
@@ -145,6 +149,10 @@ class ScoringPool:
             return closed
 
     def _queue(self, shards: list[Shard]) -> None:
+        if self._bar is None:
+            stage, total, unit, enabled, line = self._bar_args
+            self._bar = Progress(stage, total, unit, enabled=enabled, position=line)
+            self._started = time.perf_counter()
         for shard in shards:
             self.stats["shards_total"] += 1
             if shard_path(self.results_dir, shard).exists():
