@@ -1,8 +1,9 @@
 """The contract every command-line entry point keeps (evaluate, score, sweep, report, demo,
 serve_app.serve):
 
-- bad input (a flag, a config file, a samples file, a model that cannot be served) exits 2 with one
-  line naming the problem, never a traceback;
+- bad input (a flag, a config file, a samples file, a model that cannot be served, outputs that
+  cannot be written: a contracts.UserError) exits 2 with one line naming the problem, never a
+  traceback; anything else is a bug and keeps its traceback, with the path of the full log;
 - Ctrl-C or SIGTERM exits 130; outputs are written atomically, so nothing is left half-written;
 - a stage stuck past the watchdog's limit (ray_jobs.watchdog) exits 3, naming the stage and place;
 - each flag is declared once, with the config field it overrides (flags override YAML).
@@ -19,16 +20,10 @@ from typing import Any, NoReturn
 
 from pydantic import BaseModel
 
+from contracts import UserError
 from ray_jobs import config, console, watchdog
-from ray_jobs.generation.preflight import PreflightError
 from ray_jobs.ray_runtime import stop_like_ctrl_c
-from ray_jobs.tasks.datasets import DatasetError
-from ray_jobs.tasks.samples_io import SamplesError
-from serve_app.failures import ServingError
-from serve_app.model_info import ModelSourceError
 
-USER_ERRORS: tuple[type[Exception], ...] = (config.ConfigError, SamplesError, DatasetError, PermissionError,
-                                            PreflightError, ModelSourceError, ServingError, FileNotFoundError)
 INTERRUPTED = 130
 
 
@@ -117,16 +112,18 @@ def run_command(job: Callable[[], int | None]) -> int:
     console.forget_log()
     try:
         return job() or 0
-    except USER_ERRORS as exc:
+    except UserError as exc:
         print(f"error: {exc}{_full_log()}", file=sys.stderr)
-    except OSError as exc:
-        print(f"error: cannot write outputs: {exc}{_full_log()}", file=sys.stderr)
     except watchdog.StageStuck as exc:
         print(f"error: {exc}{_full_log()}", file=sys.stderr)
         return watchdog.STUCK_EXIT_CODE
     except KeyboardInterrupt:
         print("interrupted; finished shards are kept, and a rerun resumes from them", file=sys.stderr)
         return INTERRUPTED
+    except Exception:
+        if console.last_log():
+            print(f"unexpected failure, a bug (full log: {console.last_log()}):", file=sys.stderr)
+        raise
     return 2
 
 

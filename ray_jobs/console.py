@@ -130,6 +130,11 @@ class Progress:
         self.close()
 
 
+def replica_bar(replicas: int) -> Progress:
+    """The serving stage's bar, for serve_app's start-up wait."""
+    return Progress("serving", replicas, "replica")
+
+
 def result(summary: dict) -> None:
     """pass@k per suite, then where the outputs are."""
     suites = list(summary["pass_at_k"])

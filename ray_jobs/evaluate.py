@@ -154,7 +154,7 @@ def run(cfg: config.EvalConfig, progress: bool = True, fitted: preflight.Fitted 
                     t0 = time.perf_counter()
                     watchdog.enter("serving")
                     warm_up = warm_up_in_background()
-                    with serving(cfg.model, cfg.serving, max_ongoing_requests=2 * in_flight) as app:
+                    with serving(cfg.model, cfg.serving, 2 * in_flight, console.replica_bar) as app:
                         if not cfg.serving.app_name:
                             watch.on_abandon(lambda: delete_app(app.app_name, deadline_s=30.0))
                         warm_up.join(timeout=120)  # an optimisation only: never a reason to hang

@@ -113,7 +113,7 @@ def run_sweep(sweep: dict, progress: bool = False, quiet: bool = False) -> dict:
                 # one app serves every configuration of the variant: the longest context any needs
                 served = first.serving.model_copy(update={"max_model_len": max(c.serving.max_model_len for _, c, _ in todo)})
                 watchdog.enter("serving")
-                with serving(first.model, served, max_ongoing_requests=2 * in_flight) as app:
+                with serving(first.model, served, 2 * in_flight, console.replica_bar) as app:
                     attached = [(cfg.model_copy(update={"serving": cfg.serving.model_copy(
                         update={"app_name": app.app_name, "keep_serving": False})}), fitted) for _, cfg, fitted in todo]
                     with ThreadPoolExecutor(max_workers=len(attached)) as pool:

@@ -12,14 +12,38 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Protocol
 
-from ray_jobs.config import ModelConfig, ServingConfig
-from ray_jobs.console import Progress
+from serve_app.config import ModelConfig, ServingConfig
 from serve_app.failures import ServingError, deploy_failure
 
 log = logging.getLogger(__name__)
+
+
+class ReplicaBar(Protocol):
+    """What start-up reports to: the caller's progress bar (the job's console.Progress, whose
+    updates are also the watchdog's beats)."""
+
+    done: int
+
+    def update(self, count: int) -> None: ...
+
+
+ReplicaBarFactory = Callable[[int], AbstractContextManager[ReplicaBar]]
+
+
+class _NoBar:
+    done = 0
+
+    def update(self, count: int) -> None:
+        self.done += count
+
+
+def no_bar(replicas: int) -> AbstractContextManager[ReplicaBar]:
+    return contextlib.nullcontext(_NoBar())
 
 
 def resolve_device(serving: ServingConfig) -> str:
@@ -131,13 +155,14 @@ def _running_replicas(app) -> int:
                if str(state).endswith("RUNNING"))
 
 
-def wait_until_running(app_name: str, deadline_s: float, needs: dict[str, float], replicas: int) -> None:
+def wait_until_running(app_name: str, deadline_s: float, needs: dict[str, float], replicas: int,
+                       bar: ReplicaBarFactory = no_bar) -> None:
     import ray
     from ray import serve
 
     end = time.monotonic() + deadline_s
     last = None
-    with Progress("serving", replicas, "replica") as progress:
+    with bar(replicas) as progress:
         while time.monotonic() < end:
             app = serve.status().applications.get(app_name)
             state = str(app.status) if app else "NOT_STARTED"
@@ -177,9 +202,10 @@ def delete_app(app_name: str, deadline_s: float = 120.0) -> bool:
 
 
 @contextlib.contextmanager
-def serving(model: ModelConfig, config: ServingConfig, max_ongoing_requests: int) -> Iterator[ServeApp]:
+def serving(model: ModelConfig, config: ServingConfig, max_ongoing_requests: int,
+            bar: ReplicaBarFactory = no_bar) -> Iterator[ServeApp]:
     """Attach to `config.app_name` if set, else start a uniquely named app; delete ours afterwards
-    unless keep_serving."""
+    unless keep_serving. `bar` shows the replicas coming up."""
     from ray import serve
 
     if config.app_name:
@@ -203,7 +229,8 @@ def serving(model: ModelConfig, config: ServingConfig, max_ongoing_requests: int
         # proxy is started (it would take CPU from CPU replicas). A running Serve keeps its own.
         serve.start(proxy_location="Disabled")
         serve._run(deployment, name=app_name, route_prefix=None, _blocking=False)
-        wait_until_running(app_name, config.startup_timeout_s, required_resources(config, device), config.replicas)
+        wait_until_running(app_name, config.startup_timeout_s, required_resources(config, device), config.replicas,
+                           bar)
         app = ServeApp(app_name, _deployment_name(app_name))
         log.info("serving %s on %d %s replica(s) as app %s", model.model, config.replicas, device, app_name)
         yield app

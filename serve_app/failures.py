@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import re
 
+from contracts import UserError
+
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b.*")
 
 
-class ServingError(RuntimeError):
+class ServingError(UserError, RuntimeError):
     """The model could not be served; the message says why."""
 
 

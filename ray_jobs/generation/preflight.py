@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from contracts import UserError
 from ray_jobs.config import QWEN3_SAMPLING, EvalConfig
 from ray_jobs.generation.prompts import chat_messages, completion_prompt
 from ray_jobs.tasks.datasets import Task
@@ -31,7 +32,7 @@ DEFAULT_MAX_TOKENS = 2048  # a model that names none: room for a function and so
 MIN_MAX_TOKENS = 16  # fewer than this cannot hold a solution: refuse rather than cap
 
 
-class PreflightError(ValueError):
+class PreflightError(UserError, ValueError):
     """The run cannot work with this model as configured; the message says how to fix it."""
 
 

