@@ -42,7 +42,7 @@ def main() -> None:
     totals = {"auto": 0, "seed": 0, "evalplus": 0}
     print(f"{'response':45s} {'found':6s} auto  seed  evalplus")
     for case, t, theirs in zip(CASES, tasks, sanitized):
-        program = t.family == "mbpp"
+        program = t.benchmark.whole_program
         auto = extract(case.response, t.entry_point, program=program)
         verdicts = {"auto": passes(t, auto.code),
                     "seed": passes(t, extract(case.response, t.entry_point, program=program, rules="seed").code),

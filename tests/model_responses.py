@@ -65,7 +65,7 @@ def passes(task: Task, code: str, prompt: bool = True) -> bool:
     base asserts (MBPP), after the task's prompt (without it: a whole program, as EvalPlus runs
     a solution). Run in this process: the responses are this project's own."""
     program = (task.prompt if prompt else "") + code + "\n" + task.test
-    if task.family != "mbpp":
+    if not task.benchmark.whole_program:
         program += f"\ncheck({task.entry_point})"
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # example prints

@@ -77,7 +77,7 @@ def test_n_samples_per_task_arrive_from_both_replicas(tmp_path, vllm_app, tiny_m
 
 
 def test_mbpp_plus_end_to_end_scores_both_suites(tmp_path, vllm_app, tiny_model, mbpp_oracles):
-    from ray_jobs.config import MBPP_CHAT_TEMPLATE
+    from ray_jobs.tasks.benchmarks import MBPP_CHAT_TEMPLATE
 
     cache_dir, _ = mbpp_oracles  # the expected outputs, computed once per machine
     cfg = eval_config(tmp_path, vllm_app, tiny_model, "mbpp", dataset="mbpp_plus", limit=3, k=[1, 2],

@@ -162,7 +162,7 @@ def test_dedent_equals_textwrap():
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_auto_extraction_finds_what_models_write(case):
     t = task(case.task_id)
-    program = t.family == "mbpp"
+    program = t.benchmark.whole_program
     auto = extract(case.response, t.entry_point, program=program)
     seed = extract(case.response, t.entry_point, program=program, rules="seed")
     assert auto.found == case.found
@@ -186,7 +186,7 @@ def seed_extract_completion(response: str, entry_point: str, block: str, program
 def test_seed_rules_are_the_seeds_on_every_case():
     for case in CASES:
         t = task(case.task_id)
-        program = t.family == "mbpp"
+        program = t.benchmark.whole_program
         for block in ("first", "last"):
             assert (extract(case.response, t.entry_point, block, program, rules="seed").code
                     == seed_extract_completion(case.response, t.entry_point, block, program)), case.name

@@ -11,14 +11,7 @@ from pathlib import Path
 import pytest
 
 from ray_jobs import score
-from ray_jobs.config import (
-    DEFAULT_CHAT_TEMPLATE,
-    MBPP_CHAT_TEMPLATE,
-    MBPP_COMPLETION_STOPS,
-    EvalConfig,
-    SandboxConfig,
-    ScoreConfig,
-)
+from ray_jobs.config import EvalConfig, SandboxConfig, ScoreConfig
 from ray_jobs.generation.extract import extract_completion
 from ray_jobs.generation.planning import RequestRow, request_body, response_completion
 from ray_jobs.generation.preflight import resolve_sampling
@@ -27,6 +20,8 @@ from ray_jobs.sandbox.codec import decode, encode
 from ray_jobs.sandbox.verdict import outputs_match
 from ray_jobs.scoring.items import ScoreItem, score_items
 from ray_jobs.sweep import expand
+from ray_jobs.tasks.benchmarks import HUMANEVAL_CHAT_TEMPLATE as DEFAULT_CHAT_TEMPLATE
+from ray_jobs.tasks.benchmarks import MBPP_CHAT_TEMPLATE, MBPP_COMPLETION_STOPS
 from ray_jobs.tasks.datasets import load_dataset
 from serve_app.model_info import ModelProfile
 
@@ -36,7 +31,7 @@ MBPP = load_dataset("mbpp_plus")
 # ---- the dataset --------------------------------------------------------------------------------
 
 def test_dataset_is_pinned_and_its_inputs_are_rebuilt_as_evalplus_rebuilds_them():
-    assert len(MBPP.tasks) == 378 and MBPP.suites == ("base", "plus") and MBPP.family == "mbpp"
+    assert len(MBPP.tasks) == 378 and MBPP.suites == ("base", "plus") and MBPP.benchmark.base_differential
     assert sum(len(t.base_inputs) for t in MBPP.tasks.values()) == 1174
     assert sum(len(t.plus_inputs) for t in MBPP.tasks.values()) == 39841
     assert MBPP.tasks["Mbpp/2"].base_inputs[0] == [(3, 4, 5, 6), (5, 7, 4, 10)]  # tuples, as the contract says
@@ -46,7 +41,7 @@ def test_dataset_is_pinned_and_its_inputs_are_rebuilt_as_evalplus_rebuilds_them(
     assert MBPP.tasks["Mbpp/793"].plus_inputs == []  # stored as {} in the file: no plus inputs
     task = MBPP.tasks["Mbpp/2"]
     assert task.prompt.startswith('"""\n') and "assert set(similar_elements(" in task.prompt
-    assert task.family == "mbpp" and "assert similar_elements" in task.test
+    assert task.benchmark.whole_program and "assert similar_elements" in task.test
 
 
 # ---- EvalPlus's comparison, special oracles included (verdict.outputs_match) --------------------

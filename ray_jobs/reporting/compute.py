@@ -11,7 +11,6 @@ from collections import Counter
 import numpy as np
 
 from ray_jobs.metrics.analysis import (
-    EVALPLUS_SCORES,
     Run,
     difficulty_table,
     evalplus_average,
@@ -24,6 +23,7 @@ from ray_jobs.metrics.analysis import (
 )
 from ray_jobs.metrics.quality import quality_metrics
 from ray_jobs.reporting.samples import browser, first_sample, primary_suite, sample_index
+from ray_jobs.tasks.benchmarks import EVALPLUS_SCORES
 from ray_jobs.tasks.datasets import DatasetError, load_dataset
 
 

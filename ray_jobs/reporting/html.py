@@ -6,15 +6,14 @@ from __future__ import annotations
 import jinja2
 
 from ray_jobs.reporting.samples import PER_OUTCOME
-
-# the names papers use for each dataset's suites
-BENCHMARK_NAMES = {"humaneval": ("HumanEval", None), "humaneval_plus": ("HumanEval", "HumanEval+"),
-                   "humaneval_plus_mini": ("HumanEval", "HumanEval+ Mini"), "mbpp_plus": ("MBPP", "MBPP+")}
+from ray_jobs.tasks.benchmarks import BENCHMARKS
 
 
 def suite_labels(dataset: str) -> dict[str, str]:
-    base, plus = BENCHMARK_NAMES.get(dataset, (None, None))
-    return {"base": f"base ({base})" if base else "base", "plus": f"plus ({plus})" if plus else "plus"}
+    """Each suite with the name papers use for its score (a run of an unknown dataset: bare)."""
+    spec = BENCHMARKS.get(dataset)
+    names = dict(zip(spec.suites, spec.suite_names)) if spec else {}
+    return {suite: f"{suite} ({names[suite]})" if suite in names else suite for suite in ("base", "plus")}
 
 _ENV = jinja2.Environment(loader=jinja2.PackageLoader("ray_jobs.reporting", "templates"),
                           autoescape=True, undefined=jinja2.ChainableUndefined, trim_blocks=True, lstrip_blocks=True)

@@ -29,6 +29,7 @@ from ray_jobs.sandbox.codec import (
     hash_spread,
 )
 from ray_jobs.sandbox.protocol import Outcome
+from ray_jobs.tasks.benchmarks import MBPP_OUTPUT_NOT_NONE_TASKS
 
 STATUSES = ("passed", "failed", "error", "syntax_error", "timeout", "out_of_memory", "crashed", "empty")
 MESSAGE_CHARS = 500
@@ -165,9 +166,8 @@ def _poly(xs: list, x: float) -> float:
 
 
 # EvalPlus 0.3.1's special oracles for MBPP (evalplus/eval/_special_oracle.py), keyed as there by
-# entry point. Outputs of these tasks are compared as `output is not None` (a re.Match otherwise):
-MBPP_OUTPUT_NOT_NONE_TASKS = ("check_str", "text_match_three", "text_starta_endb")
-# ... and as sets (any order, duplicates ignored):
+# entry point (tasks/benchmarks.py names those compared as `output is not None`). Compared as sets
+# (any order, duplicates ignored):
 MBPP_OUTPUT_SET_EQ_TASKS = ("similar_elements", "find_char_long", "common_in_nested_lists", "extract_singly",
                             "larg_nnum", "intersection_array", "find_dissimilar", "Diff")
 
@@ -187,8 +187,25 @@ def _digit_distance_nums(num1, num2):  # Mbpp/558: the shorter number padded wit
     return sum(abs(int(digit1) - int(digit2)) for digit1, digit2 in zip(str_num1, str_num2))
 
 
-def _mbpp_special(out, expected, args: list, entry_point: str, atol: float, exact: bool) -> bool:
-    """evalplus/eval/__init__.py (0.3.1), unsafe_execute, the `dataset == "mbpp"` branch."""
+def _humaneval_special(out, expected, args: list, entry_point: str, atol: float) -> bool | None:
+    """The verdict of a HumanEval+ special oracle; None where the task has none."""
+    if entry_point == "find_zero":
+        return abs(_poly(*args, out)) <= atol
+    return None
+
+
+def _plain_exact(out, expected, args: list, entry_point: str, atol: float) -> bool:
+    return out == expected
+
+
+def _no_special(out, expected, args: list, entry_point: str, atol: float) -> None:
+    return None
+
+
+def _mbpp_exact(out, expected, args: list, entry_point: str, atol: float) -> bool:
+    """evalplus/eval/__init__.py (0.3.1), unsafe_execute, the `dataset == "mbpp"` branch: the
+    result of the exact comparison as that branch rewrites it (float tolerance still applies)."""
+    exact = out == expected
     if entry_point == "are_equivalent":  # Mbpp/164: any output passes
         return True
     if entry_point == "sum_div":  # Mbpp/295
@@ -213,18 +230,26 @@ def _is_floats(x) -> bool:
     return False
 
 
-def outputs_match(out, expected, args: list, entry_point: str, atol: float, family: str = "humaneval") -> bool:
-    """EvalPlus's comparison (evalplus/eval/__init__.py, unsafe_execute), on decoded builtins;
-    `family` "mbpp" applies EvalPlus's MBPP special oracles (its `dataset == "mbpp"`)."""
+# EvalPlus's `dataset` argument (a benchmark's special_oracles) -> (a final verdict or None, the
+# exact comparison); tolerance applies to what the second leaves unequal.
+SPECIAL_ORACLES = {
+    "humaneval": (_humaneval_special, _plain_exact),
+    "mbpp": (_no_special, _mbpp_exact),
+}
+
+
+def outputs_match(out, expected, args: list, entry_point: str, atol: float, special_oracles: str = "humaneval") -> bool:
+    """EvalPlus's comparison (evalplus/eval/__init__.py, unsafe_execute), on decoded builtins, with
+    the special oracles of the benchmark's EvalPlus `dataset` (tasks/benchmarks.py)."""
     numpy_scalar = isinstance(out, NumpyScalar)
     if numpy_scalar:
         out = out.value
+    final, exact_match = SPECIAL_ORACLES[special_oracles]
     try:
-        if family != "mbpp" and entry_point == "find_zero":
-            return abs(_poly(*args, out)) <= atol
-        exact = out == expected
-        if family == "mbpp":
-            exact = _mbpp_special(out, expected, args, entry_point, atol, exact)
+        decided = final(out, expected, args, entry_point, atol)
+        if decided is not None:
+            return decided
+        exact = exact_match(out, expected, args, entry_point, atol)
         if atol == 0 and _is_floats(expected):
             atol = 1e-6
         if not exact and atol != 0:
@@ -384,5 +409,6 @@ def _mismatch(kind: bytes, payload: memoryview, oracle, index: int) -> str | Non
     if expected_digest is not None:  # expected is large, this output is small
         matched = expected_digest != NEVER_EQUAL and equality_digest(out) == expected_digest
     else:
-        matched = outputs_match(out, expected, oracle.inputs[index], oracle.entry_point, oracle.atol, oracle.family)
+        matched = outputs_match(out, expected, oracle.inputs[index], oracle.entry_point, oracle.atol,
+                                oracle.special_oracles)
     return None if matched else f"{want}, got {_short(out)}"

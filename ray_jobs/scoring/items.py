@@ -9,6 +9,7 @@ from ray_jobs.config import SandboxConfig
 from ray_jobs.sandbox.client import Sandbox
 from ray_jobs.sandbox.protocol import CheckJob, Job, Outcome, OutputsJob
 from ray_jobs.sandbox.verdict import EMPTY, PlusJudge, Verdict, base_verdict
+from ray_jobs.tasks.benchmarks import Benchmark
 from ray_jobs.tasks.datasets import Task
 
 
@@ -62,21 +63,15 @@ def result_row(item: ScoreItem, suite: str, verdict: Verdict, outcome: Outcome |
 def suite_oracle(task: Task, suite: str, oracles: dict | None):
     """The oracle a differential suite compares with: None for HumanEval's base suite (its check()
     program); MBPP's base suite has its base inputs only; a plus suite has base and plus inputs."""
-    if not is_differential(suite, task.family):
+    if not task.benchmark.is_differential(suite):
         return None
     oracle = oracles[task.task_id]
     return oracle.head(len(task.base_inputs)) if suite == "base" else oracle
 
 
-def is_differential(suite: str, family: str) -> bool:
-    """Scored against the canonical solution's outputs (plus suites, and MBPP's base suite), not by
-    the task's check() program."""
-    return suite != "base" or family == "mbpp"
-
-
-def longest_deadline(config: SandboxConfig, suites: tuple[str, ...], family: str) -> float:
+def longest_deadline(config: SandboxConfig, suites: tuple[str, ...], benchmark: Benchmark) -> float:
     """The largest deadline any job of these suites can get (see _job)."""
-    differential = any(is_differential(suite, family) for suite in suites)
+    differential = any(benchmark.is_differential(suite) for suite in suites)
     return max(config.timeout_s + 1.0, config.plus_deadline_cap_s if differential else 0.0)
 
 
@@ -91,7 +86,7 @@ def _job(index: int, item: ScoreItem, task: Task, oracle, sandbox: Sandbox, conf
     return OutputsJob(id=index, program=program(task, item.completion, item.kind), entry_point=task.entry_point,
                       inputs_key=item.task_id, time_limits=limits,
                       deadline=min(sum(limits) + 1.0, config.plus_deadline_cap_s),
-                      output_not_none=oracle.output_not_none, dict_subclasses=oracle.family == "mbpp")
+                      output_not_none=oracle.output_not_none, dict_subclasses=oracle.dict_subclasses)
 
 
 def _run_items(pairs: list[tuple[ScoreItem, str]], tasks: dict[str, Task], sandbox: Sandbox,

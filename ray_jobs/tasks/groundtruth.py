@@ -22,11 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ray_jobs.sandbox.codec import UnencodableValue, encode_or_digest
-from ray_jobs.sandbox.verdict import MBPP_OUTPUT_NOT_NONE_TASKS
 from ray_jobs.storage import atomic
 from ray_jobs.tasks.datasets import Dataset, Task, load_dataset
 
-CACHE_VERSION = 2  # 2: TaskOracle moved to ray_jobs.tasks.groundtruth (pickles name their module)
+CACHE_VERSION = 3  # 3: the benchmark's comparison rules as fields; 2: TaskOracle moved here (pickles name their module)
 
 
 @dataclass
@@ -38,22 +37,19 @@ class TaskOracle:
     expected_digest: list  # codec.equality_digest of large outputs; None marks a small one
     canonical_seconds: list[float]
     atol: float
-    # "mbpp": EvalPlus's MBPP special oracles apply. A class default, so caches written before
-    # the field existed (HumanEval+ ones) load as "humaneval".
-    family: str = "humaneval"
+    # the benchmark's comparison rules (tasks/benchmarks.py), carried to the judge with the outputs
+    special_oracles: str = "humaneval"
+    dict_subclasses: bool = False
+    output_not_none: bool = False  # compared as `output is not None` (EvalPlus's MBPP_OUTPUT_NOT_NONE_TASKS)
 
     def time_limits(self, min_limit: float, factor: float) -> list[float]:
         return [max(min_limit, factor * t) for t in self.canonical_seconds]
 
-    @property
-    def output_not_none(self) -> bool:
-        """Outputs are compared as `output is not None` (EvalPlus's MBPP_OUTPUT_NOT_NONE_TASKS)."""
-        return self.family == "mbpp" and self.entry_point in MBPP_OUTPUT_NOT_NONE_TASKS
-
     def head(self, count: int) -> TaskOracle:
         """The oracle of the first `count` inputs (MBPP's base suite: its base inputs)."""
         return TaskOracle(self.task_id, self.entry_point, self.inputs[:count], self.expected[:count],
-                          self.expected_digest[:count], self.canonical_seconds[:count], self.atol, self.family)
+                          self.expected_digest[:count], self.canonical_seconds[:count], self.atol,
+                          self.special_oracles, self.dict_subclasses, self.output_not_none)
 
 
 def _run_canonical(task: Task) -> TaskOracle:
@@ -61,22 +57,25 @@ def _run_canonical(task: Task) -> TaskOracle:
     exec(compile(task.prompt + task.canonical_solution, task.task_id, "exec"), namespace)
     fn = namespace[task.entry_point]
     inputs = task.base_inputs + task.plus_inputs
+    spec = task.benchmark
+    output_not_none = task.entry_point in spec.output_not_none_tasks
     expected, digests, seconds = [], [], []
     for args in inputs:
         args = copy.deepcopy(args)
         start = time.perf_counter()
         out = fn(*args)
         seconds.append(time.perf_counter() - start)
-        if task.family == "mbpp" and task.entry_point in MBPP_OUTPUT_NOT_NONE_TASKS:
+        if output_not_none:
             out = out is not None  # evalplus/gen/util/__init__.py, trusted_exec(output_not_none=True)
         try:
-            kind, digest = encode_or_digest(out, dict_subclasses=task.family == "mbpp")
+            kind, digest = encode_or_digest(out, dict_subclasses=spec.dict_subclasses)
         except UnencodableValue as exc:  # would make the task unpassable: fail loudly instead
             raise RuntimeError(f"{task.task_id}: canonical output of type {exc} is not a builtin type") from None
         large = kind == "H"
         expected.append(None if large else out)
         digests.append(digest if large else None)
-    return TaskOracle(task.task_id, task.entry_point, inputs, expected, digests, seconds, task.atol, task.family)
+    return TaskOracle(task.task_id, task.entry_point, inputs, expected, digests, seconds, task.atol,
+                      spec.special_oracles, spec.dict_subclasses, output_not_none)
 
 
 def _cache_file(cache_dir: Path, dataset: Dataset) -> Path:
