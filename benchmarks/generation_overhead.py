@@ -80,7 +80,7 @@ def run_pipeline(model: Path, args: argparse.Namespace, engine_niceness: int) ->
     from ray_jobs import evaluate
 
     with tempfile.TemporaryDirectory() as tmp:
-        summary = evaluate.run(eval_config(model, Path(tmp) / "run", args, engine_niceness), progress=False)
+        summary = evaluate.run(eval_config(model, Path(tmp) / "run", args, engine_niceness), progress=False).model_dump(mode="json")
     gen = summary["generation"]
     return {"start_s": summary["timing"]["serve_start_s"], "generation_s": summary["timing"]["generation_s"],
             "requests_window_s": gen["replica_utilisation"]["window_s"],

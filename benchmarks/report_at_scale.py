@@ -66,7 +66,7 @@ def main() -> None:
                     "sampling": {"seed": attempt * 100_000}, "report": False,
                     "generation": {"num_samples": args.num_samples, "chunk_size": 20}})
                 started = time.perf_counter()
-                summary = evaluate.run(cfg, progress=False)
+                summary = evaluate.run(cfg, progress=False).model_dump(mode="json")
                 without_report = time.perf_counter() - started
                 started = time.perf_counter()
                 html = write_report([out])

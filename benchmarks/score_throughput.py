@@ -101,7 +101,7 @@ def run_ours(samples: Path, out: Path, workers: int, timeout: float,
     try:
         cfg = ScoreConfig(samples=samples, output_dir=out, workers=workers, dataset=dataset,
                           sandbox=SandboxConfig(timeout_s=timeout))
-        summary = score.run(cfg, progress=False)
+        summary = score.run(cfg, progress=False).model_dump(mode="json")
     finally:
         ray.shutdown()
     total = time.perf_counter() - start

@@ -38,7 +38,7 @@ from ray_jobs import score
 from ray_jobs.config import ScoreConfig
 ray.init(address="local", num_cpus=int(sys.argv[4]), include_dashboard=False, logging_level="ERROR")
 cfg = ScoreConfig(samples=sys.argv[2], output_dir=sys.argv[3], workers=int(sys.argv[4]), dataset=sys.argv[5])
-summary = score.run(cfg, progress=False)
+summary = score.run(cfg, progress=False).model_dump(mode="json")
 rows = [json.loads(line) for line in open(sys.argv[3] + "/samples_results.jsonl")]
 print("RESULT " + json.dumps({"samples_per_s": (summary.get("scoring") or summary["timing"])["samples_per_s"], "passed": [r["passed"] for r in rows]}))
 """

@@ -36,7 +36,7 @@ from ray_jobs import evaluate
 from ray_jobs.config import EvalConfig
 cfg = EvalConfig.model_validate(json.loads(sys.argv[2]))
 started = time.perf_counter()
-summary = evaluate.run(cfg, progress=False)
+summary = evaluate.run(cfg, progress=False).model_dump(mode="json")
 print("RESULT " + json.dumps({"total_s": time.perf_counter() - started, "generation_s": summary["timing"]["generation_s"],
                               "pass_at_k": summary["pass_at_k"]}))
 """

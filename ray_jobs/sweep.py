@@ -28,6 +28,7 @@ import yaml
 
 from ray_jobs import cli, config, console, evaluate, watchdog
 from ray_jobs.generation import preflight
+from ray_jobs.metrics.summary import Summary
 from ray_jobs.storage import atomic
 from ray_jobs.tasks.datasets import load_dataset, task_sort_key
 
@@ -46,27 +47,21 @@ def _slug(value) -> str:
     return str(value).lower().replace("/", "_").replace(" ", "")
 
 
-def expand(sweep: dict) -> list[tuple[int, str, config.EvalConfig]]:
+def expand(sweep: config.SweepConfig) -> list[tuple[int, str, config.EvalConfig]]:
     """(model index, config name, config) for every model variant x matrix combination."""
-    if "output_dir" not in sweep:
-        raise config.ConfigError("the sweep needs an output_dir")
-    unknown = set(sweep) - {"output_dir", "base", "matrix", "models"}
-    if unknown:
-        raise config.ConfigError(f"unknown sweep keys: {sorted(unknown)}")
-    root = Path(sweep["output_dir"])
-    matrix = sweep.get("matrix") or {}
-    models = sweep.get("models") or [None]
+    matrix = sweep.matrix
+    models = sweep.models or [None]
     axes = list(matrix)
     configs = []
     for m, model in enumerate(models):
         for values in itertools.product(*(matrix[a] for a in axes)):
-            data = json.loads(json.dumps(sweep.get("base") or {}))
+            data = json.loads(json.dumps(sweep.base))
             if model is not None:
                 data["model"] = {**data.get("model", {}), **model}
             for axis, value in zip(axes, values):
                 _set_path(data, axis, value)
             name = "-".join([f"m{m}"] * (len(models) > 1) + [f"{a.split('.')[-1]}={_slug(v)}" for a, v in zip(axes, values)]) or "default"
-            data["output_dir"] = str(root / name)
+            data["output_dir"] = str(sweep.output_dir / name)
             try:
                 configs.append((m, name, config.EvalConfig.model_validate(data)))
             except ValueError as exc:
@@ -74,10 +69,13 @@ def expand(sweep: dict) -> list[tuple[int, str, config.EvalConfig]]:
     return configs
 
 
-def _finished(cfg: config.EvalConfig) -> bool:
-    """`cfg` fitted to its model: its generation id is then that of the finished run."""
-    summary = cfg.output_dir / "summary.json"
-    return summary.exists() and json.loads(summary.read_text()).get("config_id") == cfg.generation_id()
+def _summary(cfg: config.EvalConfig) -> Summary | None:
+    """The finished run of `cfg` (fitted to its model: its generation id is then the run's)."""
+    path = cfg.output_dir / "summary.json"
+    if not path.exists():
+        return None
+    summary = Summary.model_validate_json(path.read_text())
+    return summary if summary.config_id == cfg.generation_id() else None
 
 
 def _fit(cfg: config.EvalConfig) -> tuple[config.EvalConfig, preflight.Fitted]:
@@ -87,25 +85,25 @@ def _fit(cfg: config.EvalConfig) -> tuple[config.EvalConfig, preflight.Fitted]:
     return cfg.fitted_to(fitted.max_model_len, fitted.sampling), fitted
 
 
-def run_sweep(sweep: dict, progress: bool = False, quiet: bool = False) -> dict:
+def run_sweep(sweep: config.SweepConfig, progress: bool = False, quiet: bool = False) -> dict:
     from ray_jobs.ray_runtime import local_cpus, ray_session
     from serve_app.app import import_serving_stack, serving
 
     # every configuration is fitted to its model before anything starts: a refusal comes now
     configs = [(m, name, *_fit(cfg)) for m, name, cfg in expand(sweep)]
     import_serving_stack()  # before Ray's threads and ours start: see its doc
-    root = Path(sweep["output_dir"])
+    root = sweep.output_dir
     atomic.check_writable(root)
-    index = {}
+    summaries = {name: _summary(cfg) for _, name, cfg, _ in configs}
     first = configs[0][2]
     with console.quiet_terminal(root / "logs" / "sweep.log", enabled=quiet), \
             watchdog.Watchdog(max(cfg.watchdog_s for _, _, cfg, _ in configs), console.say), \
             ray_session(first.address, num_cpus=local_cpus(first.address, first.serving.replica_cpus)):
         console.say(f"sweep: {len(configs)} configurations of {len({m for m, _, _, _ in configs})} model variant(s)")
         for m in sorted({m for m, _, _, _ in configs}):
-            todo = [(name, cfg, fitted) for mi, name, cfg, fitted in configs if mi == m and not _finished(cfg)]
-            for mi, name, cfg, _ in configs:
-                if mi == m and _finished(cfg):
+            todo = [(name, cfg, fitted) for mi, name, cfg, fitted in configs if mi == m and summaries[name] is None]
+            for mi, name, _, _ in configs:
+                if mi == m and summaries[name] is not None:
                     log.info("sweep: %s already finished, skipped", name)
             if todo:
                 first = todo[0][1]
@@ -114,14 +112,14 @@ def run_sweep(sweep: dict, progress: bool = False, quiet: bool = False) -> dict:
                 served = first.serving.model_copy(update={"max_model_len": max(c.serving.max_model_len for _, c, _ in todo)})
                 watchdog.enter("serving")
                 with serving(first.model, served, 2 * in_flight, console.replica_bar) as app:
-                    attached = [(cfg.model_copy(update={"serving": cfg.serving.model_copy(
-                        update={"app_name": app.app_name, "keep_serving": False})}), fitted) for _, cfg, fitted in todo]
+                    attached = [(name, cfg.model_copy(update={"serving": cfg.serving.model_copy(
+                        update={"app_name": app.app_name, "keep_serving": False})}), fitted) for name, cfg, fitted in todo]
                     with ThreadPoolExecutor(max_workers=len(attached)) as pool:
-                        list(pool.map(lambda item: evaluate.run(item[0], progress=progress, fitted=item[1]), attached))
-        for _, name, cfg, _ in configs:
-            summary = json.loads((cfg.output_dir / "summary.json").read_text())
-            index[name] = {"dir": str(cfg.output_dir), "model": cfg.model.model, "quantization": cfg.model.quantization,
-                           "pass_at_k": summary["pass_at_k"], "config_id": summary["config_id"]}
+                        done = pool.map(lambda item: evaluate.run(item[1], progress=progress, fitted=item[2]), attached)
+                        summaries.update(zip([name for name, _, _ in attached], done))
+    index = {name: {"dir": str(cfg.output_dir), "model": cfg.model.model, "quantization": cfg.model.quantization,
+                    "pass_at_k": summaries[name].pass_at_k, "config_id": summaries[name].config_id}
+             for _, name, cfg, _ in configs}
     atomic.write_text(root / "index.json", json.dumps(index, indent=2) + "\n")
     lines = ["# Sweep index", "", "| config | model | pass@k | dir |", "|---|---|---|---|"]
     for name, entry in index.items():
@@ -141,13 +139,12 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--output-dir", type=Path, help="overrides the sweep file's output_dir")
         p.add_argument("--verbose", action="store_true", help="Ray and vLLM logs on the terminal too")
         args = p.parse_args(argv)
-        sweep = config.load_yaml(args.sweep)
-        if args.output_dir:
-            sweep["output_dir"] = str(args.output_dir)
+        overrides = {"output_dir": args.output_dir}
+        sweep = config.build(config.SweepConfig, args.sweep, overrides, flag_names={"output_dir": "--output-dir"})
         cli.configure_logging(args.verbose)
         index = run_sweep(sweep, progress=True, quiet=not args.verbose)
         print(yaml.safe_dump({k: v["pass_at_k"] for k, v in index.items()}, sort_keys=False))
-        print(f"report: {Path(sweep['output_dir']) / 'report.html'}")
+        print(f"report: {sweep.output_dir / 'report.html'}")
         return 0
 
     return cli.run_command(job)

@@ -20,7 +20,7 @@ ray.init(address=cluster.address)
 # a generous timeout: verdicts must not depend on how loaded the machine is while a node restarts
 cfg = ScoreConfig(samples=samples, output_dir=out, workers=4, shard_size=20, sandbox={"timeout_s": 30.0})
 result = {}
-thread = threading.Thread(target=lambda: result.update(score.run(cfg, progress=False)))
+thread = threading.Thread(target=lambda: result.update(score.run(cfg, progress=False).model_dump(mode="json")))
 thread.start()
 removed = False
 if remove:

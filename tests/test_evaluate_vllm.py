@@ -59,7 +59,7 @@ def generations(cfg: EvalConfig):
 
 def test_n_samples_per_task_arrive_from_both_replicas(tmp_path, vllm_app, tiny_model):
     cfg = eval_config(tmp_path, vllm_app, tiny_model, "basic")
-    summary = evaluate.run(cfg, progress=False)
+    summary = evaluate.run(cfg, progress=False).model_dump(mode="json")
     table = generations(cfg)
     rows = table.to_pylist()
     assert table.num_rows == 6 * 3  # n=3 requests (unseeded), all choices kept
@@ -82,7 +82,7 @@ def test_mbpp_plus_end_to_end_scores_both_suites(tmp_path, vllm_app, tiny_model,
     cache_dir, _ = mbpp_oracles  # the expected outputs, computed once per machine
     cfg = eval_config(tmp_path, vllm_app, tiny_model, "mbpp", dataset="mbpp_plus", limit=3, k=[1, 2],
                       cache_dir=str(cache_dir), generation={"num_samples": 2})
-    summary = evaluate.run(cfg, progress=False)
+    summary = evaluate.run(cfg, progress=False).model_dump(mode="json")
     assert summary["dataset"] == "mbpp_plus" and summary["suites"] == ["base", "plus"]
     assert {suite: sum(counts.values()) for suite, counts in summary["status_counts"].items()} == {"base": 6, "plus": 6}
     assert set(summary["pass_at_k"]) == {"base", "plus"}
@@ -124,7 +124,7 @@ def test_engine_error_is_a_per_sample_generation_error(tmp_path, vllm_app, tiny_
     long_template = "{prompt}\n" * 12
     cfg = eval_config(tmp_path, vllm_app, tiny_model, "too-long", limit=2, prompt={"template": long_template},
                       generation={"num_samples": 2, "max_retries": 1})
-    summary = evaluate.run(cfg, progress=False)
+    summary = evaluate.run(cfg, progress=False).model_dump(mode="json")
     rows = generations(cfg).to_pylist()
     assert len(rows) == 4 and all(r["finish_reason"] == "error" and r["error"] for r in rows)
     assert summary["generation"]["retried_requests"] == 0  # a 4xx is final, not retried
@@ -149,7 +149,7 @@ def test_killed_driver_resumes_without_redoing_shards(tmp_path, vllm_app, tiny_m
     first = {p.name: p.stat().st_mtime_ns for p in gen_dir.glob("*.parquet")}
     assert 2 <= len(first) < 8, "the driver should have been killed halfway"
 
-    summary = evaluate.run(cfg, progress=False)
+    summary = evaluate.run(cfg, progress=False).model_dump(mode="json")
     after = {p.name: p.stat().st_mtime_ns for p in gen_dir.glob("*.parquet")}
     assert {name: after[name] for name in first} == first  # finished shards untouched
     assert len(after) == 8 and summary["generation"]["samples"] == 16
@@ -180,7 +180,7 @@ def test_killed_replica_mid_generation_loses_no_sample(tmp_path, vllm_app, tiny_
     cfg = eval_config(tmp_path, vllm_app, tiny_model, "replica-kill", limit=10,
                       generation={"num_samples": 2, "shard_samples": 2, "in_flight_per_replica": 2, "max_retries": 4})
     result = {}
-    runner = threading.Thread(target=lambda: result.update(evaluate.run(cfg, progress=False)))
+    runner = threading.Thread(target=lambda: result.update(evaluate.run(cfg, progress=False).model_dump(mode="json")))
     runner.start()
     gen_dir = cfg.output_dir / "generations"
     while runner.is_alive() and len(list(gen_dir.glob("*.parquet"))) < 2:

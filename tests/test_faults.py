@@ -75,7 +75,7 @@ def test_a_scoring_call_that_keeps_failing_marks_its_samples_crashed(tmp_path, r
     broken = Shard("broken", [ScoreItem("HumanEval/9999", 0, "    return 1\n")])
     stats = score_shards([good, broken], tmp_path, "humaneval", ("base",), SandboxConfig(), None, workers=1,
                          config_id="test", progress=False)
-    assert stats["shards_total"] == 2
+    assert stats.shards_total == 2
     good_rows = pq.read_table(shard_path(tmp_path, good)).to_pylist()
     broken_rows = pq.read_table(shard_path(tmp_path, broken)).to_pylist()
     assert [r["status"] for r in good_rows] == ["passed"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ray_jobs import score
-from ray_jobs.config import EvalConfig, SandboxConfig, ScoreConfig
+from ray_jobs.config import EvalConfig, SandboxConfig, ScoreConfig, SweepConfig
 from ray_jobs.generation.extract import extract_completion
 from ray_jobs.generation.planning import RequestRow, request_body, response_completion
 from ray_jobs.generation.preflight import resolve_sampling
@@ -183,8 +183,8 @@ def test_whole_programs_keep_imports_helpers_and_entry_point_only():
 
 
 def test_sweep_matrix_takes_the_dataset_as_an_axis():
-    sweep = {"output_dir": "/tmp/sweep", "base": {"limit": 2, "model": {"model": "/m"}},
-             "matrix": {"dataset": ["humaneval_plus", "mbpp_plus"]}}
+    sweep = SweepConfig(output_dir="/tmp/sweep", base={"limit": 2, "model": {"model": "/m"}},
+                        matrix={"dataset": ["humaneval_plus", "mbpp_plus"]})
     configs = expand(sweep)
     assert [(m, name, cfg.dataset) for m, name, cfg in configs] == [
         (0, "dataset=humaneval_plus", "humaneval_plus"), (0, "dataset=mbpp_plus", "mbpp_plus")]
@@ -242,7 +242,7 @@ def test_every_canonical_solution_passes_both_suites_and_a_wrong_answer_fails_th
                 fh.write(json.dumps({"task_id": task.task_id, "completion": completion}) + "\n")
     cfg = ScoreConfig(samples=samples, output_dir=tmp_path / "out", dataset="mbpp_plus", k=[1, 2], workers=2,
                       cache_dir=cache_dir)
-    summary = score.run(cfg, progress=False)
+    summary = score.run(cfg, progress=False).model_dump(mode="json")
     assert summary["pass_at_k"] == {"base": {"pass@1": 0.5, "pass@2": 1.0}, "plus": {"pass@1": 0.5, "pass@2": 1.0}}
     for suite in ("base", "plus"):
         assert summary["status_counts"][suite]["passed"] == summary["status_counts"][suite]["failed"] == 378

@@ -41,7 +41,7 @@ def generations(cfg: EvalConfig) -> list[dict]:
 def test_a_base_model_runs_in_completion_mode_within_its_small_context(tmp_path, ray_local, model_shapes):
     model = model_shapes("llama-base")
     cfg = own_app_config(tmp_path / "llama", model, prompt={"mode": "completion"})
-    summary = evaluate.run(cfg, progress=False)
+    summary = evaluate.run(cfg, progress=False).model_dump(mode="json")
     fit = summary["model_fit"]
     assert (fit["architectures"], fit["context_limit"], fit["max_model_len"]) == (["LlamaForCausalLM"], 1024, 1024)
     # vLLM's default max_tokens would not fit: capped to what the longest prompt leaves
@@ -114,7 +114,7 @@ def test_a_model_answering_in_answer_tags_has_its_code_found_in_the_tag(tmp_path
     from ray_jobs.tiny_model import ANSWER_RESPONSE
 
     cfg = own_app_config(tmp_path / "tags", model_shapes("answer-tags"), sampling={"seed": None, "max_tokens": 16})
-    summary = evaluate.run(cfg, progress=False)
+    summary = evaluate.run(cfg, progress=False).model_dump(mode="json")
     rows = generations(cfg)
     assert len(rows) == 4 and {r["response"] for r in rows} == {ANSWER_RESPONSE}, rows
     assert {(r["extracted_from"], r["completion"]) for r in rows} == {("tag", "    return 0\n")}

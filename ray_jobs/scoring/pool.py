@@ -3,7 +3,7 @@ generation shard's samples the moment the shard lands, so scoring runs on the CP
 replicas while they generate, and ends seconds after the last generation shard.
 
 A thread of the driver drives the pool (Ray's API is thread-safe); the caller submits shards,
-then closes the pool and gets the stats. Exactly-once and resume are the shards' (shards.py):
+then closes the pool and gets a ScoringRun: the counts and every submitted shard's verdicts. Exactly-once and resume are the shards' (shards.py):
 a shard whose results file exists is counted as resumed and not scored again.
 
 A worker that answers no sample for `stuck_after_s` (default: the longest one job can take, the
@@ -22,6 +22,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
 import ray
 
 from ray_jobs.config import SandboxConfig
@@ -39,6 +40,18 @@ PER_WORKER_DEPTH = 2  # one running, one queued: the actor never waits for the d
 _CLOSED = object()
 
 
+@dataclass(frozen=True)
+class ScoringRun:
+    """What a scoring stage did, and its verdicts (schemas.RESULTS, resumed shards included)."""
+
+    results: pa.Table
+    layers: dict[str, str]  # sandbox isolation layer -> on, or why it is off
+    shards_total: int
+    shards_resumed: int  # finished by an earlier run, not scored again
+    samples_scored: int  # by this run
+    wall_s: float  # from the first shard submitted to the last verdict
+
+
 @dataclass
 class _Busy:
     """A started worker's calls in flight (the first one runs), and when it last answered a sample."""
@@ -49,7 +62,7 @@ class _Busy:
 
 
 class ScoringPool:
-    """Use as a context manager: `submit` shards, then `close()` for the stats. Leaving the block
+    """Use as a context manager: `submit` shards, then `close()` for the ScoringRun. Leaving the block
     early (an error, Ctrl-C, the watchdog) stops the pool and kills its workers."""
 
     def __init__(self, results_dir: Path, dataset_name: str, suites: tuple[str, ...], sandbox_config: SandboxConfig,
@@ -63,7 +76,8 @@ class ScoringPool:
         spec = load_dataset(dataset_name).benchmark
         self.stuck_after = stuck_after_s or longest_wait_s(sandbox_config, longest_deadline(sandbox_config, suites, spec))
         self.poll_s = min(POLL_S, self.stuck_after / 2)
-        self.stats = {"shards_total": 0, "shards_skipped": 0, "layers": {}, "scoring_wall_s": 0.0, "samples_scored": 0}
+        self._shards: list[Shard] = []  # every one submitted, in order
+        self._resumed, self._samples_scored, self._layers = 0, 0, {}
         # the stage starts with its first shard, not with the pool: in evaluate the pool waits
         # through the replicas' start-up, which is no part of scoring's time or rate
         self._bar_args = ("scoring", expected_samples, "sample", progress, bar_line)
@@ -96,15 +110,16 @@ class ScoringPool:
     def submit(self, shards: list[Shard]) -> None:
         self._submitted.put(shards)
 
-    def close(self) -> dict:
-        """No more shards: wait until every submitted one has its results, then the stats."""
+    def close(self) -> ScoringRun:
+        """No more shards: wait until every submitted one has its results, then read them."""
         self._submitted.put(_CLOSED)
         while self._thread.is_alive():
             self._thread.join(timeout=1.0)  # a short wait at a time: a signal (the watchdog) gets through
         if self._error is not None:
             raise self._error
-        self.stats["scoring_wall_s"] = time.perf_counter() - self._started if self._started is not None else 0.0
-        return self.stats
+        wall_s = time.perf_counter() - self._started if self._started is not None else 0.0
+        results = schemas.read_tables([shard_path(self.results_dir, s) for s in self._shards], schemas.RESULTS)
+        return ScoringRun(results, self._layers, len(self._shards), self._resumed, self._samples_scored, wall_s)
 
     # -- the pool's thread ----------------------------------------------------------------------
     def _run(self) -> None:
@@ -154,12 +169,12 @@ class ScoringPool:
             self._bar = Progress(stage, total, unit, enabled=enabled, position=line)
             self._started = time.perf_counter()
         for shard in shards:
-            self.stats["shards_total"] += 1
+            self._shards.append(shard)
             if shard_path(self.results_dir, shard).exists():
-                self.stats["shards_skipped"] += 1
+                self._resumed += 1
                 self._bar.update(len(shard.items))
             else:
-                self.stats["samples_scored"] += len(shard.items)
+                self._samples_scored += len(shard.items)
                 self._todo.append(shard)
 
     def _calls(self) -> dict:
@@ -189,7 +204,7 @@ class ScoringPool:
     def _collect(self, ref) -> None:
         if ref in self._starting:
             self._busy[self._starting.pop(ref)] = _Busy()
-            self.stats["layers"] = self.stats["layers"] or ray.get(ref)
+            self._layers = self._layers or ray.get(ref)
             return
         state = self._busy[self._calls()[ref]]
         shard = state.calls.pop(ref)
@@ -256,9 +271,8 @@ def _poll_progress(busy: dict, stuck_after: float, wait_s: float) -> tuple[list,
 
 def score_shards(shards: list[Shard], results_dir: Path, dataset_name: str, suites: tuple[str, ...],
                  sandbox_config: SandboxConfig, oracles: dict | None, workers: int, config_id: str,
-                 progress: bool = True, stuck_after_s: float | None = None, dedupe: bool = True) -> dict:
-    """Score the shards that have no results file yet, all known up front. Returns the stats:
-    the sandbox layers, shard counts and the scoring wall time."""
+                 progress: bool = True, stuck_after_s: float | None = None, dedupe: bool = True) -> ScoringRun:
+    """Score the shards that have no results file yet, all known up front."""
     with ScoringPool(results_dir, dataset_name, suites, sandbox_config, oracles, workers, config_id,
                      sum(len(s.items) for s in shards), progress, stuck_after_s, dedupe) as pool:
         pool.submit(shards)
