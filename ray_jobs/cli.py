@@ -16,6 +16,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NoReturn
 
 from pydantic import BaseModel
@@ -90,8 +91,20 @@ def build_config(model: type[BaseModel], args: argparse.Namespace, flags: Sequen
                         flag_names={f.field: f.flag for f in flags})
 
 
+def pipeline_args(argv: list[str] | None, prog: str, doc: str | None, model: type[BaseModel],
+                  flags: Sequence[Flag], verbose_help: str) -> argparse.Namespace:
+    """The command line of evaluate and score: --config (YAML of `model`'s fields), the flags,
+    --no-progress and --verbose."""
+    p = parser(prog, doc)
+    p.add_argument("--config", type=Path, help=f"YAML with {model.__name__} fields; flags override it")
+    add_flags(p, flags)
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--verbose", action="store_true", help=verbose_help)
+    return p.parse_args(argv)
+
+
 def run_pipeline_command(argv: list[str] | None, parse_args: Callable, build_config: Callable,
-                         run: Callable[..., dict]) -> int:
+                         run: Callable[..., Any]) -> int:
     """evaluate and score: flags -> config -> a quiet run (unless --verbose) -> the result."""
     def job() -> int:
         args = parse_args(argv)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, model_validator
 
 from contracts import StrictModel, UserError
 from ray_jobs.tasks.benchmarks import DATASETS, HUMANEVAL_CHAT_TEMPLATE, benchmark
@@ -57,11 +57,20 @@ WATCHDOG_DOC = ("a stage (serving, generation, scoring, report) without progress
                 "job, with every thread's stack and the running Ray tasks in the log")
 
 
+def _positive_ks(ks: list[int]) -> list[int]:
+    if not ks or any(k < 1 for k in ks):
+        raise ValueError("k values must be positive integers")
+    return sorted(set(ks))
+
+
+Ks = Annotated[list[int], AfterValidator(_positive_ks)]  # pass@k's k values: sorted, distinct, positive
+
+
 class ScoreConfig(StrictModel):
     samples: Path
     output_dir: Path
     dataset: DatasetName = "humaneval"
-    k: list[int] = Field(default_factory=lambda: [1, 10, 100])
+    k: Ks = Field(default_factory=lambda: [1, 10, 100])
     extract: bool = Field(False, description="extract code from raw chat responses before scoring")
     extraction: Literal["auto", "seed"] = Field("auto", description="with extract: the rules, as prompt.extraction")
     allow_missing_tasks: bool = False
@@ -73,12 +82,6 @@ class ScoreConfig(StrictModel):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     watchdog_s: float = Field(WATCHDOG_S, gt=0, description=WATCHDOG_DOC)
 
-    @field_validator("k")
-    @classmethod
-    def _positive_ks(cls, ks: list[int]) -> list[int]:
-        if not ks or any(k < 1 for k in ks):
-            raise ValueError("k values must be positive integers")
-        return sorted(set(ks))
 
 
 def load_yaml(path: Path | None) -> dict:
@@ -182,7 +185,7 @@ class EvalConfig(StrictModel):
     output_dir: Path
     dataset: DatasetName = "humaneval"
     limit: int | None = Field(None, ge=1, description="first N tasks only")
-    k: list[int] = Field(default_factory=lambda: [1, 10, 100])
+    k: Ks = Field(default_factory=lambda: [1, 10, 100])
     address: str | None = None
     model: ModelConfig = Field(default_factory=ModelConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
@@ -196,8 +199,6 @@ class EvalConfig(StrictModel):
     cache_dir: Path = Field(Path("~/.cache/ray_humaneval").expanduser())
     report: bool = Field(True, description="write report.md/.html/.json into output_dir")
     watchdog_s: float = Field(WATCHDOG_S, gt=0, description=WATCHDOG_DOC)
-
-    _positive_ks = field_validator("k")(ScoreConfig._positive_ks.__func__)
 
     @model_validator(mode="after")
     def _dataset_template(self) -> EvalConfig:

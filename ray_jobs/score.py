@@ -17,12 +17,11 @@ from collections import Counter
 from pathlib import Path
 
 from ray_jobs import cli, config, console, watchdog
-from ray_jobs.generation.extract import extract
 from ray_jobs.metrics.summary import Summary, build_summary, extraction_section
-from ray_jobs.scoring.items import ScoreItem
+from ray_jobs.scoring.samples import human_eval_results, load_items
 from ray_jobs.storage import atomic
-from ray_jobs.tasks.datasets import DATASETS, Dataset, load_dataset
-from ray_jobs.tasks.samples_io import CODE_FIELDS, read_rows, to_samples, write_samples_with_results
+from ray_jobs.tasks.datasets import DATASETS, load_dataset
+from ray_jobs.tasks.samples_io import write_samples_with_results
 
 FLAGS = (
     cli.Flag("--samples", "samples", "samples JSONL(.gz) with task_id and completion (appended to the prompt) or "
@@ -48,35 +47,12 @@ FLAGS = (
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = cli.parser("python -m ray_jobs.score", __doc__)
-    p.add_argument("--config", type=Path, help="YAML with ScoreConfig fields; flags override it")
-    cli.add_flags(p, FLAGS)
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--verbose", action="store_true", help="Ray logs on the terminal too")
-    return p.parse_args(argv)
+    return cli.pipeline_args(argv, "python -m ray_jobs.score", __doc__, config.ScoreConfig, FLAGS,
+                             "Ray logs on the terminal too")
 
 
 def build_config(args: argparse.Namespace) -> config.ScoreConfig:
     return cli.build_config(config.ScoreConfig, args, FLAGS)
-
-
-def load_items(cfg: config.ScoreConfig, dataset: Dataset) -> tuple[list, list, list[ScoreItem]]:
-    """All validation happens here, before Ray starts or anything is written. With --extract,
-    the code is found as `evaluate` finds it (generation/extract.py, the same rules)."""
-    rows = read_rows(cfg.samples)
-    fields = CODE_FIELDS
-    if cfg.extract:
-        fields = ("response",) if all("response" in row for _, row in rows) else ("completion",)
-    samples = to_samples(cfg.samples, rows, dataset, fields, cfg.allow_missing_tasks)
-    items = []
-    for s in samples:
-        if cfg.extract:
-            task = dataset.tasks[s.task_id]
-            found = extract(s.completion, task.entry_point, program=task.benchmark.whole_program, rules=cfg.extraction)
-            items.append(ScoreItem(s.task_id, s.completion_id, found.code, found.found))
-        else:
-            items.append(ScoreItem(s.task_id, s.completion_id, s.completion, kind=s.from_field))
-    return rows, samples, items
 
 
 def run(cfg: config.ScoreConfig, progress: bool = True, quiet: bool = False) -> Summary:
@@ -107,21 +83,10 @@ def run(cfg: config.ScoreConfig, progress: bool = True, quiet: bool = False) -> 
         {"total_s": time.perf_counter() - started, "scoring_s": scoring.wall_s},
         sample_fields=dict(Counter(s.from_field for s in samples)),
         extraction=extraction_section(cfg.extraction, [i.found for i in items]) if cfg.extract else None)
-    write_outputs(cfg, dataset, rows, samples, scoring.results, summary)
-    return summary
-
-
-def write_outputs(cfg, dataset: Dataset, rows, samples, results, summary: Summary) -> None:
-    final_suite = dataset.benchmark.final_suite
-    by_key = {(r["task_id"], r["completion_id"], r["suite"]): r for r in results.to_pylist()}
-    passed, result = {}, {}
-    for s in samples:
-        final = by_key[(s.task_id, s.completion_id, final_suite)]
-        passed[s.line] = final["passed"]
-        result[s.line] = "passed" if passed[s.line] else (
-            f"{final['status']}: {final['error_type'] or ''} {final['error_message'] or ''}".strip())
+    passed, result = human_eval_results(samples, scoring.results, dataset.benchmark.final_suite)
     write_samples_with_results(cfg.output_dir / "samples_results.jsonl", rows, passed, result)
     atomic.write_text(cfg.output_dir / "summary.json", summary.model_dump_json(indent=2) + "\n")
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from ray_jobs.config import SandboxConfig, ScoreConfig
 from ray_jobs.metrics.summary import Summary
 from ray_jobs.sandbox.client import Sandbox
 from ray_jobs.scoring.items import ScoreItem, score_items
+from ray_jobs.scoring.samples import load_items
 from ray_jobs.storage import schemas
 from ray_jobs.tasks.datasets import load_dataset
 from ray_jobs.tasks.groundtruth import load_oracles
@@ -178,11 +179,11 @@ def test_extract_finds_code_as_evaluate_does_and_nothing_found_is_not_run(tmp_pa
     samples = write_jsonl(tmp_path / "chat.jsonl", rows[:2])
     dataset = load_dataset("humaneval")
     cfg = ScoreConfig(samples=samples, output_dir=tmp_path / "o", extract=True, allow_missing_tasks=True)
-    _, _, items = score.load_items(cfg, dataset)
+    _, _, items = load_items(cfg, dataset)
     assert [i.found for i in items] == ["tag", "none"] and "<answer>" not in items[0].completion
-    seed = score.load_items(cfg.model_copy(update={"extraction": "seed"}), dataset)[2]
+    seed = load_items(cfg.model_copy(update={"extraction": "seed"}), dataset)[2]
     assert "<answer>" in seed[0].completion  # the seed's rules run the tags as code
-    plain = score.load_items(ScoreConfig(samples=write_jsonl(tmp_path / "plain.jsonl", rows[2:]), output_dir=tmp_path,
+    plain = load_items(ScoreConfig(samples=write_jsonl(tmp_path / "plain.jsonl", rows[2:]), output_dir=tmp_path,
                                          allow_missing_tasks=True), dataset)[2]
     assert [i.found for i in plain] == [None]
 

