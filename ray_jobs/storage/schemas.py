@@ -15,7 +15,7 @@ RESULTS = pa.schema(
         pa.field("completion_id", pa.int64(), nullable=False),
         pa.field("suite", pa.string(), nullable=False),  # "base" | "plus"
         pa.field("passed", pa.bool_(), nullable=False),
-        pa.field("status", pa.string(), nullable=False),  # sandbox.verdict.STATUSES
+        pa.field("status", pa.string(), nullable=False),  # scoring.verdict.STATUSES
         pa.field("error_type", pa.string()),
         pa.field("error_message", pa.string()),
         pa.field("duration_s", pa.float64(), nullable=False),  # wall time of the sample's process

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ray_jobs.sandbox.codec import UnencodableValue, encode_or_digest
-from ray_jobs.sandbox.verdict import MBPP_OUTPUT_NOT_NONE_TASKS
+from ray_jobs.scoring.verdict import MBPP_OUTPUT_NOT_NONE_TASKS
 from ray_jobs.storage import atomic
 from ray_jobs.tasks.datasets import Dataset, Task, load_dataset
 
