@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ray_jobs.generation.extract import FOUND
 from ray_jobs.metrics.passk import pass_at_k, per_task_counts
-from ray_jobs.scoring.verdict import STATUSES
+from ray_jobs.storage.schemas import STATUSES
 
 
 def suite_metrics(results: pa.Table, suites: tuple[str, ...], ks: list[int],

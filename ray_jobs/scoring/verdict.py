@@ -1,4 +1,5 @@
-"""From a raw sandbox outcome to exactly one status of the fixed taxonomy (docs/outputs.md).
+"""From a raw sandbox outcome to exactly one status of the fixed taxonomy (docs/outputs.md; its names:
+storage/schemas.py STATUSES, beside the results schema).
 
   passed         base: check(candidate) returned; plus: every output matched
   failed         wrong answer or failed assertion (also: output of a non-builtin type)
@@ -30,7 +31,6 @@ from ray_jobs.sandbox.codec import (
 )
 from ray_jobs.sandbox.protocol import Outcome
 
-STATUSES = ("passed", "failed", "error", "syntax_error", "timeout", "out_of_memory", "crashed", "empty")
 MESSAGE_CHARS = 500
 
 
