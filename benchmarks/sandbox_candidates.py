@@ -87,7 +87,7 @@ def run_project_sandbox(progs: list[str]) -> tuple[float, str]:
     from ray_jobs.config import SandboxConfig
     from ray_jobs.sandbox.client import Sandbox
     from ray_jobs.sandbox.protocol import CheckJob
-    from ray_jobs.sandbox.verdict import base_verdict
+    from ray_jobs.scoring.verdict import base_verdict
 
     jobs = [CheckJob(i, p, "token", 3.0) for i, p in enumerate(progs)]
     with Sandbox(SandboxConfig()) as sb:

@@ -6,7 +6,7 @@ import secrets
 
 from ray_jobs.sandbox.client import Sandbox
 from ray_jobs.sandbox.protocol import CheckJob, Outcome, OutputsJob
-from ray_jobs.sandbox.verdict import PlusJudge, Verdict, base_verdict
+from ray_jobs.scoring.verdict import PlusJudge, Verdict, base_verdict
 from ray_jobs.tasks.groundtruth import TaskOracle
 
 CHECK = "\n\ndef check(candidate):\n    assert candidate(2) == 4\n\ncheck(double)\n"

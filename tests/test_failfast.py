@@ -19,7 +19,7 @@ from ray_jobs.config import SandboxConfig
 from ray_jobs.sandbox.client import Sandbox
 from ray_jobs.sandbox.codec import equality_digest
 from ray_jobs.sandbox.protocol import KILL, Outcome, OutputsJob
-from ray_jobs.sandbox.verdict import (
+from ray_jobs.scoring.verdict import (
     EXTRA_LINES,
     PlusJudge,
     Verdict,

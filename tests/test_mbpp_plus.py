@@ -17,8 +17,8 @@ from ray_jobs.generation.planning import RequestRow, request_body, response_comp
 from ray_jobs.generation.preflight import resolve_sampling
 from ray_jobs.sandbox.client import Sandbox
 from ray_jobs.sandbox.codec import decode, encode
-from ray_jobs.sandbox.verdict import outputs_match
 from ray_jobs.scoring.items import ScoreItem, score_items
+from ray_jobs.scoring.verdict import outputs_match
 from ray_jobs.sweep import expand
 from ray_jobs.tasks.benchmarks import HUMANEVAL_CHAT_TEMPLATE as DEFAULT_CHAT_TEMPLATE
 from ray_jobs.tasks.benchmarks import MBPP_CHAT_TEMPLATE, MBPP_COMPLETION_STOPS

@@ -17,7 +17,7 @@ import pytest
 from ray_jobs.config import SandboxConfig
 from ray_jobs.sandbox.client import Sandbox
 from ray_jobs.sandbox.protocol import CheckJob
-from ray_jobs.sandbox.verdict import base_verdict
+from ray_jobs.scoring.verdict import base_verdict
 from tests.sandbox_probe import CHECK, GOOD, assert_worker_healthy, run_base, run_plus
 
 SECRET = "rhe-secret-" + secrets.token_hex(8)

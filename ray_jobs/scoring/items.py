@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from ray_jobs.config import SandboxConfig
 from ray_jobs.sandbox.client import Sandbox
 from ray_jobs.sandbox.protocol import CheckJob, Job, Outcome, OutputsJob
-from ray_jobs.sandbox.verdict import EMPTY, PlusJudge, Verdict, base_verdict
+from ray_jobs.scoring.verdict import EMPTY, PlusJudge, Verdict, base_verdict
 from ray_jobs.tasks.benchmarks import Benchmark
 from ray_jobs.tasks.datasets import Task
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import ray
 
 from ray_jobs.config import SandboxConfig
-from ray_jobs.sandbox.verdict import Verdict
 from ray_jobs.scoring.items import ScoreItem, program_key, result_row
+from ray_jobs.scoring.verdict import Verdict
 from ray_jobs.storage.keys import content_key
 from ray_jobs.tasks.datasets import task_sort_key
 

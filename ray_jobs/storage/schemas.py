@@ -9,13 +9,16 @@ import pyarrow.parquet as pq
 
 from ray_jobs.storage import atomic
 
+# The status taxonomy of a results row: scoring/verdict.py decides exactly one per sample (docs/outputs.md)
+STATUSES = ("passed", "failed", "error", "syntax_error", "timeout", "out_of_memory", "crashed", "empty")
+
 RESULTS = pa.schema(
     [
         pa.field("task_id", pa.string(), nullable=False),
         pa.field("completion_id", pa.int64(), nullable=False),
         pa.field("suite", pa.string(), nullable=False),  # "base" | "plus"
         pa.field("passed", pa.bool_(), nullable=False),
-        pa.field("status", pa.string(), nullable=False),  # sandbox.verdict.STATUSES
+        pa.field("status", pa.string(), nullable=False),  # STATUSES
         pa.field("error_type", pa.string()),
         pa.field("error_message", pa.string()),
         pa.field("duration_s", pa.float64(), nullable=False),  # wall time of the sample's process

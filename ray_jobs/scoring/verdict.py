@@ -1,4 +1,5 @@
-"""From a raw sandbox outcome to exactly one status of the fixed taxonomy (docs/outputs.md).
+"""From a raw sandbox outcome to exactly one status of the fixed taxonomy (docs/outputs.md; its names:
+storage/schemas.py STATUSES, beside the results schema).
 
   passed         base: check(candidate) returned; plus: every output matched
   failed         wrong answer or failed assertion (also: output of a non-builtin type)
@@ -31,7 +32,6 @@ from ray_jobs.sandbox.codec import (
 from ray_jobs.sandbox.protocol import Outcome
 from ray_jobs.tasks.benchmarks import MBPP_OUTPUT_NOT_NONE_TASKS
 
-STATUSES = ("passed", "failed", "error", "syntax_error", "timeout", "out_of_memory", "crashed", "empty")
 MESSAGE_CHARS = 500
 
 
