@@ -23,6 +23,7 @@ $(STAMP): pyproject.toml
 
 test: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports  # the import rules of docs/architecture.md (pyproject's importlinter contracts)
 	$(PY) -m pytest -q
 
 # The main job on the embedded default (a local Ray started in-process), with a tiny random
