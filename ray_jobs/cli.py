@@ -109,7 +109,8 @@ def run_pipeline_command(argv: list[str] | None, parse_args: Callable, build_con
     def job() -> int:
         args = parse_args(argv)
         configure_logging(args.verbose)
-        console.result(run(build_config(args), progress=not args.no_progress, quiet=not args.verbose))
+        summary = run(build_config(args), progress=not args.no_progress, quiet=not args.verbose)
+        console.result(summary.pass_at_k, summary.missing_modules, summary.sandbox.degraded, summary.output_dir)
         return 0
 
     return run_command(job)

