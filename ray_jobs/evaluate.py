@@ -30,7 +30,7 @@ from ray_jobs.tasks.datasets import DATASETS, load_dataset, task_sort_key
 from ray_jobs.tasks.samples_io import write_generated_samples
 
 if TYPE_CHECKING:  # imported in run(): bad input fails before Ray is imported
-    pass
+    from ray_jobs.scoring.shared_verdicts import SharedVerdicts
 
 log = logging.getLogger("ray_jobs.evaluate")
 
@@ -77,8 +77,9 @@ def build_config(args: argparse.Namespace) -> config.EvalConfig:
 
 
 def run(cfg: config.EvalConfig, progress: bool = True, fitted: preflight.Fitted | None = None,
-        quiet: bool = False) -> Summary:
-    """`fitted`: the preflight's answer, where the caller (a sweep) already asked for it. `quiet`:
+        quiet: bool = False, shared_verdicts: SharedVerdicts | None = None) -> Summary:
+    """`fitted`: the preflight's answer, where the caller (a sweep) already asked for it;
+    `shared_verdicts`: the verdicts of the sweep's other configurations of this dataset and sandbox. `quiet`:
     Ray's and vLLM's output go to OUTPUT_DIR/logs/evaluate.log once the input is accepted, and
     the terminal shows the header and one progress line per stage."""
     from ray_jobs.generation.driver import GenerationRun, generate, warm_up_in_background
@@ -122,7 +123,8 @@ def run(cfg: config.EvalConfig, progress: bool = True, fitted: preflight.Fitted 
             with ScoringStage(dataset, results_dir, cfg.sandbox, workers=cfg.scoring_workers,
                               shard_size=cfg.scoring_shard_size, dedupe=cfg.dedupe, config_id=gen_id,
                               shard_salt=config.config_hash(gen_id, cfg.sandbox), cache_dir=cfg.cache_dir,
-                              expected_samples=sum(r.n for r in requests), progress=progress, bar_line=1) as stage:
+                              expected_samples=sum(r.n for r in requests), progress=progress, bar_line=1,
+                              shared=shared_verdicts) as stage:
 
                 def score_soon(rows: list[dict]) -> None:
                     stage.submit([ScoreItem(r["task_id"], r["completion_id"], r["completion"], r["extracted_from"])

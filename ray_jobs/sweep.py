@@ -87,6 +87,7 @@ def _fit(cfg: config.EvalConfig) -> tuple[config.EvalConfig, preflight.Fitted]:
 
 def run_sweep(sweep: config.SweepConfig, progress: bool = False, quiet: bool = False) -> dict:
     from ray_jobs.ray_runtime import local_cpus, ray_session
+    from ray_jobs.scoring.shared_verdicts import SharedVerdicts
     from serve_app.app import import_serving_stack, serving
 
     # every configuration is fitted to its model before anything starts: a refusal comes now
@@ -95,6 +96,11 @@ def run_sweep(sweep: config.SweepConfig, progress: bool = False, quiet: bool = F
     root = sweep.output_dir
     atomic.check_writable(root)
     summaries = {name: _summary(cfg) for _, name, cfg, _ in configs}
+    # configurations that score the same dataset in the same sandbox run each distinct program once
+    shared: dict[tuple, SharedVerdicts] = {}
+    for _, _, cfg, _ in configs:
+        if cfg.dedupe:
+            shared.setdefault((cfg.dataset, config.config_hash(cfg.sandbox)), SharedVerdicts())
     first = configs[0][2]
     with console.quiet_terminal(root / "logs" / "sweep.log", enabled=quiet), \
             watchdog.Watchdog(max(cfg.watchdog_s for _, _, cfg, _ in configs), console.say), \
@@ -115,7 +121,9 @@ def run_sweep(sweep: config.SweepConfig, progress: bool = False, quiet: bool = F
                     attached = [(name, cfg.model_copy(update={"serving": cfg.serving.model_copy(
                         update={"app_name": app.app_name, "keep_serving": False})}), fitted) for name, cfg, fitted in todo]
                     with ThreadPoolExecutor(max_workers=len(attached)) as pool:
-                        done = pool.map(lambda item: evaluate.run(item[1], progress=progress, fitted=item[2]), attached)
+                        done = pool.map(lambda item: evaluate.run(
+                            item[1], progress=progress, fitted=item[2],
+                            shared_verdicts=shared.get((item[1].dataset, config.config_hash(item[1].sandbox)))), attached)
                         summaries.update(zip([name for name, _, _ in attached], done))
     index = {name: {"dir": str(cfg.output_dir), "model": cfg.model.model, "quantization": cfg.model.quantization,
                     "pass_at_k": summaries[name].pass_at_k, "config_id": summaries[name].config_id}

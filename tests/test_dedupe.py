@@ -10,6 +10,9 @@ from ray_jobs import score
 from ray_jobs.config import SandboxConfig
 from ray_jobs.sandbox.client import Sandbox
 from ray_jobs.scoring.items import ScoreItem, distinct_programs, score_items
+from ray_jobs.scoring.pool import score_shards
+from ray_jobs.scoring.shards import make_shards
+from ray_jobs.scoring.shared_verdicts import SharedVerdicts
 from ray_jobs.tasks.datasets import load_dataset
 from tests.test_score_cli import write_jsonl
 
@@ -80,3 +83,40 @@ def test_a_canonical_runtime_measured_by_one_worker_is_not_measured_again(ray_lo
         ray.kill(worker)
     assert rows[0]["passed"] and rows[0]["canonical_runtime_s"] == 123.0  # taken as given, not run
     assert measured[0]["passed"] and measured[0]["canonical_runtime_s"] not in (None, 123.0)  # measured where nobody knew it
+
+
+def test_shared_verdicts_give_only_complete_runs_of_a_program():
+    right, wrong = ScoreItem("HumanEval/2", 0, RIGHT), ScoreItem("HumanEval/2", 1, WRONG)
+    shared = SharedVerdicts()
+    row = {"task_id": "HumanEval/2", "completion_id": 0, "suite": "base", "status": "passed", "reused_from": None,
+           "config_id": "first", "duration_s": 0.2, "cpu_s": 0.1, "effective_s": 0.2}
+    crashed = {**row, "completion_id": 1, "status": "crashed"}  # the scorer failed: no verdict of the program
+    shared.record([right, wrong], [row, crashed])
+    given, todo = shared.reuse([ScoreItem("HumanEval/2", 7, RIGHT), ScoreItem("HumanEval/2", 8, WRONG)], ("base",))
+    assert [i.completion_id for i in todo] == [8]
+    assert given == [{**row, "completion_id": 7, "reused_from": 0, "reused_config": "first", "duration_s": 0.0,
+                      "cpu_s": None, "effective_s": None}]
+    assert shared.reuse([ScoreItem("HumanEval/2", 9, RIGHT)], ("base", "plus")) == ([], [ScoreItem("HumanEval/2", 9, RIGHT)])
+
+
+@pytest.mark.ray
+def test_a_program_scored_by_one_configuration_is_not_run_by_another(tmp_path, ray_local):
+    """A sweep's configurations on one dataset and sandbox share verdicts: the second run's copies
+    of the first's programs take their verdicts (reused_config names the first), the rest run."""
+    first = [ScoreItem("HumanEval/2", i, SLOW_RIGHT if i % 2 == 0 else WRONG) for i in range(4)]
+    second = [ScoreItem("HumanEval/2", 0, WRONG), ScoreItem("HumanEval/2", 1, SLOW_RIGHT),
+              ScoreItem("HumanEval/2", 2, "    return number - int(number)\n")]
+    shared = SharedVerdicts()
+    runs = {}
+    for name, items in (("first", first), ("second", second)):
+        runs[name] = score_shards(make_shards(items, 200, name), tmp_path / name, "humaneval", ("base",),
+                                  SandboxConfig(), None, 1, name, progress=False, shared=shared)
+    rows = runs["second"].results.to_pylist()
+    assert [(r["completion_id"], r["status"], r["reused_from"], r["reused_config"]) for r in rows] == [
+        (0, "failed", 1, "first"), (1, "passed", 0, "first"), (2, "passed", None, None)]
+    assert all(r["config_id"] == "second" for r in rows) and rows[1]["duration_s"] == 0.0
+    # without a shared store (or with dedupe off) every program runs
+    alone = score_shards(make_shards(second, 200, "alone"), tmp_path / "alone", "humaneval", ("base",),
+                         SandboxConfig(), None, 1, "alone", progress=False)
+    assert [r["reused_from"] for r in alone.results.to_pylist()] == [None, None, None]
+    assert [r["status"] for r in alone.results.to_pylist()] == [r["status"] for r in rows]

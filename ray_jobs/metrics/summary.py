@@ -117,6 +117,8 @@ class ScoringStats(_Section):
     shards_resumed: int = Field(description="shards a previous run had finished, not scored again")
     reused_verdicts: int = Field(0, description="(sample, suite) verdicts given from an identical program of the "
                                                 "same task, which ran once (dedupe); runs saved")
+    reused_from_other_configs: int = Field(0, description="of those, verdicts whose program ran in another "
+                                                          "configuration of the same sweep (same dataset and sandbox)")
 
 
 class ExtractionStats(_Section):
@@ -198,7 +200,13 @@ def scoring_stats(run: ScoringRun) -> ScoringStats:
     return ScoringStats(samples_scored=run.samples_scored,
                         samples_per_s=round(run.samples_scored / run.wall_s, 1) if run.wall_s else None,
                         shards_total=run.shards_total, shards_resumed=run.shards_resumed,
-                        reused_verdicts=run.results.num_rows - run.results.column("reused_from").null_count)
+                        reused_verdicts=run.results.num_rows - run.results.column("reused_from").null_count,
+                        reused_from_other_configs=_from_other_configs(run.results))
+
+
+def _from_other_configs(results: pa.Table) -> int:
+    pairs = results.select(["config_id", "reused_config"]).to_pylist()
+    return sum(1 for r in pairs if r["reused_config"] is not None and r["reused_config"] != r["config_id"])
 
 
 def build_summary(kind: Literal["evaluate", "score"], cfg: EvalConfig | ScoreConfig, dataset: Dataset,

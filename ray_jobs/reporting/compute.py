@@ -44,6 +44,7 @@ def throughput(summary: dict) -> dict:
         "generation_samples_per_s": gen.get("samples_per_s"),
         "scoring_samples_per_s": scoring.get("samples_per_s"),
         "reused_verdicts": scoring.get("reused_verdicts"),  # runs that identical programs saved
+        "reused_from_other_configs": scoring.get("reused_from_other_configs"),  # ... that ran in another sweep config
         "replicas": (gen.get("replica_utilisation") or {}).get("replicas", {}),
     }
 

@@ -57,6 +57,7 @@ def result_row(item: ScoreItem, suite: str, verdict: Verdict, outcome: Outcome |
         "limit_share": verdict.limit_share,
         "reused_from": None,
         "failed_input": verdict.failed_input,
+        "reused_config": None,
     }
 
 

@@ -28,8 +28,9 @@ import ray
 from ray_jobs.config import SandboxConfig
 from ray_jobs.console import Progress
 from ray_jobs.sandbox.client import longest_wait_s
-from ray_jobs.scoring.items import longest_deadline
+from ray_jobs.scoring.items import ScoreItem, longest_deadline
 from ray_jobs.scoring.shards import SHARD_RETRIES, ScoringWorker, Shard, crashed_rows, shard_path
+from ray_jobs.scoring.shared_verdicts import SharedVerdicts
 from ray_jobs.storage import schemas
 from ray_jobs.tasks.datasets import load_dataset
 
@@ -67,9 +68,12 @@ class ScoringPool:
 
     def __init__(self, results_dir: Path, dataset_name: str, suites: tuple[str, ...], sandbox_config: SandboxConfig,
                  oracles: dict | None, workers: int, config_id: str, expected_samples: int, progress: bool = True,
-                 stuck_after_s: float | None = None, dedupe: bool = True, bar_line: int = 0):
+                 stuck_after_s: float | None = None, dedupe: bool = True, bar_line: int = 0,
+                 shared: SharedVerdicts | None = None):
         """`expected_samples`: the progress bar's total; `bar_line`: its terminal line (1 below a
-        generation bar that runs at the same time)."""
+        generation bar that runs at the same time). With `dedupe`, a program that already has a
+        verdict in `shared` (this pool's own by default; a sweep shares one between the pools of
+        its configurations) is not run again."""
         self.results_dir, self.dataset_name, self.suites = results_dir, dataset_name, suites
         self.sandbox_config, self.oracles, self.workers = sandbox_config, oracles, workers
         self.config_id, self.dedupe = config_id, dedupe
@@ -77,6 +81,8 @@ class ScoringPool:
         self.stuck_after = stuck_after_s or longest_wait_s(sandbox_config, longest_deadline(sandbox_config, suites, spec))
         self.poll_s = min(POLL_S, self.stuck_after / 2)
         self._shards: list[Shard] = []  # every one submitted, in order
+        self._shared = (shared or SharedVerdicts()) if dedupe else None
+        self._given: dict[str, list[dict]] = {}  # shard key -> rows given from shared verdicts
         self._resumed, self._samples_scored, self._layers = 0, 0, {}
         # the stage starts with its first shard, not with the pool: in evaluate the pool waits
         # through the replicas' start-up, which is no part of scoring's time or rate
@@ -175,7 +181,10 @@ class ScoringPool:
                 self._bar.update(len(shard.items))
             else:
                 self._samples_scored += len(shard.items)
-                self._todo.append(shard)
+                if self._to_run(shard):
+                    self._todo.append(shard)
+                else:  # every program has its verdict already: no worker needed
+                    self._finish(shard, [])
 
     def _calls(self) -> dict:
         return {ref: worker for worker, state in self._busy.items() for ref in state.calls}
@@ -195,11 +204,23 @@ class ScoringPool:
         for worker, state in self._busy.items():
             while self._todo and len(state.calls) < PER_WORKER_DEPTH:
                 shard = self._todo.popleft()
+                items = self._to_run(shard)  # asked again: verdicts may have come since it was queued
+                if not items:
+                    self._finish(shard, [])
+                    continue
                 # named per shard: the dashboard's task list then says which results file is in work
-                call = worker.score.options(name=f"score shard-{shard.key} ({len(shard.items)} samples)")
-                tasks = {item.task_id for item in shard.items}
+                call = worker.score.options(name=f"score shard-{shard.key} ({len(items)} samples)")
+                tasks = {item.task_id for item in items}
                 known = {key: value for key, value in self._runtimes.items() if key[0] in tasks}
-                state.calls[call.remote(shard.items, self.suites, self.dedupe, known)] = shard
+                state.calls[call.remote(items, self.suites, self.dedupe, known)] = shard
+
+    def _to_run(self, shard: Shard) -> list[ScoreItem]:
+        """The shard's items whose programs have no verdict yet; the others' rows wait for the
+        shard's results."""
+        if self._shared is None:
+            return shard.items
+        self._given[shard.key], todo = self._shared.reuse(shard.items, self.suites)
+        return todo
 
     def _collect(self, ref) -> None:
         if ref in self._starting:
@@ -224,13 +245,26 @@ class ScoringPool:
             return
         log.error("scoring shard %s failed %d times; its samples are marked crashed: %s", shard.key,
                   self._failures[shard.key], exc)
+        self._given.pop(shard.key, None)
         self._finish(shard, crashed_rows(shard, self.suites, exc))
 
     def _finish(self, shard: Shard, rows: list[dict]) -> None:
+        """`rows`: those of the items that ran (or crashed); the shard's file holds them with the
+        rows given from shared verdicts, in the shard's order."""
         for row in rows:
             row["config_id"] = self.config_id
+            if row["reused_from"] is not None:  # an identical program of the same shard ran
+                row["reused_config"] = self.config_id
             if row["passed"]:
                 self._runtimes[(row["task_id"], row["suite"])] = row["canonical_runtime_s"]
+        if self._shared is not None:
+            self._shared.record(shard.items, rows)
+        given = self._given.pop(shard.key, [])
+        for row in given:
+            row["config_id"] = self.config_id
+        order = {(item.task_id, item.completion_id): i for i, item in enumerate(shard.items)}
+        rows = sorted(rows + given, key=lambda r: (order[(r["task_id"], r["completion_id"])],
+                                                   self.suites.index(r["suite"])))
         schemas.write_table(rows, schemas.RESULTS, shard_path(self.results_dir, shard))
         self._bar.update(len(shard.items))
 
@@ -271,9 +305,10 @@ def _poll_progress(busy: dict, stuck_after: float, wait_s: float) -> tuple[list,
 
 def score_shards(shards: list[Shard], results_dir: Path, dataset_name: str, suites: tuple[str, ...],
                  sandbox_config: SandboxConfig, oracles: dict | None, workers: int, config_id: str,
-                 progress: bool = True, stuck_after_s: float | None = None, dedupe: bool = True) -> ScoringRun:
+                 progress: bool = True, stuck_after_s: float | None = None, dedupe: bool = True,
+                 shared: SharedVerdicts | None = None) -> ScoringRun:
     """Score the shards that have no results file yet, all known up front."""
     with ScoringPool(results_dir, dataset_name, suites, sandbox_config, oracles, workers, config_id,
-                     sum(len(s.items) for s in shards), progress, stuck_after_s, dedupe) as pool:
+                     sum(len(s.items) for s in shards), progress, stuck_after_s, dedupe, shared=shared) as pool:
         pool.submit(shards)
         return pool.close()

@@ -10,17 +10,19 @@ from ray_jobs.config import SandboxConfig
 from ray_jobs.scoring.items import ScoreItem
 from ray_jobs.scoring.pool import ScoringPool, ScoringRun
 from ray_jobs.scoring.shards import make_shards
+from ray_jobs.scoring.shared_verdicts import SharedVerdicts
 from ray_jobs.tasks.datasets import Dataset
 
 
 class ScoringStage:
     """Use as a context manager (inside a Ray session): `submit` items, then `close()` for the
     ScoringRun. `config_id` goes on every verdict; `shard_salt` (what determines the verdicts)
-    keys the shards, so a rerun with the same salt resumes."""
+    keys the shards, so a rerun with the same salt resumes. `shared`: verdicts of the other
+    configurations of a sweep on the same dataset and sandbox (with `dedupe`)."""
 
     def __init__(self, dataset: Dataset, results_dir: Path, sandbox: SandboxConfig, *, workers: int | None,
                  shard_size: int, dedupe: bool, config_id: str, shard_salt: str, cache_dir: Path, expected_samples: int,
-                 progress: bool = True, bar_line: int = 0):
+                 progress: bool = True, bar_line: int = 0, shared: SharedVerdicts | None = None):
         from ray_jobs.ray_runtime import cluster_cpus
         from ray_jobs.tasks.groundtruth import load_oracles
 
@@ -28,7 +30,7 @@ class ScoringStage:
         oracles = load_oracles(dataset.name, cache_dir) if dataset.differential else None
         self._pool = ScoringPool(results_dir, dataset.name, dataset.suites, sandbox, oracles,
                                  workers or cluster_cpus(), config_id, expected_samples, progress,
-                                 dedupe=dedupe, bar_line=bar_line)
+                                 dedupe=dedupe, bar_line=bar_line, shared=shared)
 
     def __enter__(self) -> ScoringStage:
         self._pool.__enter__()

@@ -36,8 +36,11 @@ RESULTS = pa.schema(
         pa.field("reused_from", pa.int64()),
         # v4: differential suites, not passed: the first input whose output did not match
         pa.field("failed_input", pa.int64()),
+        # v5: with reused_from, the config_id of the run that ran that program (this run's own, or
+        # another configuration's of the same sweep)
+        pa.field("reused_config", pa.string()),
     ],
-    metadata={"ray_humaneval.dataset": "results", "ray_humaneval.schema_version": "4"},
+    metadata={"ray_humaneval.dataset": "results", "ray_humaneval.schema_version": "5"},
 )
 
 GENERATIONS = pa.schema(
