@@ -16,7 +16,7 @@ from ray_jobs.scoring.items import ScoreItem, score_items
 from ray_jobs.scoring.shards import make_shards
 from ray_jobs.storage.keys import content_key
 from ray_jobs.tasks.datasets import load_dataset
-from tests.test_score_cli import _assert_rejected, write_jsonl
+from tests.integration.test_score_cli import _assert_rejected, write_jsonl
 
 
 def _results(out: Path) -> list[dict]:

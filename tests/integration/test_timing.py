@@ -15,8 +15,8 @@ import pytest
 from ray_jobs import score
 from ray_jobs.config import SandboxConfig, ScoreConfig
 from ray_jobs.sandbox.client import Sandbox
-from tests.sandbox_probe import GOOD, burn, run_base
-from tests.timing_set import CpuHogs, mixed_set, official_verdicts, write_samples
+from tests.support.sandbox_probe import GOOD, burn, run_base
+from tests.support.timing_set import CpuHogs, mixed_set, official_verdicts, write_samples
 
 LIMIT = 1.0
 

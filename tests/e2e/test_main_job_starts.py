@@ -13,7 +13,7 @@ import pytest
 
 from ray_jobs.metrics.summary import Summary
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.ray, pytest.mark.vllm]
 STARTS = 3
 

@@ -14,7 +14,7 @@ import pytest
 from ray_jobs.config import ConfigError, EvalConfig, ModelConfig, ServingConfig, build
 from serve_app.app import build_llm_config, engine_kwargs
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def served(**extra) -> ServingConfig:

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.ray
 def scripted_apps(ray_local):
     from ray import serve
 
-    from tests.scripted_deployment import ScriptedLLM
+    from tests.support.scripted_deployment import ScriptedLLM
 
     names = {"two": f"scripted-{uuid.uuid4().hex[:6]}", "flaky": f"scripted-flaky-{uuid.uuid4().hex[:6]}"}
     serve.run(ScriptedLLM.bind(), name=names["two"], route_prefix=None)

@@ -18,7 +18,7 @@ from ray_jobs import evaluate
 from ray_jobs.config import EvalConfig, ModelConfig, ServingConfig
 from ray_jobs.storage import schemas
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.ray, pytest.mark.vllm]
 
 

@@ -11,13 +11,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from ray_jobs import score
-from tests.test_score_cli import canonical_and_wrong, write_jsonl
+from tests.integration.test_score_cli import canonical_and_wrong, write_jsonl
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _run(samples: Path, out: Path, mode: str) -> dict:
-    proc = subprocess.run([sys.executable, str(REPO / "tests" / "fault_scoring_script.py"), str(samples), str(out), mode],
+    proc = subprocess.run([sys.executable, str(REPO / "tests" / "support" / "fault_scoring_script.py"), str(samples), str(out), mode],
                           capture_output=True, text=True, timeout=600, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))

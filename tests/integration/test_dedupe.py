@@ -11,7 +11,7 @@ from ray_jobs.config import SandboxConfig
 from ray_jobs.sandbox.client import Sandbox
 from ray_jobs.scoring.items import ScoreItem, distinct_programs, score_items
 from ray_jobs.tasks.datasets import load_dataset
-from tests.test_score_cli import write_jsonl
+from tests.integration.test_score_cli import write_jsonl
 
 RIGHT = "    return number % 1.0\n"
 SLOW_RIGHT = "    import time\n    time.sleep(0.5)\n    return number % 1.0\n"

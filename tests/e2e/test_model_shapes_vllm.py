@@ -24,7 +24,7 @@ from ray_jobs.tasks.datasets import load_dataset
 
 pytestmark = [pytest.mark.ray, pytest.mark.vllm]
 TASKS = load_dataset("humaneval").tasks
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def own_app_config(output_dir: Path, model: Path, **extra) -> EvalConfig:
