@@ -5,6 +5,19 @@ from pathlib import Path
 
 import pytest
 
+LANES = ("unit", "sandbox", "integration", "e2e")  # tests/<lane>/; pyproject's markers say what each holds
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(config, items):
+    """Every test carries its folder's lane marker, so `-m` selects lanes (`make test-fast`)."""
+    root = Path(__file__).parent
+    for item in items:
+        parts = item.path.relative_to(root).parts if item.path.is_relative_to(root) else ()
+        if len(parts) < 2 or parts[0] not in LANES:
+            raise pytest.UsageError(f"{item.nodeid}: tests belong in one of tests/{{{','.join(LANES)}}}/")
+        item.add_marker(parts[0])
+
 
 @pytest.fixture(scope="session")
 def oracle_cache(tmp_path_factory) -> Path:
