@@ -21,7 +21,7 @@ import pytest
 from ray_jobs.tiny_model import build
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = [pytest.mark.ray, pytest.mark.vllm]
+pytestmark = pytest.mark.slow
 
 
 def _free_port() -> int:

@@ -24,7 +24,7 @@ def _run(samples: Path, out: Path, mode: str) -> dict:
     return json.loads(line.removeprefix("RESULT "))
 
 
-@pytest.mark.ray
+@pytest.mark.slow
 def test_removing_a_worker_node_mid_scoring_loses_and_doubles_nothing(tmp_path):
     rows = canonical_and_wrong("humaneval") * 2  # 656 samples, 33 shards
     samples = write_jsonl(tmp_path / "samples.jsonl", rows)
@@ -60,7 +60,6 @@ def test_full_disk_gives_a_clear_error_and_no_corrupt_file(tmp_path, capsys):
         subprocess.run(["umount", str(mount)])
 
 
-@pytest.mark.ray
 def test_a_scoring_call_that_keeps_failing_marks_its_samples_crashed(tmp_path, ray_local):
     """A shard whose scoring call raises every time (here: a task the worker's dataset lacks) is
     retried, then becomes `crashed` rows; the other shards' results are kept and the job ends."""
@@ -83,7 +82,6 @@ def test_a_scoring_call_that_keeps_failing_marks_its_samples_crashed(tmp_path, r
     assert f"failed {SHARD_RETRIES + 1} times" in broken_rows[0]["error_message"]
 
 
-@pytest.mark.ray
 @pytest.mark.timeout(300)
 def test_more_scoring_workers_than_free_cpus_still_finish(tmp_path, ray_local):
     """Replicas hold CPUs for the whole run, so some scoring workers may never be placed: shards go

@@ -14,8 +14,6 @@ from ray_jobs.config import EvalConfig
 from ray_jobs.metrics.summary import Summary
 from ray_jobs.storage import schemas
 
-pytestmark = pytest.mark.ray
-
 
 @pytest.fixture(scope="module")
 def scripted_apps(ray_local):
