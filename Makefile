@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: setup system-deps test demo bench evalplus-venv clean
+.PHONY: setup system-deps test test-fast demo bench evalplus-venv clean
 
 setup: $(STAMP) system-deps
 
@@ -21,10 +21,17 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+# Every lane (tests/{unit,sandbox,integration,e2e}); what CI runs.
 test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports  # the import rules of docs/architecture.md (pyproject's importlinter contracts)
 	$(PY) -m pytest -q
+
+# Minutes, not CI's twenty: unit, sandbox and integration tests that are not marked slow;
+# no vLLM engine, no full dataset.
+test-fast: setup
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q -m "not e2e and not slow"
 
 # The main job on the embedded default (a local Ray started in-process), with a tiny random
 # Qwen3 built locally: no weights to download, no GPU.

@@ -1,4 +1,4 @@
-"""Extraction against EvalPlus's sanitizer, on the model-shaped responses of tests/model_responses.py.
+"""Extraction against EvalPlus's sanitizer, on the model-shaped responses of tests/support/model_responses.py.
 
     make evalplus-venv        # once: EvalPlus 0.3.1 in its own venv (.venv-evalplus)
     .venv/bin/python benchmarks/extract_vs_evalplus.py
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ray_jobs.generation.extract import extract  # noqa: E402
-from tests.model_responses import CASES, passes, task  # noqa: E402
+from tests.support.model_responses import CASES, passes, task  # noqa: E402
 
 EVALPLUS_PYTHON = ROOT / ".venv-evalplus" / "bin" / "python"
 # reads [[response, entry_point], ...] on stdin, writes the sanitized codes

@@ -47,7 +47,7 @@ def main() -> None:
     from ray_jobs import evaluate
     from ray_jobs.config import EvalConfig
     from ray_jobs.report import write_report
-    from tests.scripted_deployment import ScriptedLLM
+    from tests.support.scripted_deployment import ScriptedLLM
 
     ray.init(address="local", include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     app = f"instant-{uuid.uuid4().hex[:6]}"

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/score_under_load.py [--copies 4] [--limit 3.0] [--hogs-per-core 2]
 
-The set (tests/timing_set.py, 12 cases x --copies) holds CPU burns under the limit, short sleeps,
+The set (tests/support/timing_set.py, 12 cases x --copies) holds CPU burns under the limit, short sleeps,
 a sleep past the limit, an infinite loop, a blocked wait and wrong answers, each with a known
 right verdict. Both scorers run it idle, then while CPU hogs (two per core, niceness 0, each in
 its own session, as engines and other jobs on a node are) oversubscribe the machine. This scorer
@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.timing_set import CpuHogs, mixed_set, official_verdicts, write_samples  # noqa: E402
+from tests.support.timing_set import CpuHogs, mixed_set, official_verdicts, write_samples  # noqa: E402
 
 _OURS = """
 import json, sys

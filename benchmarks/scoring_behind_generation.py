@@ -5,7 +5,7 @@ generation shard.
     .venv/bin/python benchmarks/scoring_behind_generation.py --rev d014b43 [--rate 125] [--num-samples 200]
         [--limit 164] [--repeat 3]
 
-A scripted Serve app (tests/scripted_deployment.py, 2 replicas) answers every request with a
+A scripted Serve app (tests/support/scripted_deployment.py, 2 replicas) answers every request with a
 distinct program (right, wrong or raising), paced to `--rate` samples/s per replica: generation
 then takes a known time, and costs no CPU, as on a GPU node where the engines run on GPUs. Each
 run is a fresh process attached to that app; baseline (`git worktree add` of `--rev`) and
@@ -68,7 +68,7 @@ def main() -> None:
     import ray
     from ray import serve
 
-    from tests.scripted_deployment import ScriptedLLM
+    from tests.support.scripted_deployment import ScriptedLLM
 
     ray.init(address="local", include_dashboard=False, logging_level="ERROR", log_to_driver=False)
     address = ray.get_runtime_context().gcs_address

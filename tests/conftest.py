@@ -1,9 +1,66 @@
 from __future__ import annotations
 
+import faulthandler
 import os
+import sys
+import threading
 from pathlib import Path
 
 import pytest
+
+LANES = ("unit", "sandbox", "integration", "e2e")  # tests/<lane>/; pyproject's markers say what each holds
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(config, items):
+    """Every test carries its folder's lane marker, so `-m` selects lanes (`make test-fast`)."""
+    root = Path(__file__).parent
+    for item in items:
+        parts = item.path.relative_to(root).parts if item.path.is_relative_to(root) else ()
+        if len(parts) < 2 or parts[0] not in LANES:
+            raise pytest.UsageError(f"{item.nodeid}: tests belong in one of tests/{{{','.join(LANES)}}}/")
+        item.add_marker(parts[0])
+
+
+BACKSTOP_S = 60  # past a test's timeout
+
+
+def _timeout_s(item) -> float:
+    marker = item.get_closest_marker("timeout")
+    if marker:
+        value = marker.args[0] if marker.args else marker.kwargs.get("timeout")
+    else:
+        value = item.config.getoption("timeout", None) or item.config.getini("timeout")
+    return float(value or 0)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """pytest-timeout's SIGALRM fails a hung test and the session goes on, but it cannot break a
+    wait inside C++ (a ray.get on a task that never ends raises only once the task does): should a
+    test still run BACKSTOP_S after its timeout, print every thread's stack and end the run, as
+    pytest-timeout's thread method would, rather than hang CI."""
+    timeout = _timeout_s(item)
+    backstop = None
+    if timeout > 0:
+        def bail():
+            capture = item.config.pluginmanager.getplugin("capturemanager")
+            if capture:
+                capture.suspend_global_capture(in_=True)
+            sys.stderr.write(f"\n{item.nodeid}: still running {BACKSTOP_S} s past its {timeout:.0f} s timeout "
+                             "(the timeout's signal did not get through); every thread's stack:\n")
+            faulthandler.dump_traceback(file=sys.stderr)
+            sys.stderr.flush()
+            os._exit(1)
+
+        backstop = threading.Timer(timeout + BACKSTOP_S, bail)
+        backstop.daemon = True
+        backstop.start()
+    try:
+        yield
+    finally:
+        if backstop:
+            backstop.cancel()
 
 
 @pytest.fixture(scope="session")

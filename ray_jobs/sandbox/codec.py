@@ -191,7 +191,7 @@ def exceeds_nodes(value, limit: int) -> bool:
 #   imaginary part is 0, else ["c", real, imag]; list -> ["l", [forms]]; tuple -> ["t", [forms]];
 #   set, frozenset -> ["s", forms sorted by their text]; dict -> ["d", [[key, value] forms sorted
 #   by their text]]; bytes -> ["b", hex]; None, int, str as themselves
-# (tests/test_codec.py keeps that reference), so digests cached by earlier versions stay valid.
+# (tests/unit/test_codec.py keeps that reference), so digests cached by earlier versions stay valid.
 _JSON = json.JSONEncoder(separators=(",", ":"))
 _c_encoder = getattr(json.encoder, "c_make_encoder", None)
 _dumps_plain = (

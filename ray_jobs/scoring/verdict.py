@@ -280,7 +280,7 @@ class PlusJudge:
     A line decides the verdict the moment it is complete, whatever follows it: `feed` returns that
     verdict as soon as it is known (never a pass, whose timing is read from the whole text), and
     `verdict` on the whole text is then the same verdict that reading the whole text at once gives
-    (`plus_verdict`; tests/test_failfast.py checks it on random and hostile line sequences)."""
+    (`plus_verdict`; tests/sandbox/test_failfast.py checks it on random and hostile line sequences)."""
 
     def __init__(self, oracle):
         self.oracle = oracle

@@ -20,8 +20,8 @@ import pytest
 
 from ray_jobs.tiny_model import build
 
-REPO = Path(__file__).resolve().parents[1]
-pytestmark = [pytest.mark.ray, pytest.mark.vllm]
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
 
 
 def _free_port() -> int:

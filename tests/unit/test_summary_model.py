@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from ray_jobs.metrics.summary import Summary, markdown_table
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "outputs.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "outputs.md"
 
 
 def test_docs_field_table_is_the_model():

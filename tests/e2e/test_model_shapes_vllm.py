@@ -22,9 +22,9 @@ from ray_jobs.config import EvalConfig
 from ray_jobs.storage import schemas
 from ray_jobs.tasks.datasets import load_dataset
 
-pytestmark = [pytest.mark.ray, pytest.mark.vllm]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # an engine start per test; startup_timeout_s 900
 TASKS = load_dataset("humaneval").tasks
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def own_app_config(output_dir: Path, model: Path, **extra) -> EvalConfig:

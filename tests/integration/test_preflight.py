@@ -17,7 +17,7 @@ from ray_jobs.generation import preflight
 from ray_jobs.tasks.datasets import load_dataset
 from serve_app.model_info import context_limit
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TASKS = [load_dataset("humaneval").tasks[f"HumanEval/{i}"] for i in range(8)]
 
 

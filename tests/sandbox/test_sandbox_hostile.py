@@ -18,7 +18,7 @@ from ray_jobs.config import SandboxConfig
 from ray_jobs.sandbox.client import Sandbox
 from ray_jobs.sandbox.protocol import CheckJob
 from ray_jobs.scoring.verdict import base_verdict
-from tests.sandbox_probe import CHECK, GOOD, assert_worker_healthy, run_base, run_plus
+from tests.support.sandbox_probe import CHECK, GOOD, assert_worker_healthy, run_base, run_plus
 
 SECRET = "rhe-secret-" + secrets.token_hex(8)
 
@@ -201,7 +201,7 @@ def test_writes_and_deletes_outside_the_sample_dir_fail(sandbox, tmp_path):
 
 def test_dataset_and_host_tmp_are_invisible(sandbox, tmp_path):
     (tmp_path / "host-file").write_text("x")
-    data = Path(__file__).resolve().parents[1] / "ray_jobs" / "data"
+    data = Path(__file__).resolve().parents[2] / "ray_jobs" / "data"
     body = (f"import os\nprint('data', os.path.exists({str(data)!r}))\n"
             f"print('tmp', os.path.exists({str(tmp_path / 'host-file')!r}))\n" + GOOD)
     verdict, raw = run_base(sandbox, body)

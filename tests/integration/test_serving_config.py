@@ -14,7 +14,7 @@ import pytest
 from ray_jobs.config import ConfigError, EvalConfig, ModelConfig, ServingConfig, build
 from serve_app.app import build_llm_config, engine_kwargs
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def served(**extra) -> ServingConfig:
@@ -64,7 +64,6 @@ def test_engine_niceness_reaches_the_replicas_runtime_env(tmp_path):
         build(EvalConfig, None, {"output_dir": tmp_path / "out", "serving": {"engine_niceness": -5}})
 
 
-@pytest.mark.ray
 def test_replicas_keep_the_jobs_env_vars_beside_the_niceness(tmp_path):
     """`ray job submit --runtime-env-json '{"env_vars": {"HF_TOKEN": ...}}'` must still reach the
     replicas: Ray Serve LLM would replace the job's env_vars with the LLMConfig's."""

@@ -9,7 +9,7 @@ import pytest
 
 from ray_jobs import cli
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -2,7 +2,7 @@
 
 Completions of HumanEval/13 (greatest_common_divisor) that are right or wrong, and that before
 returning burn CPU under the limit, sleep briefly, sleep past the limit, loop forever, or block on
-an event that never comes. Shared by tests/test_timing.py and benchmarks/score_under_load.py.
+an event that never comes. Shared by tests/integration/test_timing.py and benchmarks/score_under_load.py.
 """
 
 from __future__ import annotations

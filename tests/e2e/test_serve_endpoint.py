@@ -26,7 +26,7 @@ def post(url: str, body: dict) -> dict:
         return json.loads(response.read())
 
 
-@pytest.mark.vllm
+@pytest.mark.slow
 def test_openai_endpoint_answers_the_readme_request_and_stops_cleanly(tiny_model, tmp_path):
     port = free_port()
     # its own local Ray (no RAY_ADDRESS), as on a fresh machine

@@ -18,7 +18,7 @@ from ray_jobs.generation.extract import (
     program_completion,
     strip_thinking,
 )
-from tests.model_responses import CASES, passes, task
+from tests.support.model_responses import CASES, passes, task
 
 PROMPT = 'from typing import List\n\n\ndef add(a: int, b: int) -> int:\n    """Add."""\n'
 

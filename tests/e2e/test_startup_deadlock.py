@@ -11,10 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.vllm
+REPO = Path(__file__).resolve().parents[2]
 
 SCRIPT = r"""
 import logging, os, sys, threading, time

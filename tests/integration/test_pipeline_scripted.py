@@ -14,18 +14,19 @@ from ray_jobs.config import EvalConfig
 from ray_jobs.metrics.summary import Summary
 from ray_jobs.storage import schemas
 
-pytestmark = pytest.mark.ray
-
 
 @pytest.fixture(scope="module")
 def scripted_apps(ray_local):
     from ray import serve
 
-    from tests.scripted_deployment import ScriptedLLM
+    from tests.support.scripted_deployment import ScriptedLLM
 
     names = {"two": f"scripted-{uuid.uuid4().hex[:6]}", "flaky": f"scripted-flaky-{uuid.uuid4().hex[:6]}"}
-    serve.run(ScriptedLLM.bind(), name=names["two"], route_prefix=None)
-    serve.run(ScriptedLLM.options(num_replicas=1).bind(), name=names["flaky"], route_prefix=None)
+    # the stuck-stage test leaves requests that never answer: deleting the app waits out this
+    # (Serve's default: 20 s) before it kills the replicas
+    scripted = ScriptedLLM.options(graceful_shutdown_timeout_s=1)
+    serve.run(scripted.bind(), name=names["two"], route_prefix=None)
+    serve.run(scripted.options(num_replicas=1).bind(), name=names["flaky"], route_prefix=None)
     yield names
     for name in names.values():
         serve.delete(name)

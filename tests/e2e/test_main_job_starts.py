@@ -13,8 +13,8 @@ import pytest
 
 from ray_jobs.metrics.summary import Summary
 
-REPO = Path(__file__).resolve().parents[1]
-pytestmark = [pytest.mark.ray, pytest.mark.vllm]
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # 3 starts, up to 600 s each
 STARTS = 3
 
 

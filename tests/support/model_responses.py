@@ -1,5 +1,5 @@
 """Chat responses in the shapes real models write, to HumanEval and MBPP tasks, for the extraction
-tests (tests/test_extract.py) and benchmarks/extract_vs_evalplus.py. Written for this project in
+tests (tests/unit/test_extract.py) and benchmarks/extract_vs_evalplus.py. Written for this project in
 the styles of several model families; each case says where `auto` extraction should find the
 code, and whether the seed's rules (`seed`) and `auto` should produce a passing program.
 """

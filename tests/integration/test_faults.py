@@ -11,20 +11,20 @@ import pyarrow.parquet as pq
 import pytest
 
 from ray_jobs import score
-from tests.test_score_cli import canonical_and_wrong, write_jsonl
+from tests.integration.test_score_cli import canonical_and_wrong, write_jsonl
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _run(samples: Path, out: Path, mode: str) -> dict:
-    proc = subprocess.run([sys.executable, str(REPO / "tests" / "fault_scoring_script.py"), str(samples), str(out), mode],
+    proc = subprocess.run([sys.executable, str(REPO / "tests" / "support" / "fault_scoring_script.py"), str(samples), str(out), mode],
                           capture_output=True, text=True, timeout=600, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))
     return json.loads(line.removeprefix("RESULT "))
 
 
-@pytest.mark.ray
+@pytest.mark.slow
 def test_removing_a_worker_node_mid_scoring_loses_and_doubles_nothing(tmp_path):
     rows = canonical_and_wrong("humaneval") * 2  # 656 samples, 33 shards
     samples = write_jsonl(tmp_path / "samples.jsonl", rows)
@@ -60,7 +60,6 @@ def test_full_disk_gives_a_clear_error_and_no_corrupt_file(tmp_path, capsys):
         subprocess.run(["umount", str(mount)])
 
 
-@pytest.mark.ray
 def test_a_scoring_call_that_keeps_failing_marks_its_samples_crashed(tmp_path, ray_local):
     """A shard whose scoring call raises every time (here: a task the worker's dataset lacks) is
     retried, then becomes `crashed` rows; the other shards' results are kept and the job ends."""
@@ -83,7 +82,6 @@ def test_a_scoring_call_that_keeps_failing_marks_its_samples_crashed(tmp_path, r
     assert f"failed {SHARD_RETRIES + 1} times" in broken_rows[0]["error_message"]
 
 
-@pytest.mark.ray
 @pytest.mark.timeout(300)
 def test_more_scoring_workers_than_free_cpus_still_finish(tmp_path, ray_local):
     """Replicas hold CPUs for the whole run, so some scoring workers may never be placed: shards go

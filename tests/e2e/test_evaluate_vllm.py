@@ -18,8 +18,8 @@ from ray_jobs import evaluate
 from ray_jobs.config import EvalConfig, ModelConfig, ServingConfig
 from ray_jobs.storage import schemas
 
-REPO = Path(__file__).resolve().parents[1]
-pytestmark = [pytest.mark.ray, pytest.mark.vllm]
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.timeout(1200)  # the first test starts the engines (startup_timeout_s 900)
 
 
 def serving_config(**extra) -> ServingConfig:
@@ -131,6 +131,7 @@ def test_engine_error_is_a_per_sample_generation_error(tmp_path, vllm_app, tiny_
     assert summary["status_counts"]["base"]["empty"] == 4
 
 
+@pytest.mark.slow
 def test_killed_driver_resumes_without_redoing_shards(tmp_path, vllm_app, tiny_model):
     import ray
 

@@ -15,8 +15,8 @@ import pytest
 from ray_jobs import score
 from ray_jobs.config import SandboxConfig, ScoreConfig
 from ray_jobs.sandbox.client import Sandbox
-from tests.sandbox_probe import GOOD, burn, run_base
-from tests.timing_set import CpuHogs, mixed_set, official_verdicts, write_samples
+from tests.support.sandbox_probe import GOOD, burn, run_base
+from tests.support.timing_set import CpuHogs, mixed_set, official_verdicts, write_samples
 
 LIMIT = 1.0
 
@@ -30,7 +30,7 @@ def _ours(samples: Path, out: Path, cache: Path) -> tuple[list[bool], list[dict]
     return passed, rows
 
 
-@pytest.mark.ray
+@pytest.mark.slow
 def test_verdicts_are_the_same_idle_and_under_load(tmp_path, ray_local, oracle_cache):
     rows = mixed_set(LIMIT)
     expected = [r["expected_pass"] for r in rows]
@@ -49,7 +49,6 @@ def test_verdicts_are_the_same_idle_and_under_load(tmp_path, ray_local, oracle_c
     assert all(r["cpu_s"] is not None and r["cpu_s"] <= r["duration_s"] + 0.05 for r in results)
 
 
-@pytest.mark.ray
 def test_results_record_cpu_and_load_independent_time(tmp_path, ray_local, oracle_cache):
     rows = mixed_set(LIMIT)[:4]  # the CPU burns
     samples = write_samples(tmp_path / "samples.jsonl", rows)
@@ -60,7 +59,6 @@ def test_results_record_cpu_and_load_independent_time(tmp_path, ray_local, oracl
     assert 0.5 < shares[-1] < 1.0  # the largest share of the limit used, near 0.6
 
 
-@pytest.mark.ray
 def test_summary_counts_samples_near_the_limit(tmp_path, ray_local, oracle_cache):
     near = dict(mixed_set(LIMIT)[0])  # a CPU burn, made to use 85% of the limit
     near["completion"] = near["completion"].replace("< 0.08", "< 0.85")

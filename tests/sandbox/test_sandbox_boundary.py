@@ -23,8 +23,8 @@ import pytest
 from ray_jobs.config import SandboxConfig
 from ray_jobs.sandbox import cgroups, client, rootfs
 from ray_jobs.sandbox.client import Sandbox
-from tests.sandbox_probe import DEAF_LOOP, GOOD, assert_worker_healthy, probe, run_base, run_plus
-from tests.timing_set import CpuHogs
+from tests.support.sandbox_probe import DEAF_LOOP, GOOD, assert_worker_healthy, probe, run_base, run_plus
+from tests.support.timing_set import CpuHogs
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the boundary a root-run scorer must hold")
 
@@ -84,7 +84,7 @@ def test_device_nodes_and_secrets_do_not_open(sandbox, path):
 
 
 def test_only_the_allowed_tree_is_visible(sandbox):
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     shared = (repo.parent / "shared").resolve()
     # the path to the allowed packages exists (here, .venv inside the repo), nothing else of the repo
     out = probe(sandbox, f"say('top', sorted(os.listdir('/')))\n"

