@@ -24,6 +24,7 @@ $(STAMP): pyproject.toml
 # Every lane (tests/{unit,sandbox,integration,e2e}); what CI runs.
 test: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports  # the import rules of docs/architecture.md (pyproject's importlinter contracts)
 	$(PY) -m pytest -q
 
@@ -31,6 +32,8 @@ test: setup
 # no vLLM engine, no full dataset.
 test-fast: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -m "not e2e and not slow"
 
 # The main job on the embedded default (a local Ray started in-process), with a tiny random

@@ -24,15 +24,18 @@ from tests.support.model_responses import CASES, passes, task  # noqa: E402
 
 EVALPLUS_PYTHON = ROOT / ".venv-evalplus" / "bin" / "python"
 # reads [[response, entry_point], ...] on stdin, writes the sanitized codes
-SANITIZE = ("import json, sys\nfrom evalplus.sanitize import sanitize\n"
-            "print(json.dumps([sanitize(r, e) for r, e in json.load(sys.stdin)]))")
+SANITIZE = (
+    "import json, sys\nfrom evalplus.sanitize import sanitize\n"
+    "print(json.dumps([sanitize(r, e) for r, e in json.load(sys.stdin)]))"
+)
 
 
 def evalplus_sanitized(pairs: list[list[str]]) -> list[str]:
     if not EVALPLUS_PYTHON.exists():
         sys.exit("EvalPlus is not installed: run `make evalplus-venv` first")
-    done = subprocess.run([str(EVALPLUS_PYTHON), "-c", SANITIZE], input=json.dumps(pairs), capture_output=True,
-                          text=True, check=True)
+    done = subprocess.run(
+        [str(EVALPLUS_PYTHON), "-c", SANITIZE], input=json.dumps(pairs), capture_output=True, text=True, check=True
+    )
     return json.loads(done.stdout)
 
 
@@ -44,9 +47,11 @@ def main() -> None:
     for case, t, theirs in zip(CASES, tasks, sanitized):
         program = t.benchmark.whole_program
         auto = extract(case.response, t.entry_point, program=program)
-        verdicts = {"auto": passes(t, auto.code),
-                    "seed": passes(t, extract(case.response, t.entry_point, program=program, rules="seed").code),
-                    "evalplus": passes(t, theirs, prompt=False)}
+        verdicts = {
+            "auto": passes(t, auto.code),
+            "seed": passes(t, extract(case.response, t.entry_point, program=program, rules="seed").code),
+            "evalplus": passes(t, theirs, prompt=False),
+        }
         for name, passed in verdicts.items():
             totals[name] += passed
         print(f"{case.name:45s} {auto.found:6s} " + "  ".join(f"{'pass' if v else '-':4s}" for v in verdicts.values()))

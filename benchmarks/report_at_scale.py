@@ -60,27 +60,54 @@ def main() -> None:
                 out = args.keep or Path(tmp) / "run"
                 if out.exists():
                     shutil.rmtree(out)
-                cfg = EvalConfig.model_validate({
-                    "output_dir": out, "dataset": "humaneval", "limit": args.limit, "k": [1, 10, 100],
-                    "model": {"model": "scripted", "served_name": model}, "serving": {"app_name": app},
-                    "sampling": {"seed": attempt * 100_000}, "report": False,
-                    "generation": {"num_samples": args.num_samples, "chunk_size": 20}})
+                cfg = EvalConfig.model_validate(
+                    {
+                        "output_dir": out,
+                        "dataset": "humaneval",
+                        "limit": args.limit,
+                        "k": [1, 10, 100],
+                        "model": {"model": "scripted", "served_name": model},
+                        "serving": {"app_name": app},
+                        "sampling": {"seed": attempt * 100_000},
+                        "report": False,
+                        "generation": {"num_samples": args.num_samples, "chunk_size": 20},
+                    }
+                )
                 started = time.perf_counter()
                 summary = evaluate.run(cfg, progress=False).model_dump(mode="json")
                 without_report = time.perf_counter() - started
                 started = time.perf_counter()
                 html = write_report([out])
                 report_s = time.perf_counter() - started
-                rows.append({"samples": summary["samples"], "generation_s": summary["timing"]["generation_s"], "scoring_s": summary["timing"]["scoring_s"],
-                    "other_s": without_report - summary["timing"]["generation_s"] - summary["timing"]["scoring_s"],
-                    "run_without_report_s": without_report, "report_s": report_s,
-                    "html_mb": html.stat().st_size / 2**20})
+                rows.append(
+                    {
+                        "samples": summary["samples"],
+                        "generation_s": summary["timing"]["generation_s"],
+                        "scoring_s": summary["timing"]["scoring_s"],
+                        "other_s": without_report - summary["timing"]["generation_s"] - summary["timing"]["scoring_s"],
+                        "run_without_report_s": without_report,
+                        "report_s": report_s,
+                        "html_mb": html.stat().st_size / 2**20,
+                    }
+                )
                 print(json.dumps(rows[-1]), flush=True)
                 if args.screenshot:
                     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-                    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                                    f"--user-data-dir={Path(tmp) / 'profile'}", f"--screenshot={args.screenshot.resolve()}",
-                                    "--window-size=1150,1500", f"file://{html}"], capture_output=True, timeout=120)
+                    subprocess.run(
+                        [
+                            chromium,
+                            "--headless",
+                            "--no-sandbox",
+                            "--disable-gpu",
+                            "--hide-scrollbars",
+                            f"--user-data-dir={Path(tmp) / 'profile'}",
+                            f"--screenshot={args.screenshot.resolve()}",
+                            "--window-size=1150,1500",
+                            f"file://{html}",
+                        ],
+                        capture_output=True,
+                        timeout=120,
+                    )
                     print(f"screenshot: {args.screenshot}")
     finally:
         serve.delete(app)

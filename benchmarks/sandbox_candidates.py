@@ -66,20 +66,38 @@ def wrappers(tmp: Path) -> dict[str, list[str] | None]:
     runsc = shutil.which("runsc")
     return {
         "bare process (baseline)": [],
-        "bubblewrap --unshare-all": [bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "--proc", "/proc",
-                                     "--dev", "/dev", "--tmpfs", "/tmp", "--ro-bind", str(tmp), str(tmp)] if bwrap else None,
+        "bubblewrap --unshare-all": [
+            bwrap,
+            "--unshare-all",
+            "--die-with-parent",
+            "--ro-bind",
+            "/",
+            "/",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--tmpfs",
+            "/tmp",
+            "--ro-bind",
+            str(tmp),
+            str(tmp),
+        ]
+        if bwrap
+        else None,
         "gVisor runsc do": [runsc, "--network=none", "do"] if runsc else None,
         "_python": [python],
     }
 
 
 def run_mini(prefix: list[str], python: str, server: Path, programs_file: Path) -> tuple[float, list[str]]:
-    proc = subprocess.run([*prefix, python, str(server), str(programs_file)], capture_output=True, text=True,
-                          timeout=600, check=False)
+    proc = subprocess.run(
+        [*prefix, python, str(server), str(programs_file)], capture_output=True, text=True, timeout=600, check=False
+    )
     rate = next((float(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("RATE")), None)
     if rate is None:
         raise RuntimeError(proc.stderr[-2000:])
-    uid_map = next((line[len("UIDMAP "):] for line in proc.stdout.splitlines() if line.startswith("UIDMAP")), "?")
+    uid_map = next((line[len("UIDMAP ") :] for line in proc.stdout.splitlines() if line.startswith("UIDMAP")), "?")
     return rate, uid_map
 
 

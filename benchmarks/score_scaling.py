@@ -43,7 +43,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             samples = Path(tmp) / "s.jsonl"
             samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
-            summary = score.run(ScoreConfig(samples=samples, output_dir=Path(tmp) / "out", workers=workers), progress=False).model_dump(mode="json")
+            summary = score.run(
+                ScoreConfig(samples=samples, output_dir=Path(tmp) / "out", workers=workers), progress=False
+            ).model_dump(mode="json")
         ray.shutdown()
         cluster.shutdown()
         rate = summary["scoring"]["samples_per_s"]

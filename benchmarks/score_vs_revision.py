@@ -46,12 +46,18 @@ print("RESULT " + json.dumps({"samples_per_s": (summary.get("scoring") or summar
 
 def run_scorer(tree: Path, samples: Path, out: Path, workers: int, dataset: str) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    proc = subprocess.run([sys.executable, "-c", _RUN, str(tree), str(samples), str(out), str(workers), dataset],
-                          capture_output=True, text=True, env=env, cwd=tree, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", _RUN, str(tree), str(samples), str(out), str(workers), dataset],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tree,
+        check=False,
+    )
     line = next((line for line in proc.stdout.splitlines() if line.startswith("RESULT ")), None)
     if line is None:
         sys.exit(f"scorer in {tree} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def main() -> None:
@@ -63,14 +69,19 @@ def main() -> None:
     p.add_argument("--dataset", default="humaneval")
     p.add_argument("--mixed", action="store_true")
     p.add_argument("--failing", action="store_true", help="mostly wrong answers, some slow (FAILING_MIX)")
-    p.add_argument("--duplicates", type=float, default=0.0,
-                   help="share of each task's samples that repeat an earlier one verbatim (real files: 0.07-0.27)")
+    p.add_argument(
+        "--duplicates",
+        type=float,
+        default=0.0,
+        help="share of each task's samples that repeat an earlier one verbatim (real files: 0.07-0.27)",
+    )
     args = p.parse_args()
     mix = "failing" if args.failing else args.mixed
     with tempfile.TemporaryDirectory() as tmp:
         baseline = Path(tmp) / "baseline"
-        subprocess.run(["git", "worktree", "add", "--detach", str(baseline), args.rev], cwd=ROOT, check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(baseline), args.rev], cwd=ROOT, check=True, capture_output=True
+        )
         try:
             samples = Path(tmp) / "samples.jsonl"
             n = make_samples(samples, args.copies, mix, args.dataset, args.duplicates)
@@ -85,12 +96,15 @@ def main() -> None:
                     rates[name].append(result["samples_per_s"])
                     print(f"run {i} {name:<9} {result['samples_per_s']:8.1f} samples/s", flush=True)
         finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(baseline)], cwd=ROOT, check=False,
-                           capture_output=True)
+            subprocess.run(
+                ["git", "worktree", "remove", "--force", str(baseline)], cwd=ROOT, check=False, capture_output=True
+            )
     base, cand = statistics.median(rates["baseline"]), statistics.median(rates["candidate"])
     kind = "failing mix" if args.failing else "mixed" if args.mixed else "canonical"
-    print(f"{n} samples ({kind}, {args.dataset}, {args.duplicates:.0%} repeated), {args.workers} workers, "
-          f"{args.repeat} alternating runs each; identical verdicts")
+    print(
+        f"{n} samples ({kind}, {args.dataset}, {args.duplicates:.0%} repeated), {args.workers} workers, "
+        f"{args.repeat} alternating runs each; identical verdicts"
+    )
     print(f"{'scorer':<40}{'median samples/s':>18}{'ratio':>8}")
     print(f"{'revision ' + args.rev + ' (baseline)':<40}{base:>18.1f}{1.0:>7.2f}x")
     print(f"{'this tree':<40}{cand:>18.1f}{cand / base:>7.2f}x")

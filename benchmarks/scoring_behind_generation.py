@@ -44,12 +44,18 @@ print("RESULT " + json.dumps({"total_s": time.perf_counter() - started, "generat
 
 def run_job(tree: Path, config: dict, address: str) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree), "RAY_ADDRESS": address}
-    proc = subprocess.run([sys.executable, "-c", _RUN, str(tree), json.dumps(config)], capture_output=True, text=True,
-                          env=env, cwd=tree, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", _RUN, str(tree), json.dumps(config)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tree,
+        check=False,
+    )
     line = next((line for line in proc.stdout.splitlines() if line.startswith("RESULT ")), None)
     if line is None:
         sys.exit(f"evaluate in {tree} failed:\n{proc.stderr[-3000:]}")
-    result = json.loads(line[len("RESULT "):])
+    result = json.loads(line[len("RESULT ") :])
     out = Path(config["output_dir"])
     last_shard = max(p.stat().st_mtime for p in (out / "generations").glob("*.parquet"))
     result["after_generation_s"] = (out / "summary.json").stat().st_mtime - last_shard
@@ -77,35 +83,49 @@ def main() -> None:
     results: dict[str, list[dict]] = {"baseline": [], "candidate": []}
     with tempfile.TemporaryDirectory() as tmp:
         baseline = Path(tmp) / "baseline"
-        subprocess.run(["git", "worktree", "add", "--detach", str(baseline), args.rev], cwd=ROOT, check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(baseline), args.rev], cwd=ROOT, check=True, capture_output=True
+        )
         try:
             for attempt in range(args.repeat):
                 for side, tree in (("baseline", baseline), ("candidate", ROOT)):
-                    config = {"output_dir": str(Path(tmp) / f"{side}-{attempt}"), "dataset": "humaneval",
-                              "limit": args.limit, "k": [1, 10], "report": False,
-                              "model": {"model": "scripted", "served_name": f"oracle-distinct@{args.rate:g}"},
-                              "serving": {"app_name": app}, "sampling": {"seed": attempt * 100_000},
-                              "generation": {"num_samples": args.num_samples, "chunk_size": 20}}
+                    config = {
+                        "output_dir": str(Path(tmp) / f"{side}-{attempt}"),
+                        "dataset": "humaneval",
+                        "limit": args.limit,
+                        "k": [1, 10],
+                        "report": False,
+                        "model": {"model": "scripted", "served_name": f"oracle-distinct@{args.rate:g}"},
+                        "serving": {"app_name": app},
+                        "sampling": {"seed": attempt * 100_000},
+                        "generation": {"num_samples": args.num_samples, "chunk_size": 20},
+                    }
                     results[side].append(run_job(tree, config, address))
                     print(side, json.dumps(results[side][-1]), flush=True)
         finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(baseline)], cwd=ROOT, check=False,
-                           capture_output=True)
+            subprocess.run(
+                ["git", "worktree", "remove", "--force", str(baseline)], cwd=ROOT, check=False, capture_output=True
+            )
             serve.delete(app)
             ray.shutdown()
     if results["baseline"][0]["pass_at_k"] != results["candidate"][0]["pass_at_k"]:
         sys.exit("pass@k differs between baseline and candidate")
     samples = args.limit * args.num_samples
-    print(f"\n{samples} samples, generation paced to {2 * args.rate:g} samples/s; medians of {args.repeat} alternating runs")
+    print(
+        f"\n{samples} samples, generation paced to {2 * args.rate:g} samples/s; medians of {args.repeat} alternating runs"
+    )
     print(f"{'':<12}{'generation s':>14}{'total s':>10}{'after last shard s':>20}")
-    med = {side: {k: statistics.median(r[k] for r in rows) for k in ("generation_s", "total_s", "after_generation_s")}
-           for side, rows in results.items()}
+    med = {
+        side: {k: statistics.median(r[k] for r in rows) for k in ("generation_s", "total_s", "after_generation_s")}
+        for side, rows in results.items()
+    }
     for side in ("baseline", "candidate"):
         m = med[side]
         print(f"{side:<12}{m['generation_s']:>14.1f}{m['total_s']:>10.1f}{m['after_generation_s']:>20.1f}")
-    print(f"total: candidate/baseline {med['candidate']['total_s'] / med['baseline']['total_s']:.2f}x; "
-          f"after the last shard: {med['baseline']['after_generation_s'] / max(med['candidate']['after_generation_s'], 1e-9):.1f}x less")
+    print(
+        f"total: candidate/baseline {med['candidate']['total_s'] / med['baseline']['total_s']:.2f}x; "
+        f"after the last shard: {med['baseline']['after_generation_s'] / max(med['candidate']['after_generation_s'], 1e-9):.1f}x less"
+    )
 
 
 if __name__ == "__main__":

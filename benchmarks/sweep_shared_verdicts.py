@@ -40,7 +40,9 @@ def configurations(dataset: str, copies: int, overlap: float) -> tuple[list, lis
             text = failing_completion(task, i).rstrip("\n")
             first.append(ScoreItem(task.task_id, i, text + f"\n    # first {i}\n"))
             repeated = i < round(copies * overlap)
-            second.append(ScoreItem(task.task_id, i, text + (f"\n    # first {i}\n" if repeated else f"\n    # second {i}\n")))
+            second.append(
+                ScoreItem(task.task_id, i, text + (f"\n    # first {i}\n" if repeated else f"\n    # second {i}\n"))
+            )
     return first, second
 
 
@@ -49,9 +51,20 @@ def score(items: list, out: Path, dataset, workers: int, shared, name: str) -> t
     from ray_jobs.scoring.stage import ScoringStage
 
     started = time.perf_counter()
-    with ScoringStage(dataset, out, SandboxConfig(), workers=workers, shard_size=200, dedupe=True, config_id=name,
-                      shard_salt=name, cache_dir=Path("~/.cache/ray_humaneval").expanduser(),
-                      expected_samples=len(items), progress=False, shared=shared) as stage:
+    with ScoringStage(
+        dataset,
+        out,
+        SandboxConfig(),
+        workers=workers,
+        shard_size=200,
+        dedupe=True,
+        config_id=name,
+        shard_salt=name,
+        cache_dir=Path("~/.cache/ray_humaneval").expanduser(),
+        expected_samples=len(items),
+        progress=False,
+        shared=shared,
+    ) as stage:
         stage.submit(items)
         run = stage.close()
     verdicts = sorted((r["task_id"], r["completion_id"], r["suite"], r["status"]) for r in run.results.to_pylist())
@@ -84,8 +97,14 @@ def main() -> None:
                     shared = SharedVerdicts()
                     if mode == "shared":  # the first configuration of the sweep, scored before
                         score(first, Path(tmp) / f"first-{r}", dataset, args.workers, shared, f"first-{r}")
-                    took, verdicts = score(second, Path(tmp) / f"{mode}-{r}", dataset, args.workers,
-                                           shared if mode == "shared" else None, f"second-{mode}-{r}")
+                    took, verdicts = score(
+                        second,
+                        Path(tmp) / f"{mode}-{r}",
+                        dataset,
+                        args.workers,
+                        shared if mode == "shared" else None,
+                        f"second-{mode}-{r}",
+                    )
                     reference = reference or verdicts
                     if verdicts != reference:
                         sys.exit(f"run {r + 1} ({mode}): verdicts differ from the first run's: void")
@@ -95,8 +114,10 @@ def main() -> None:
         ray.shutdown()
     medians = {mode: statistics.median(values) for mode, values in seconds.items()}
     n = len(second)
-    print(f"second configuration: {n} samples on {args.dataset}, {args.overlap:.0%} of them programs of the first; "
-          f"identical verdicts in every run")
+    print(
+        f"second configuration: {n} samples on {args.dataset}, {args.overlap:.0%} of them programs of the first; "
+        f"identical verdicts in every run"
+    )
     print(json.dumps({mode: [round(s, 1) for s in values] for mode, values in seconds.items()}))
     print(f"{'scoring the second configuration':<44}{'median s':>10}{'samples/s':>12}{'ratio':>8}")
     for name, mode in (("alone (baseline: no shared verdicts)", "alone"), ("with the first's verdicts", "shared")):

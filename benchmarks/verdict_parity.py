@@ -40,9 +40,18 @@ def official(samples: Path, workdir: Path, timeout: float) -> tuple[list[dict], 
     problems = workdir / "problems.jsonl"
     problems.write_text("".join(json.dumps(p) + "\n" for t, p in read_problems().items() if t in wanted))
     started = time.perf_counter()
-    subprocess.run([str(Path(sys.executable).with_name("evaluate_functional_correctness")), str(samples),
-                    f"--problem_file={problems}", "--n_workers=2", f"--timeout={timeout}"],
-                   check=True, capture_output=True, cwd=workdir)
+    subprocess.run(
+        [
+            str(Path(sys.executable).with_name("evaluate_functional_correctness")),
+            str(samples),
+            f"--problem_file={problems}",
+            "--n_workers=2",
+            f"--timeout={timeout}",
+        ],
+        check=True,
+        capture_output=True,
+        cwd=workdir,
+    )
     elapsed = time.perf_counter() - started
     return [json.loads(line) for line in Path(str(samples) + "_results.jsonl").read_text().splitlines()], elapsed
 
@@ -52,8 +61,14 @@ def ours(samples: Path, out: Path, timeout: float) -> tuple[list[dict], float]:
     from ray_jobs.config import SandboxConfig, ScoreConfig
 
     started = time.perf_counter()
-    cfg = ScoreConfig(samples=samples, output_dir=out, allow_missing_tasks=True, k=[1], workers=2,
-                      sandbox=SandboxConfig(timeout_s=timeout))
+    cfg = ScoreConfig(
+        samples=samples,
+        output_dir=out,
+        allow_missing_tasks=True,
+        k=[1],
+        workers=2,
+        sandbox=SandboxConfig(timeout_s=timeout),
+    )
     score.run(cfg, progress=False)
     elapsed = time.perf_counter() - started
     return [json.loads(line) for line in (out / "samples_results.jsonl").read_text().splitlines()], elapsed
@@ -78,16 +93,21 @@ def main() -> None:
             samples.write_text("".join(json.dumps(r) + "\n" for r in load(path)))
             theirs, their_s = official(samples, workdir, args.timeout)
             mine, my_s = ours(samples, workdir / "ours", args.timeout)
-            differ = [(path.name, t["task_id"], t["result"], m["result"], t["completion"])
-                      for t, m in zip(theirs, mine) if t["passed"] != m["passed"]]
+            differ = [
+                (path.name, t["task_id"], t["result"], m["result"], t["completion"])
+                for t, m in zip(theirs, mine)
+                if t["passed"] != m["passed"]
+            ]
             disagreements += differ
             row = [len(theirs), sum(t["passed"] for t in theirs), sum(m["passed"] for m in mine)]
             totals = [a + b for a, b in zip(totals, [*row, their_s, my_s])]
             print(f"{str(path)[-70:]:<70}{row[0]:>8}{row[1]:>9}{row[2]:>6}{len(differ):>7}", flush=True)
     print(f"{'total':<70}{totals[0]:>8}{totals[1]:>9}{totals[2]:>6}{len(disagreements):>7}")
     print(f"time: official {totals[3]:.0f} s, ours {totals[4]:.0f} s (incl. start-up per file)")
-    for name, task_id, theirs_result, my_result, completion in disagreements[:args.show]:
-        print(f"\n{name} {task_id}\n  official: {theirs_result}\n  ours:     {my_result}\n  completion: {completion[:300]!r}")
+    for name, task_id, theirs_result, my_result, completion in disagreements[: args.show]:
+        print(
+            f"\n{name} {task_id}\n  official: {theirs_result}\n  ours:     {my_result}\n  completion: {completion[:300]!r}"
+        )
 
 
 if __name__ == "__main__":

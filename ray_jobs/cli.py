@@ -50,6 +50,7 @@ def int_list(flag: str) -> Callable[[str], list[int]]:
             return [int(part) for part in text.split(",") if part.strip()]
         except ValueError:
             raise config.ConfigError(f"{flag} takes comma-separated integers, e.g. 1,10,100; got {text!r}") from None
+
     return parse
 
 
@@ -87,12 +88,14 @@ def overrides(args: argparse.Namespace, flags: Sequence[Flag]) -> dict:
 
 def build_config(model: type[BaseModel], args: argparse.Namespace, flags: Sequence[Flag]):
     """YAML (--config) first, then the given flags; a required field nobody set names its flag."""
-    return config.build(model, getattr(args, "config", None), overrides(args, flags),
-                        flag_names={f.field: f.flag for f in flags})
+    return config.build(
+        model, getattr(args, "config", None), overrides(args, flags), flag_names={f.field: f.flag for f in flags}
+    )
 
 
-def pipeline_args(argv: list[str] | None, prog: str, doc: str | None, model: type[BaseModel],
-                  flags: Sequence[Flag], verbose_help: str) -> argparse.Namespace:
+def pipeline_args(
+    argv: list[str] | None, prog: str, doc: str | None, model: type[BaseModel], flags: Sequence[Flag], verbose_help: str
+) -> argparse.Namespace:
     """The command line of evaluate and score: --config (YAML of `model`'s fields), the flags,
     --no-progress and --verbose."""
     p = parser(prog, doc)
@@ -103,9 +106,11 @@ def pipeline_args(argv: list[str] | None, prog: str, doc: str | None, model: typ
     return p.parse_args(argv)
 
 
-def run_pipeline_command(argv: list[str] | None, parse_args: Callable, build_config: Callable,
-                         run: Callable[..., Any]) -> int:
+def run_pipeline_command(
+    argv: list[str] | None, parse_args: Callable, build_config: Callable, run: Callable[..., Any]
+) -> int:
     """evaluate and score: flags -> config -> a quiet run (unless --verbose) -> the result."""
+
     def job() -> int:
         args = parse_args(argv)
         configure_logging(args.verbose)

@@ -19,10 +19,14 @@ DatasetName = Literal[DATASETS]  # type: ignore[valid-type]  # the names tasks/b
 
 SCORING_SHARD_SIZE = 200
 WATCHDOG_S = 900.0
-DEDUPE_DOC = ("run each distinct program of a task once and give its verdict to every identical sample; assumes "
-              "a program's verdict depends on its text alone (not on the clock, randomness or the machine)")
-WATCHDOG_DOC = ("a stage (serving, generation, scoring, report) without progress for this many seconds fails the "
-                "job, with every thread's stack and the running Ray tasks in the log")
+DEDUPE_DOC = (
+    "run each distinct program of a task once and give its verdict to every identical sample; assumes "
+    "a program's verdict depends on its text alone (not on the clock, randomness or the machine)"
+)
+WATCHDOG_DOC = (
+    "a stage (serving, generation, scoring, report) without progress for this many seconds fails the "
+    "job, with every thread's stack and the running Ray tasks in the log"
+)
 
 
 def _positive_ks(ks: list[int]) -> list[int]:
@@ -49,7 +53,6 @@ class ScoreConfig(StrictModel):
     cache_dir: Path = Field(Path("~/.cache/ray_humaneval").expanduser())
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     watchdog_s: float = Field(WATCHDOG_S, gt=0, description=WATCHDOG_DOC)
-
 
 
 def load_yaml(path: Path | None) -> dict:
@@ -109,6 +112,7 @@ def config_hash(*parts: object) -> str:
 
 # ---- evaluation (serve -> generate -> score) ------------------------------------------------
 
+
 class SamplingConfig(StrictModel):
     """None means: chosen for the model before the run (ray_jobs.generation.preflight): Qwen3's published
     recommendation for the thinking mode, else the model's generation_config.json, else vLLM's
@@ -130,14 +134,18 @@ class SamplingConfig(StrictModel):
 
 class PromptConfig(StrictModel):
     mode: Literal["chat", "completion"] = "chat"
-    template: str = Field(HUMANEVAL_CHAT_TEMPLATE, description="chat message, {prompt} the task's prompt; left unset, "
-                                                               "the dataset's own (tasks/benchmarks.py)")
+    template: str = Field(
+        HUMANEVAL_CHAT_TEMPLATE,
+        description="chat message, {prompt} the task's prompt; left unset, the dataset's own (tasks/benchmarks.py)",
+    )
     system: str | None = None
     thinking: bool = False
     code_block: Literal["first", "last"] = "first"
     extraction: Literal["auto", "seed"] = Field(
-        "auto", description="how code is found in a chat response (generation/extract.py): auto reads answer tags, "
-                            "unfenced code and several blocks; seed keeps the first releases' rules exactly")
+        "auto",
+        description="how code is found in a chat response (generation/extract.py): auto reads answer tags, "
+        "unfenced code and several blocks; seed keeps the first releases' rules exactly",
+    )
 
 
 class GenerationConfig(StrictModel):
@@ -162,7 +170,9 @@ class EvalConfig(StrictModel):
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     scoring_workers: int | None = Field(None, ge=1, description="scoring actors; default: one per cluster CPU")
-    scoring_shard_size: int = Field(SCORING_SHARD_SIZE, ge=1, description="samples per scoring call and per results shard")
+    scoring_shard_size: int = Field(
+        SCORING_SHARD_SIZE, ge=1, description="samples per scoring call and per results shard"
+    )
     dedupe: bool = Field(True, description=DEDUPE_DOC)
     cache_dir: Path = Field(Path("~/.cache/ray_humaneval").expanduser())
     report: bool = Field(True, description="write report.md/.html/.json into output_dir")
@@ -181,24 +191,34 @@ class EvalConfig(StrictModel):
     def _fits_context(self) -> EvalConfig:
         max_tokens, max_model_len = self.sampling.max_tokens, self.serving.max_model_len
         if max_tokens is not None and max_model_len is not None and max_tokens >= max_model_len:
-            raise ValueError(f"sampling.max_tokens ({max_tokens}) must be below serving.max_model_len "
-                             f"({max_model_len}), which must also hold the prompt")
+            raise ValueError(
+                f"sampling.max_tokens ({max_tokens}) must be below serving.max_model_len "
+                f"({max_model_len}), which must also hold the prompt"
+            )
         return self
 
     def fitted_to(self, max_model_len: int, sampling: dict) -> EvalConfig:
         """This configuration with what the preflight chose for the model written in."""
-        return self.model_copy(update={
-            "serving": self.serving.model_copy(update={"max_model_len": max_model_len}),
-            "sampling": SamplingConfig.model_validate(sampling),
-        })
+        return self.model_copy(
+            update={
+                "serving": self.serving.model_copy(update={"max_model_len": max_model_len}),
+                "sampling": SamplingConfig.model_validate(sampling),
+            }
+        )
 
     def generation_id(self) -> str:
         """What determines the generated text: a rerun with the same id reuses its shards. Needs a
         fitted configuration: the sampling actually used is part of it."""
         if not self.sampling.fitted:
             raise ValueError("generation_id() of a configuration not yet fitted to its model")
-        return config_hash(self.dataset, self.model, self.prompt, self.sampling.model_dump(),
-                           self.generation.num_samples, self.generation.chunk_size)
+        return config_hash(
+            self.dataset,
+            self.model,
+            self.prompt,
+            self.sampling.model_dump(),
+            self.generation.num_samples,
+            self.generation.chunk_size,
+        )
 
 
 class SweepConfig(StrictModel):
@@ -208,4 +228,6 @@ class SweepConfig(StrictModel):
     output_dir: Path
     base: dict = Field(default_factory=dict, description="EvalConfig fields every configuration shares")
     matrix: dict[str, list] = Field(default_factory=dict, description="dotted EvalConfig path -> the values to sweep")
-    models: list[dict] = Field(default_factory=list, description="ModelConfig fields of each variant; none: base's model")
+    models: list[dict] = Field(
+        default_factory=list, description="ModelConfig fields of each variant; none: base's model"
+    )

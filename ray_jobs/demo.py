@@ -19,10 +19,26 @@ def main(argv: list[str] | None = None) -> int:
         args = p.parse_args(argv)
         with console.quiet_terminal(args.output_dir / "logs" / "demo.log"):  # transformers' own progress bars
             model = build(args.model_dir, shape="qwen3")
-        return evaluate.main([
-            "--model", str(model), "--output-dir", str(args.output_dir), "--device", "cpu", "--replicas", "2",
-            "--limit", "8", "--num-samples", "4", "--max-tokens", "48", "--k", "1,2,4",
-        ])
+        return evaluate.main(
+            [
+                "--model",
+                str(model),
+                "--output-dir",
+                str(args.output_dir),
+                "--device",
+                "cpu",
+                "--replicas",
+                "2",
+                "--limit",
+                "8",
+                "--num-samples",
+                "4",
+                "--max-tokens",
+                "48",
+                "--k",
+                "1,2,4",
+            ]
+        )
 
     return cli.run_command(job)
 

@@ -46,38 +46,56 @@ FLAGS = (
     cli.Flag("--device", "serving.device", options={"choices": ["auto", "gpu", "cpu"]}),
     cli.Flag("--thinking", "prompt.thinking", "Qwen3 thinking mode", {"action": argparse.BooleanOptionalAction}),
     cli.Flag("--prompt-mode", "prompt.mode", options={"choices": ["chat", "completion"]}),
-    cli.Flag("--extraction", "prompt.extraction", "how code is found in chat responses: auto (answer tags, unfenced "
-             "code, several blocks; the default) or seed (the first releases' rules, exactly)",
-             {"choices": ["auto", "seed"]}),
+    cli.Flag(
+        "--extraction",
+        "prompt.extraction",
+        "how code is found in chat responses: auto (answer tags, unfenced "
+        "code, several blocks; the default) or seed (the first releases' rules, exactly)",
+        {"choices": ["auto", "seed"]},
+    ),
     cli.Flag("--temperature", "sampling.temperature", options={"type": float}),
     cli.Flag("--top-p", "sampling.top_p", options={"type": float}),
     cli.Flag("--max-tokens", "sampling.max_tokens", options={"type": int}),
     cli.Flag("--seed", "sampling.seed", options={"type": int}),
-    cli.Flag("--max-model-len", "serving.max_model_len", "default: the longest prompt plus max_tokens, within the "
-             "model's own limit", {"type": int}),
+    cli.Flag(
+        "--max-model-len",
+        "serving.max_model_len",
+        "default: the longest prompt plus max_tokens, within the model's own limit",
+        {"type": int},
+    ),
     cli.Flag("--app-name", "serving.app_name", "attach to a running Serve app instead of starting one"),
     cli.Flag("--keep-serving", "serving.keep_serving", options={"action": "store_true", "default": None}),
-    cli.Flag("--engine-metrics", "serving.engine_metrics", "vLLM engine metrics in Ray's Prometheus/Grafana "
-             "(default: on)", {"action": argparse.BooleanOptionalAction}),
-    cli.Flag("--dedupe", "dedupe", config.DEDUPE_DOC + " (default: on)",
-             {"action": argparse.BooleanOptionalAction}),
-    cli.Flag("--watchdog-s", "watchdog_s", config.WATCHDOG_DOC + f" (default {config.WATCHDOG_S:.0f})",
-             {"type": float}),
+    cli.Flag(
+        "--engine-metrics",
+        "serving.engine_metrics",
+        "vLLM engine metrics in Ray's Prometheus/Grafana (default: on)",
+        {"action": argparse.BooleanOptionalAction},
+    ),
+    cli.Flag("--dedupe", "dedupe", config.DEDUPE_DOC + " (default: on)", {"action": argparse.BooleanOptionalAction}),
+    cli.Flag(
+        "--watchdog-s", "watchdog_s", config.WATCHDOG_DOC + f" (default {config.WATCHDOG_S:.0f})", {"type": float}
+    ),
     cli.Flag("--address", "address", "Ray address; default: RAY_ADDRESS, else a new local Ray"),
 )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    return cli.pipeline_args(argv, "python -m ray_jobs.evaluate", __doc__, config.EvalConfig, FLAGS,
-                             "Ray and vLLM logs on the terminal too")
+    return cli.pipeline_args(
+        argv, "python -m ray_jobs.evaluate", __doc__, config.EvalConfig, FLAGS, "Ray and vLLM logs on the terminal too"
+    )
 
 
 def build_config(args: argparse.Namespace) -> config.EvalConfig:
     return cli.build_config(config.EvalConfig, args, FLAGS)
 
 
-def run(cfg: config.EvalConfig, progress: bool = True, fitted: preflight.Fitted | None = None,
-        quiet: bool = False, shared_verdicts: SharedVerdicts | None = None) -> Summary:
+def run(
+    cfg: config.EvalConfig,
+    progress: bool = True,
+    fitted: preflight.Fitted | None = None,
+    quiet: bool = False,
+    shared_verdicts: SharedVerdicts | None = None,
+) -> Summary:
     """`fitted`: the preflight's answer, where the caller (a sweep) already asked for it;
     `shared_verdicts`: the verdicts of the sweep's other configurations of this dataset and sandbox. `quiet`:
     Ray's and vLLM's output go to OUTPUT_DIR/logs/evaluate.log once the input is accepted, and
@@ -94,41 +112,71 @@ def run(cfg: config.EvalConfig, progress: bool = True, fitted: preflight.Fitted 
     fitted = fitted or preflight.fit(cfg, [dataset.tasks[t] for t in task_ids], serving_checks=not cfg.serving.app_name)
     cfg = cfg.fitted_to(fitted.max_model_len, fitted.sampling)
     atomic.check_writable(cfg.output_dir)
-    atomic.write_text(cfg.output_dir / "config.yaml", yaml.safe_dump(json.loads(cfg.model_dump_json()), sort_keys=False))
+    atomic.write_text(
+        cfg.output_dir / "config.yaml", yaml.safe_dump(json.loads(cfg.model_dump_json()), sort_keys=False)
+    )
     gen_id = cfg.generation_id()
     gen_dir, results_dir = cfg.output_dir / "generations", cfg.output_dir / "results"
     timings: dict[str, float] = {}
 
-    with console.quiet_terminal(cfg.output_dir / "logs" / "evaluate.log", enabled=quiet), \
-            watchdog.Watchdog(cfg.watchdog_s, console.say) as watch:
+    with (
+        console.quiet_terminal(cfg.output_dir / "logs" / "evaluate.log", enabled=quiet),
+        watchdog.Watchdog(cfg.watchdog_s, console.say) as watch,
+    ):
         if not cfg.serving.app_name:
             import_serving_stack()  # before Ray's threads and ours start: see its doc
         with ray_session(cfg.address, num_cpus=local_cpus(cfg.address, cfg.serving.replica_cpus)):
             device = resolve_device(cfg.serving) if not cfg.serving.app_name else "attached"
-            serving_text = (f"Serve app {cfg.serving.app_name}" if cfg.serving.app_name
-                            else f"{cfg.serving.replicas} {device} replica(s)")
-            console.say(f"evaluate {cfg.model.model} on {cfg.dataset}: {len(task_ids)} tasks x "
-                        f"n={cfg.generation.num_samples}, {serving_text}, thinking {'on' if cfg.prompt.thinking else 'off'}")
+            serving_text = (
+                f"Serve app {cfg.serving.app_name}"
+                if cfg.serving.app_name
+                else f"{cfg.serving.replicas} {device} replica(s)"
+            )
+            console.say(
+                f"evaluate {cfg.model.model} on {cfg.dataset}: {len(task_ids)} tasks x "
+                f"n={cfg.generation.num_samples}, {serving_text}, thinking {'on' if cfg.prompt.thinking else 'off'}"
+            )
             preflight.check_gpus(cfg, device, cluster_gpus())
             seeded_cpu = device == "cpu" and cfg.sampling.seed is not None
             if seeded_cpu and cfg.generation.chunk_size > 1:
-                log.info("CPU vLLM: seeded samples are sent as n=1 requests (seeded n>1 with chunked prefill kills the engine)")
-            requests = plan_requests(task_ids, cfg.generation.num_samples, cfg.generation.chunk_size, cfg.sampling.seed,
-                                     single_sample_requests=seeded_cpu)
+                log.info(
+                    "CPU vLLM: seeded samples are sent as n=1 requests (seeded n>1 with chunked prefill kills the engine)"
+                )
+            requests = plan_requests(
+                task_ids,
+                cfg.generation.num_samples,
+                cfg.generation.chunk_size,
+                cfg.sampling.seed,
+                single_sample_requests=seeded_cpu,
+            )
             shards = group_into_shards(requests, cfg.generation.shard_samples, gen_id)
             paths = {key: gen_dir / f"shard-{key}.parquet" for key, _ in shards}
             todo = [(key, rows) for key, rows in shards if not paths[key].exists()]
             gen_run = GenerationRun(requests=0, retried_requests=0, failed_requests=0, wall_s=0.0)
             # Scoring starts with the first generation shard, on the CPUs beside the replicas.
-            with ScoringStage(dataset, results_dir, cfg.sandbox, workers=cfg.scoring_workers,
-                              shard_size=cfg.scoring_shard_size, dedupe=cfg.dedupe, config_id=gen_id,
-                              shard_salt=config.config_hash(gen_id, cfg.sandbox), cache_dir=cfg.cache_dir,
-                              expected_samples=sum(r.n for r in requests), progress=progress, bar_line=1,
-                              shared=shared_verdicts) as stage:
+            with ScoringStage(
+                dataset,
+                results_dir,
+                cfg.sandbox,
+                workers=cfg.scoring_workers,
+                shard_size=cfg.scoring_shard_size,
+                dedupe=cfg.dedupe,
+                config_id=gen_id,
+                shard_salt=config.config_hash(gen_id, cfg.sandbox),
+                cache_dir=cfg.cache_dir,
+                expected_samples=sum(r.n for r in requests),
+                progress=progress,
+                bar_line=1,
+                shared=shared_verdicts,
+            ) as stage:
 
                 def score_soon(rows: list[dict]) -> None:
-                    stage.submit([ScoreItem(r["task_id"], r["completion_id"], r["completion"], r["extracted_from"])
-                                  for r in rows])
+                    stage.submit(
+                        [
+                            ScoreItem(r["task_id"], r["completion_id"], r["completion"], r["extracted_from"])
+                            for r in rows
+                        ]
+                    )
 
                 def landed(key: str, rows: list[dict]) -> None:
                     schemas.write_table(rows, schemas.GENERATIONS, paths[key])
@@ -157,7 +205,8 @@ def run(cfg: config.EvalConfig, progress: bool = True, fitted: preflight.Fitted 
             # this run's shards only: resumed ones hold an earlier run's requests
             this_run = schemas.read_tables([paths[key] for key, _ in todo], schemas.GENERATIONS)
             utilisation = replica_utilisation(
-                this_run.select(["replica", "request_started_at", "latency_s", "completion_tokens"]).to_pylist())
+                this_run.select(["replica", "request_started_at", "latency_s", "completion_tokens"]).to_pylist()
+            )
             generations = schemas.read_tables([paths[key] for key, _ in shards], schemas.GENERATIONS)
         watchdog.enter("report")
         timings["total_s"] = time.perf_counter() - started
@@ -172,18 +221,36 @@ def run(cfg: config.EvalConfig, progress: bool = True, fitted: preflight.Fitted 
     return summary
 
 
-def summarize(cfg, dataset, task_ids, generations, scoring, gen_run, utilisation, timings, gen_id,
-              fitted) -> Summary:
+def summarize(cfg, dataset, task_ids, generations, scoring, gen_run, utilisation, timings, gen_id, fitted) -> Summary:
     return build_summary(
-        "evaluate", cfg, dataset, gen_id, task_ids, generations.num_rows, scoring, timings,
+        "evaluate",
+        cfg,
+        dataset,
+        gen_id,
+        task_ids,
+        generations.num_rows,
+        scoring,
+        timings,
         extraction=extraction_section(cfg.prompt.extraction, generations.column("extracted_from").to_pylist()),
-        model=cfg.model.model, num_samples=cfg.generation.num_samples, thinking=cfg.prompt.thinking,
-        prompt={"mode": cfg.prompt.mode, "template": cfg.prompt.template, "system": cfg.prompt.system,
-                "stop": stop_sequences(cfg.prompt, cfg.sampling.stop, dataset.benchmark)},
-        sampling=cfg.sampling.model_dump(), sampling_sources=fitted.sources,
-        model_fit={"architectures": list(fitted.profile.architectures), "context_limit": fitted.profile.context_limit,
-                   "context_limit_from": fitted.profile.context_key, "max_model_len": cfg.serving.max_model_len,
-                   "longest_prompt_tokens": fitted.longest_prompt, "notes": fitted.notes},
+        model=cfg.model.model,
+        num_samples=cfg.generation.num_samples,
+        thinking=cfg.prompt.thinking,
+        prompt={
+            "mode": cfg.prompt.mode,
+            "template": cfg.prompt.template,
+            "system": cfg.prompt.system,
+            "stop": stop_sequences(cfg.prompt, cfg.sampling.stop, dataset.benchmark),
+        },
+        sampling=cfg.sampling.model_dump(),
+        sampling_sources=fitted.sources,
+        model_fit={
+            "architectures": list(fitted.profile.architectures),
+            "context_limit": fitted.profile.context_limit,
+            "context_limit_from": fitted.profile.context_key,
+            "max_model_len": cfg.serving.max_model_len,
+            "longest_prompt_tokens": fitted.longest_prompt,
+            "notes": fitted.notes,
+        },
         generation=generation_metrics(generations, gen_run, utilisation),
     )
 

@@ -64,10 +64,18 @@ def serve_forever(cfg: EndpointConfig) -> None:
         # serve.run would wait for RUNNING forever; this waits with a deadline that says what is missing
         serve._run(build_openai_app({"llm_configs": [llm_config]}), name=APP_NAME, route_prefix="/", _blocking=False)
         try:
-            wait_until_running(APP_NAME, serving.startup_timeout_s, required_resources(serving, device), serving.replicas,
-                               console.replica_bar)
-            print(f"OpenAI-compatible endpoint: http://{cfg.host}:{cfg.port}/v1 (model {cfg.model.model_id}); "
-                  "Ctrl-C stops it", flush=True)
+            wait_until_running(
+                APP_NAME,
+                serving.startup_timeout_s,
+                required_resources(serving, device),
+                serving.replicas,
+                console.replica_bar,
+            )
+            print(
+                f"OpenAI-compatible endpoint: http://{cfg.host}:{cfg.port}/v1 (model {cfg.model.model_id}); "
+                "Ctrl-C stops it",
+                flush=True,
+            )
             while True:
                 time.sleep(3600)
         finally:

@@ -60,7 +60,12 @@ def expand(sweep: config.SweepConfig) -> list[tuple[int, str, config.EvalConfig]
                 data["model"] = {**data.get("model", {}), **model}
             for axis, value in zip(axes, values):
                 _set_path(data, axis, value)
-            name = "-".join([f"m{m}"] * (len(models) > 1) + [f"{a.split('.')[-1]}={_slug(v)}" for a, v in zip(axes, values)]) or "default"
+            name = (
+                "-".join(
+                    [f"m{m}"] * (len(models) > 1) + [f"{a.split('.')[-1]}={_slug(v)}" for a, v in zip(axes, values)]
+                )
+                or "default"
+            )
             data["output_dir"] = str(sweep.output_dir / name)
             try:
                 configs.append((m, name, config.EvalConfig.model_validate(data)))
@@ -102,9 +107,11 @@ def run_sweep(sweep: config.SweepConfig, progress: bool = False, quiet: bool = F
         if cfg.dedupe:
             shared.setdefault((cfg.dataset, config.config_hash(cfg.sandbox)), SharedVerdicts())
     first = configs[0][2]
-    with console.quiet_terminal(root / "logs" / "sweep.log", enabled=quiet), \
-            watchdog.Watchdog(max(cfg.watchdog_s for _, _, cfg, _ in configs), console.say), \
-            ray_session(first.address, num_cpus=local_cpus(first.address, first.serving.replica_cpus)):
+    with (
+        console.quiet_terminal(root / "logs" / "sweep.log", enabled=quiet),
+        watchdog.Watchdog(max(cfg.watchdog_s for _, _, cfg, _ in configs), console.say),
+        ray_session(first.address, num_cpus=local_cpus(first.address, first.serving.replica_cpus)),
+    ):
         console.say(f"sweep: {len(configs)} configurations of {len({m for m, _, _, _ in configs})} model variant(s)")
         for m in sorted({m for m, _, _, _ in configs}):
             todo = [(name, cfg, fitted) for mi, name, cfg, fitted in configs if mi == m and summaries[name] is None]
@@ -115,23 +122,52 @@ def run_sweep(sweep: config.SweepConfig, progress: bool = False, quiet: bool = F
                 first = todo[0][1]
                 in_flight = first.generation.in_flight_per_replica * len(todo)
                 # one app serves every configuration of the variant: the longest context any needs
-                served = first.serving.model_copy(update={"max_model_len": max(c.serving.max_model_len for _, c, _ in todo)})
+                served = first.serving.model_copy(
+                    update={"max_model_len": max(c.serving.max_model_len for _, c, _ in todo)}
+                )
                 watchdog.enter("serving")
                 with serving(first.model, served, 2 * in_flight, console.replica_bar) as app:
-                    attached = [(name, cfg.model_copy(update={"serving": cfg.serving.model_copy(
-                        update={"app_name": app.app_name, "keep_serving": False})}), fitted) for name, cfg, fitted in todo]
+                    attached = [
+                        (
+                            name,
+                            cfg.model_copy(
+                                update={
+                                    "serving": cfg.serving.model_copy(
+                                        update={"app_name": app.app_name, "keep_serving": False}
+                                    )
+                                }
+                            ),
+                            fitted,
+                        )
+                        for name, cfg, fitted in todo
+                    ]
                     with ThreadPoolExecutor(max_workers=len(attached)) as pool:
-                        done = pool.map(lambda item: evaluate.run(
-                            item[1], progress=progress, fitted=item[2],
-                            shared_verdicts=shared.get((item[1].dataset, config.config_hash(item[1].sandbox)))), attached)
+                        done = pool.map(
+                            lambda item: evaluate.run(
+                                item[1],
+                                progress=progress,
+                                fitted=item[2],
+                                shared_verdicts=shared.get((item[1].dataset, config.config_hash(item[1].sandbox))),
+                            ),
+                            attached,
+                        )
                         summaries.update(zip([name for name, _, _ in attached], done))
-    index = {name: {"dir": str(cfg.output_dir), "model": cfg.model.model, "quantization": cfg.model.quantization,
-                    "pass_at_k": summaries[name].pass_at_k, "config_id": summaries[name].config_id}
-             for _, name, cfg, _ in configs}
+    index = {
+        name: {
+            "dir": str(cfg.output_dir),
+            "model": cfg.model.model,
+            "quantization": cfg.model.quantization,
+            "pass_at_k": summaries[name].pass_at_k,
+            "config_id": summaries[name].config_id,
+        }
+        for _, name, cfg, _ in configs
+    }
     atomic.write_text(root / "index.json", json.dumps(index, indent=2) + "\n")
     lines = ["# Sweep index", "", "| config | model | pass@k | dir |", "|---|---|---|---|"]
     for name, entry in index.items():
-        passk = "; ".join(f"{s}: " + ", ".join(f"{k}={v:.4f}" for k, v in ks.items()) for s, ks in entry["pass_at_k"].items())
+        passk = "; ".join(
+            f"{s}: " + ", ".join(f"{k}={v:.4f}" for k, v in ks.items()) for s, ks in entry["pass_at_k"].items()
+        )
         lines.append(f"| {name} | {entry['model']} {entry['quantization'] or ''} | {passk} | {entry['dir']} |")
     atomic.write_text(root / "index.md", "\n".join(lines) + "\n")
     from ray_jobs.report import write_report

@@ -61,8 +61,9 @@ def _tokenizer(vocab_size: int):
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     tokenizer.train_from_iterator(corpus, trainer=trainer)
     return tokenizer
 
@@ -70,22 +71,43 @@ def _tokenizer(vocab_size: int):
 def _model(shape: str, vocab: int, eos: int, pad: int):
     import transformers
 
-    common = dict(vocab_size=vocab, eos_token_id=eos, pad_token_id=pad, bos_token_id=None, torch_dtype="float32",
-                  tie_word_embeddings=True)
+    common = dict(
+        vocab_size=vocab,
+        eos_token_id=eos,
+        pad_token_id=pad,
+        bos_token_id=None,
+        torch_dtype="float32",
+        tie_word_embeddings=True,
+    )
     if shape in ("qwen3", "answer-tags"):
         if shape == "answer-tags":
             common["tie_word_embeddings"] = False
-        config = transformers.Qwen3Config(hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                                          num_attention_heads=2, num_key_value_heads=1, head_dim=64,
-                                          max_position_embeddings=4096, **common)
+        config = transformers.Qwen3Config(
+            hidden_size=128,
+            intermediate_size=256,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=64,
+            max_position_embeddings=4096,
+            **common,
+        )
         return transformers.Qwen3ForCausalLM(config)
     if shape == "llama-base":
-        config = transformers.LlamaConfig(hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                                          num_attention_heads=2, num_key_value_heads=1, head_dim=64,
-                                          max_position_embeddings=1024, **common)
+        config = transformers.LlamaConfig(
+            hidden_size=128,
+            intermediate_size=256,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=64,
+            max_position_embeddings=1024,
+            **common,
+        )
         return transformers.LlamaForCausalLM(config)
-    config = transformers.GPTBigCodeConfig(n_embd=128, n_inner=256, n_layer=2, n_head=2, multi_query=True,
-                                           n_positions=2048, **common)
+    config = transformers.GPTBigCodeConfig(
+        n_embd=128, n_inner=256, n_layer=2, n_head=2, multi_query=True, n_positions=2048, **common
+    )
     return transformers.GPTBigCodeForCausalLM(config)
 
 
@@ -123,8 +145,14 @@ def build(out_dir: Path, shape: str = "qwen3", vocab_size: int = 2048, seed: int
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = _tokenizer(vocab_size)
     eos_token = "<|endoftext|>" if shape == "llama-base" else "<|im_end|>"
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=eos_token, pad_token="<|endoftext|>",
-                                   bos_token=None, unk_token=None, model_max_length=None)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        eos_token=eos_token,
+        pad_token="<|endoftext|>",
+        bos_token=None,
+        unk_token=None,
+        model_max_length=None,
+    )
     if shape == "answer-tags":
         fast.add_tokens(["<answer>"])  # not special: it stays in the decoded response
     if shape != "llama-base":

@@ -37,8 +37,10 @@ class StageStuck(RuntimeError):
     """A stage made no progress for the watchdog's limit."""
 
     def __init__(self, stage: str, seconds: float, where: str):
-        super().__init__(f"stage {stage!r} made no progress for {seconds:.0f} s (main thread at {where}); "
-                         "every thread's stack and the running Ray tasks are in the log, finished shards are kept")
+        super().__init__(
+            f"stage {stage!r} made no progress for {seconds:.0f} s (main thread at {where}); "
+            "every thread's stack and the running Ray tasks are in the log, finished shards are kept"
+        )
         self.stage, self.where = stage, where
 
 

@@ -57,7 +57,9 @@ def resolve_device(serving: ServingConfig) -> str:
 
 def engine_kwargs(model: ModelConfig, serving: ServingConfig, device: str) -> dict:
     if serving.max_model_len is None:
-        raise ValueError("serving.max_model_len is fitted to the model before replicas start (ray_jobs.generation.preflight)")
+        raise ValueError(
+            "serving.max_model_len is fitted to the model before replicas start (ray_jobs.generation.preflight)"
+        )
     kwargs = {
         "max_model_len": serving.max_model_len,
         "max_num_seqs": serving.max_num_seqs,
@@ -111,8 +113,9 @@ def import_serving_stack() -> None:
     import serve_app.tagged_server  # noqa: F401
 
 
-def build_llm_config(model: ModelConfig, serving: ServingConfig, device: str, max_ongoing_requests: int,
-                     job_env: dict[str, str]):
+def build_llm_config(
+    model: ModelConfig, serving: ServingConfig, device: str, max_ongoing_requests: int, job_env: dict[str, str]
+):
     from ray.serve.llm import LLMConfig
 
     options = {
@@ -151,12 +154,17 @@ def _deployment_name(app_name: str) -> str:
 
 
 def _running_replicas(app) -> int:
-    return sum(count for d in app.deployments.values() for state, count in d.replica_states.items()
-               if str(state).endswith("RUNNING"))
+    return sum(
+        count
+        for d in app.deployments.values()
+        for state, count in d.replica_states.items()
+        if str(state).endswith("RUNNING")
+    )
 
 
-def wait_until_running(app_name: str, deadline_s: float, needs: dict[str, float], replicas: int,
-                       bar: ReplicaBarFactory = no_bar) -> None:
+def wait_until_running(
+    app_name: str, deadline_s: float, needs: dict[str, float], replicas: int, bar: ReplicaBarFactory = no_bar
+) -> None:
     import ray
     from ray import serve
 
@@ -181,7 +189,11 @@ def wait_until_running(app_name: str, deadline_s: float, needs: dict[str, float]
     shortage = ", ".join(f"needs {v:g} {k}, cluster has {have[k]:g}" for k, v in needs.items() if have[k] < v)
     raise ServingError(
         f"Serve app {app_name!r} was not RUNNING after {deadline_s:.0f} s"
-        + (f": {shortage}" if shortage else " (replicas still starting, or resources held by other jobs; see `ray status`)")
+        + (
+            f": {shortage}"
+            if shortage
+            else " (replicas still starting, or resources held by other jobs; see `ray status`)"
+        )
     )
 
 
@@ -202,8 +214,9 @@ def delete_app(app_name: str, deadline_s: float = 120.0) -> bool:
 
 
 @contextlib.contextmanager
-def serving(model: ModelConfig, config: ServingConfig, max_ongoing_requests: int,
-            bar: ReplicaBarFactory = no_bar) -> Iterator[ServeApp]:
+def serving(
+    model: ModelConfig, config: ServingConfig, max_ongoing_requests: int, bar: ReplicaBarFactory = no_bar
+) -> Iterator[ServeApp]:
     """Attach to `config.app_name` if set, else start a uniquely named app; delete ours afterwards
     unless keep_serving. `bar` shows the replicas coming up."""
     from ray import serve
@@ -229,14 +242,14 @@ def serving(model: ModelConfig, config: ServingConfig, max_ongoing_requests: int
         # proxy is started (it would take CPU from CPU replicas). A running Serve keeps its own.
         serve.start(proxy_location="Disabled")
         serve._run(deployment, name=app_name, route_prefix=None, _blocking=False)
-        wait_until_running(app_name, config.startup_timeout_s, required_resources(config, device), config.replicas,
-                           bar)
+        wait_until_running(app_name, config.startup_timeout_s, required_resources(config, device), config.replicas, bar)
         app = ServeApp(app_name, _deployment_name(app_name))
         log.info("serving %s on %d %s replica(s) as app %s", model.model, config.replicas, device, app_name)
         yield app
     finally:
         if config.keep_serving:
-            log.warning("keeping Serve app %s running (--keep-serving); delete it with serve.delete(%r)",
-                        app_name, app_name)
+            log.warning(
+                "keeping Serve app %s running (--keep-serving); delete it with serve.delete(%r)", app_name, app_name
+            )
         else:
             delete_app(app_name)

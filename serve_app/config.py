@@ -29,17 +29,24 @@ class ServingConfig(StrictModel):
     tensor_parallel_size: int = Field(1, ge=1)
     accelerator_type: str | None = Field(None, description="e.g. H100; GPU only")
     max_model_len: int | None = Field(
-        None, ge=64, description="context served; default: the longest prompt plus max_tokens, within the model's own limit")
+        None,
+        ge=64,
+        description="context served; default: the longest prompt plus max_tokens, within the model's own limit",
+    )
     max_num_seqs: int = Field(256, ge=1)
     max_num_batched_tokens: int | None = Field(None, ge=64)
-    gpu_memory_utilization: float | None = Field(None, gt=0, le=1,
-                                                 description="default 0.9 on GPU, 0.1 (of host RAM) on CPU")
+    gpu_memory_utilization: float | None = Field(
+        None, gt=0, le=1, description="default 0.9 on GPU, 0.1 (of host RAM) on CPU"
+    )
     enable_prefix_caching: bool = True
     engine_metrics: bool = Field(True, description="vLLM per-step stats in Ray's Prometheus endpoint (Grafana)")
     engine_niceness: int = Field(
-        0, ge=0, le=19,
+        0,
+        ge=0,
+        le=19,
         description="CPU niceness of the replicas and their vLLM engine processes. Ray starts workers at 15, "
-                    "below its own daemons and the driver; the engines are the job's hot path")
+        "below its own daemons and the driver; the engines are the job's hot path",
+    )
     engine_kwargs: dict = Field(default_factory=dict, description="extra vLLM engine arguments")
     startup_timeout_s: float = Field(1200.0, gt=0)
     app_name: str | None = Field(None, description="attach to this running Serve app instead of starting one")
@@ -54,6 +61,8 @@ class ServingConfig(StrictModel):
     def _metrics_need_stats(self) -> ServingConfig:
         # Ray Serve LLM refuses the pair deep inside replica start-up; say it here, in config terms
         if self.engine_metrics and self.engine_kwargs.get("disable_log_stats"):
-            raise ValueError("engine_kwargs.disable_log_stats turns off the stats that engine metrics export; "
-                             "set serving.engine_metrics: false (--no-engine-metrics) instead")
+            raise ValueError(
+                "engine_kwargs.disable_log_stats turns off the stats that engine metrics export; "
+                "set serving.engine_metrics: false (--no-engine-metrics) instead"
+            )
         return self

@@ -21,7 +21,11 @@ def root_cause(message: str) -> str | None:
     last = max((i for i, line in enumerate(lines) if _EXCEPTION_LINE.match(line)), default=None)
     if last is None:
         return None
-    detail = [line.strip() for line in lines[last + 1:last + 3] if line.startswith(" ") and not line.strip().startswith(("File ", "^"))]
+    detail = [
+        line.strip()
+        for line in lines[last + 1 : last + 3]
+        if line.startswith(" ") and not line.strip().startswith(("File ", "^"))
+    ]
     return " ".join([lines[last], *detail])[:1500]
 
 
@@ -39,5 +43,7 @@ def deploy_failure(app_name: str, app) -> str:
     """Why the app did not come up, in the replica's own words, and where the full log is."""
     causes = [cause for dep in (app.deployments.values() if app else []) if (cause := root_cause(dep.message or ""))]
     reason = causes[0] if causes else (app.message if app else "no status")
-    return (f"the model's replicas failed to start (Serve app {app_name!r}): {reason}\n"
-            f"full log: {serve_log_dir()} (controller_*.log and the replicas' own logs)")
+    return (
+        f"the model's replicas failed to start (Serve app {app_name!r}): {reason}\n"
+        f"full log: {serve_log_dir()} (controller_*.log and the replicas' own logs)"
+    )

@@ -18,13 +18,28 @@ from pathlib import Path
 from contracts import UserError
 
 # vLLM's own list (vllm/transformers_utils/model_arch_config_convertor.py), smallest wins.
-_LENGTH_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "model_max_length",
-                "max_target_positions", "max_sequence_length", "max_seq_length", "seq_len")
+_LENGTH_KEYS = (
+    "max_position_embeddings",
+    "n_positions",
+    "max_seq_len",
+    "seq_length",
+    "model_max_length",
+    "max_target_positions",
+    "max_sequence_length",
+    "max_seq_length",
+    "seq_len",
+)
 VLLM_DEFAULT_CONTEXT = 2048  # what vLLM assumes when config.json names no length
 _SMALL_FILES = ["*.json", "*.jinja", "tokenizer*", "*.model", "*.tiktoken", "*.txt", "*.py"]
 # generation_config.json fields that are sampling parameters of a request (vLLM applies the same)
-_SAMPLING_FIELDS = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "min_p": "min_p",
-                    "repetition_penalty": "repetition_penalty", "max_new_tokens": "max_tokens"}
+_SAMPLING_FIELDS = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "top_k": "top_k",
+    "min_p": "min_p",
+    "repetition_penalty": "repetition_penalty",
+    "max_new_tokens": "max_tokens",
+}
 
 
 class ModelSourceError(UserError, ValueError):
@@ -58,8 +73,10 @@ def locate(source: str) -> Path:
     path = Path(source).expanduser()
     if path.exists() or source.startswith(("/", ".", "~")):
         if not (path / "config.json").is_file():
-            raise ModelSourceError(f"model path {source!r} does not exist or has no config.json; pass a model "
-                                   "directory (with config.json and tokenizer files) or a Hugging Face id")
+            raise ModelSourceError(
+                f"model path {source!r} does not exist or has no config.json; pass a model "
+                "directory (with config.json and tokenizer files) or a Hugging Face id"
+            )
         return path
     from huggingface_hub import snapshot_download
 
@@ -73,7 +90,8 @@ def locate(source: str) -> Path:
         raise ModelSourceError(
             f"model {source!r} is not in the local Hugging Face cache and could not be fetched from the Hub "
             f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}); pass a local path with "
-            f"--model, or download it first (huggingface-cli download {source})") from None
+            f"--model, or download it first (huggingface-cli download {source})"
+        ) from None
 
 
 def _read_json(path: Path) -> dict:
@@ -113,8 +131,11 @@ def context_limit(config: dict) -> tuple[int, str]:
 
 
 def sampling_defaults(generation_config: dict) -> dict:
-    return {field_: generation_config[name] for name, field_ in _SAMPLING_FIELDS.items()
-            if isinstance(generation_config.get(name), (int, float)) and not isinstance(generation_config[name], bool)}
+    return {
+        field_: generation_config[name]
+        for name, field_ in _SAMPLING_FIELDS.items()
+        if isinstance(generation_config.get(name), (int, float)) and not isinstance(generation_config[name], bool)
+    }
 
 
 def read_profile(source: str) -> ModelProfile:
@@ -122,8 +143,12 @@ def read_profile(source: str) -> ModelProfile:
     config = _read_json(directory / "config.json")
     limit, key = context_limit(config)
     return ModelProfile(
-        source=source, directory=directory, architectures=tuple(config.get("architectures") or ()),
-        model_type=str(config.get("model_type", "")), context_limit=limit, context_key=key,
+        source=source,
+        directory=directory,
+        architectures=tuple(config.get("architectures") or ()),
+        model_type=str(config.get("model_type", "")),
+        context_limit=limit,
+        context_key=key,
         generation_defaults=sampling_defaults(_read_json(directory / "generation_config.json")),
     )
 
@@ -141,7 +166,12 @@ def vllm_architectures() -> set[str] | None:
         return None
     names: set[str] = set()
     for node in tree.body:
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict) and any(
-                isinstance(t, ast.Name) and t.id.endswith("_MODELS") and "PREVIOUSLY" not in t.id for t in node.targets):
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Dict)
+            and any(
+                isinstance(t, ast.Name) and t.id.endswith("_MODELS") and "PREVIOUSLY" not in t.id for t in node.targets
+            )
+        ):
             names.update(k.value for k in node.value.keys if isinstance(k, ast.Constant) and isinstance(k.value, str))
     return names or None

@@ -43,12 +43,15 @@ def pytest_runtest_protocol(item, nextitem):
     timeout = _timeout_s(item)
     backstop = None
     if timeout > 0:
+
         def bail():
             capture = item.config.pluginmanager.getplugin("capturemanager")
             if capture:
                 capture.suspend_global_capture(in_=True)
-            sys.stderr.write(f"\n{item.nodeid}: still running {BACKSTOP_S} s past its {timeout:.0f} s timeout "
-                             "(the timeout's signal did not get through); every thread's stack:\n")
+            sys.stderr.write(
+                f"\n{item.nodeid}: still running {BACKSTOP_S} s past its {timeout:.0f} s timeout "
+                "(the timeout's signal did not get through); every thread's stack:\n"
+            )
             faulthandler.dump_traceback(file=sys.stderr)
             sys.stderr.flush()
             os._exit(1)
@@ -76,8 +79,13 @@ def ray_local():
 
     if not ray.is_initialized():
         # logical CPUs beyond the cores: CPU vLLM replicas hold one each for their whole life
-        ray.init(address="local", num_cpus=(os.cpu_count() or 2) + 3, include_dashboard=False,
-                 logging_level="ERROR", log_to_driver=False)
+        ray.init(
+            address="local",
+            num_cpus=(os.cpu_count() or 2) + 3,
+            include_dashboard=False,
+            logging_level="ERROR",
+            log_to_driver=False,
+        )
     yield ray
     ray.shutdown()
 

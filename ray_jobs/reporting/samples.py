@@ -14,8 +14,18 @@ from ray_jobs.metrics.analysis import Run
 
 PER_OUTCOME = 2
 TEXT_CHARS = 6000
-OUTCOME_ORDER = ("failed", "error", "timeout", "syntax_error", "truncated", "out_of_memory", "crashed", "empty",
-                 "generation_error", "passed")
+OUTCOME_ORDER = (
+    "failed",
+    "error",
+    "timeout",
+    "syntax_error",
+    "truncated",
+    "out_of_memory",
+    "crashed",
+    "empty",
+    "generation_error",
+    "passed",
+)
 
 
 def _cut(text: str | None) -> str:
@@ -45,11 +55,22 @@ def sample_index(run: Run) -> dict[str, dict[int, dict]]:
     if run.generations is None:
         return {}
     samples: dict[str, dict[int, dict]] = defaultdict(dict)
-    for g in run.generations.select(["task_id", "completion_id", "response", "completion", "extracted_from",
-                                     "finish_reason", "completion_tokens", "error"]).to_pylist():
+    for g in run.generations.select(
+        [
+            "task_id",
+            "completion_id",
+            "response",
+            "completion",
+            "extracted_from",
+            "finish_reason",
+            "completion_tokens",
+            "error",
+        ]
+    ).to_pylist():
         samples[g["task_id"]][g["completion_id"]] = {**g, "verdicts": {}}
-    for r in run.results.select(["task_id", "completion_id", "suite", "status", "error_type",
-                                 "error_message"]).to_pylist():
+    for r in run.results.select(
+        ["task_id", "completion_id", "suite", "status", "error_type", "error_message"]
+    ).to_pylist():
         sample = samples.get(r["task_id"], {}).get(r["completion_id"])
         if sample is not None:
             sample["verdicts"][r["suite"]] = r
@@ -69,7 +90,7 @@ def view(sample: dict, suite: str) -> dict:
         "code": _cut(sample["completion"]),
         "found": sample["extracted_from"],  # None in runs from before it was recorded
         "thinking": _cut(thinking),
-        "answer": _cut(sample["response"][len(thinking):] if thinking else sample["response"]),
+        "answer": _cut(sample["response"][len(thinking) :] if thinking else sample["response"]),
         "tokens": sample["completion_tokens"],
     }
 
@@ -86,10 +107,20 @@ def browser(index: dict[str, dict[int, dict]], suite: str, prompts: dict[str, st
             limit = 1 if shown["outcome"] == "passed" else PER_OUTCOME
             if len(chosen[shown["outcome"]]) < limit:
                 chosen[shown["outcome"]].append(shown)
-        ordered = [s for name in sorted(chosen, key=lambda o: OUTCOME_ORDER.index(o) if o in OUTCOME_ORDER else 99)
-                   for s in chosen[name]]
-        tasks.append({"task_id": task_id, "prompt": prompts.get(task_id, ""), "samples": ordered,
-                      "counts": dict(counts), "suite": suite})
+        ordered = [
+            s
+            for name in sorted(chosen, key=lambda o: OUTCOME_ORDER.index(o) if o in OUTCOME_ORDER else 99)
+            for s in chosen[name]
+        ]
+        tasks.append(
+            {
+                "task_id": task_id,
+                "prompt": prompts.get(task_id, ""),
+                "samples": ordered,
+                "counts": dict(counts),
+                "suite": suite,
+            }
+        )
     return tasks
 
 

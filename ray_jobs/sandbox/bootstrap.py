@@ -25,9 +25,12 @@ SAMPLE_UID = 1  # in the sandbox's user namespace; its root (0) is the server
 _fork = os.fork
 
 _NAMESPACES = {
-    "mount_namespace": isolation.CLONE_NEWNS, "pid_namespace": isolation.CLONE_NEWPID,
-    "network_namespace": isolation.CLONE_NEWNET, "ipc_namespace": isolation.CLONE_NEWIPC,
-    "uts_namespace": isolation.CLONE_NEWUTS, "cgroup_namespace": isolation.CLONE_NEWCGROUP,
+    "mount_namespace": isolation.CLONE_NEWNS,
+    "pid_namespace": isolation.CLONE_NEWPID,
+    "network_namespace": isolation.CLONE_NEWNET,
+    "ipc_namespace": isolation.CLONE_NEWIPC,
+    "uts_namespace": isolation.CLONE_NEWUTS,
+    "cgroup_namespace": isolation.CLONE_NEWCGROUP,
 }
 
 
@@ -46,8 +49,9 @@ def die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def enter_sandbox(settings: ServerSettings, layout: rootfs.MountPlan,
-                  report: isolation.LayerReport) -> tuple[int | None, cgroups.Handles]:
+def enter_sandbox(
+    settings: ServerSettings, layout: rootfs.MountPlan, report: isolation.LayerReport
+) -> tuple[int | None, cgroups.Handles]:
     """Create the namespaces and return in the process that becomes the server: the uid samples
     switch to (None where the caller has only its own uid to run them as), and the handles on
     the samples' cgroups."""
@@ -91,8 +95,11 @@ def enter_sandbox(settings: ServerSettings, layout: rootfs.MountPlan,
         os.setresuid(owner, owner, owner)
         report.on("unprivileged_namespace_owner")
     elif root:
-        report.off("unprivileged_namespace_owner", "this kernel lets only root create user namespaces: per-user "
-                   "kernel counts of samples are charged to host root")
+        report.off(
+            "unprivileged_namespace_owner",
+            "this kernel lets only root create user namespaces: per-user "
+            "kernel counts of samples are charged to host root",
+        )
     userns = _enter_user_namespace(root, to_p_w, to_c_r, report)
     unshared = _unshare_namespaces(report)
     layout.open()  # in this mount namespace, which the server's bind mounts require of their sources
@@ -232,8 +239,9 @@ def build_root(settings: ServerSettings, layout: rootfs.MountPlan, report: isola
         os.close(fd)
 
 
-def lock_down(report: isolation.LayerReport, preload: tuple[str, ...],
-               home_seeds: tuple[tuple[str, str, bytes], ...] = ()) -> None:
+def lock_down(
+    report: isolation.LayerReport, preload: tuple[str, ...], home_seeds: tuple[tuple[str, str, bytes], ...] = ()
+) -> None:
     """What every sample would otherwise do for itself, done once before the first fork."""
     isolation.drop_bounding_set()
     try:

@@ -84,7 +84,6 @@ class Handles:
         while self.held_bytes() >= RELEASED_BYTES and time.monotonic() < end:
             time.sleep(0.01)
 
-
     def cpu_seconds(self) -> float | None:
         """CPU time used by every process that ever ran in the samples' CPU cgroup; None without one."""
         if self.cpu_usage is None:
@@ -106,8 +105,11 @@ def open_handles(cgroups: SampleCgroups) -> Handles:
     handles = Handles()
     for _, path in dict.fromkeys(cgroups.dirs):
         handles.join.append(os.open(f"{path}/cgroup.procs", os.O_WRONLY))
-    for name, path in (("events", cgroups.memory_events), ("stat", cgroups.memory_stat),
-                       ("cpu_usage", cgroups.cpu_usage)):
+    for name, path in (
+        ("events", cgroups.memory_events),
+        ("stat", cgroups.memory_stat),
+        ("cpu_usage", cgroups.cpu_usage),
+    ):
         if path:
             setattr(handles, name, os.open(path, os.O_RDONLY))
     return handles
@@ -183,12 +185,16 @@ def _v1_child(mounts, own, controller: str) -> tuple[str, set[str]]:
 def _settings(memory_mb: int, max_pids: int) -> tuple[dict, dict]:
     """controller -> (required, optional) files and values, for v2 and for v1."""
     limit = str(memory_mb * 1024 * 1024)
-    v2 = {"memory": ({"memory.max": limit}, {"memory.swap.max": "0"}),
-          "pids": ({"pids.max": str(max_pids)}, {}),
-          "cpu": ({"cpu.weight": "100"}, {})}
-    v1 = {"memory": ({"memory.limit_in_bytes": limit}, {"memory.memsw.limit_in_bytes": limit}),
-          "pids": ({"pids.max": str(max_pids)}, {}),
-          "cpu": ({"cpu.shares": "1024"}, {})}
+    v2 = {
+        "memory": ({"memory.max": limit}, {"memory.swap.max": "0"}),
+        "pids": ({"pids.max": str(max_pids)}, {}),
+        "cpu": ({"cpu.weight": "100"}, {}),
+    }
+    v1 = {
+        "memory": ({"memory.limit_in_bytes": limit}, {"memory.memsw.limit_in_bytes": limit}),
+        "pids": ({"pids.max": str(max_pids)}, {}),
+        "cpu": ({"cpu.shares": "1024"}, {}),
+    }
     return v2, v1
 
 
@@ -229,8 +235,9 @@ def _create_v2(result: SampleCgroups, mounts, own, settings: dict) -> tuple[list
     return left, OSError(f"cgroup v2 offers no {', '.join(left)} controller") if left else None
 
 
-def _create_v1(result: SampleCgroups, mounts, own, controller: str, settings: tuple[dict, dict],
-               v2_error: BaseException | None) -> None:
+def _create_v1(
+    result: SampleCgroups, mounts, own, controller: str, settings: tuple[dict, dict], v2_error: BaseException | None
+) -> None:
     layer = _LAYER[controller]
     try:
         child, options = _v1_child(mounts, own, controller)

@@ -48,8 +48,14 @@ _ANSWER_MARGIN_S = 30.0
 _RESPAWN_MARGIN_S = 60.0  # a fork server's start, on a busy node
 
 # Numeric libraries spawn a thread per core; a sample gets one core's worth.
-_THREAD_PINS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
-                "VECLIB_MAXIMUM_THREADS", "RAYON_NUM_THREADS")
+_THREAD_PINS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "RAYON_NUM_THREADS",
+)
 
 _warned_layers: set[str] = set()
 
@@ -94,13 +100,22 @@ def warn_degraded(layers: dict[str, str]) -> None:
 
 def server_settings(config: SandboxConfig, made: cgroups.SampleCgroups, kill_fd: int = -1) -> ServerSettings:
     return ServerSettings(
-        parent_pid=os.getpid(), namespaces=config.namespaces, sandbox_uid=config.sandbox_uid,
-        memory_mb=config.memory_mb, file_mb=config.file_mb, max_open_files=config.max_open_files,
-        scratch_mb=config.scratch_mb, max_pids=config.max_pids, stdout_cap_bytes=config.stdout_cap_bytes,
-        result_cap_bytes=config.result_cap_bytes, wall_backstop_factor=config.wall_backstop_factor,
+        parent_pid=os.getpid(),
+        namespaces=config.namespaces,
+        sandbox_uid=config.sandbox_uid,
+        memory_mb=config.memory_mb,
+        file_mb=config.file_mb,
+        max_open_files=config.max_open_files,
+        scratch_mb=config.scratch_mb,
+        max_pids=config.max_pids,
+        stdout_cap_bytes=config.stdout_cap_bytes,
+        result_cap_bytes=config.result_cap_bytes,
+        wall_backstop_factor=config.wall_backstop_factor,
         visible_paths=tuple(str(Path(p).resolve()) for p in config.extra_paths),
         site_packages=None if config.site_packages == "installed" else tuple(config.site_packages),
-        preload=tuple(config.preload), cgroups=made, kill_fd=kill_fd,
+        preload=tuple(config.preload),
+        cgroups=made,
+        kill_fd=kill_fd,
         home_seeds=seeds.home_seeds(config.site_packages, scrubbed_environment()),
     )
 
@@ -130,7 +145,10 @@ class Sandbox:
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "ray_jobs.sandbox.server"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=scrubbed_environment(), cwd="/",
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=scrubbed_environment(),
+                cwd="/",
                 pass_fds=(kill_r,),
             )
         finally:
@@ -178,8 +196,12 @@ class Sandbox:
         """Plus-suite inputs, sent to the server once and inherited by every forked sample."""
         self._inputs[key] = inputs
 
-    def run(self, jobs: list[Job], judge: Callable[[int, Outcome], T] = _keep,
-            watch: Callable[[int], Watch | None] | None = None) -> list[T]:
+    def run(
+        self,
+        jobs: list[Job],
+        judge: Callable[[int, Outcome], T] = _keep,
+        watch: Callable[[int], Watch | None] | None = None,
+    ) -> list[T]:
         """`judge(i, outcome)` of each job i, in order; by default the outcome itself. The judge
         runs as each outcome arrives, so what a sample wrote is dropped once it is judged: a
         shard's worth of results is never held at once. Jobs are written ahead by a thread while
@@ -203,7 +225,11 @@ class Sandbox:
             requests = {i: self._request(jobs[i], stream=watch is not None) for i in batch}
             for i in batch:
                 if requests[i] is None:
-                    report = {"type": "JobTooLarge", "message": "the program exceeds the job size limit", "phase": "compile"}
+                    report = {
+                        "type": "JobTooLarge",
+                        "message": "the program exceeds the job size limit",
+                        "phase": "compile",
+                    }
                     done[i] = judge(i, Outcome(id=jobs[i].id, exit_code=0, result=f"E {json.dumps(report)}\n".encode()))
             sent = [i for i in batch if requests[i] is not None]
             writer = threading.Thread(target=self._write_requests, args=([requests[i] for i in sent],), daemon=True)
@@ -218,7 +244,7 @@ class Sandbox:
                     self.proc.kill()
                     self.proc.wait()
                     done[i] = judge(i, Outcome(id=jobs[i].id, signal="SIGKILL", worker_died=True))
-                    todo += sent[position + 1:]
+                    todo += sent[position + 1 :]
                     break
                 if outcome.backstop and reruns[i] < self.config.backstop_retries and _starved(outcome):
                     reruns[i] += 1
@@ -265,8 +291,14 @@ class Sandbox:
                 killed = True
                 self._kill(seq)
 
-        outcome = read_outcome(self.proc.stdout.fileno(), job.id, self.config.result_cap_bytes,
-                               self.config.stdout_cap_bytes, deadline, on_chunk if watcher is not None else None)
+        outcome = read_outcome(
+            self.proc.stdout.fileno(),
+            job.id,
+            self.config.result_cap_bytes,
+            self.config.stdout_cap_bytes,
+            deadline,
+            on_chunk if watcher is not None else None,
+        )
         if outcome is None:
             raise ProtocolError("the fork server died")
         self._served += 1

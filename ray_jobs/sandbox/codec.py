@@ -125,7 +125,7 @@ def _from_wire(node):
         return node
     if len(node) != 1:
         raise ValueError(f"malformed value tag {sorted(node)!r}")
-    (tag, payload), = node.items()
+    ((tag, payload),) = node.items()
     if tag == "i":
         return int(payload, 16)
     if tag == "t":
@@ -195,9 +195,11 @@ def exceeds_nodes(value, limit: int) -> bool:
 _JSON = json.JSONEncoder(separators=(",", ":"))
 _c_encoder = getattr(json.encoder, "c_make_encoder", None)
 _dumps_plain = (
-    (lambda enc: lambda v: "".join(enc(v, 0)))(_c_encoder(None, None, json.encoder.encode_basestring_ascii, None,
-                                                          ":", ",", False, False, True))
-    if _c_encoder is not None else _JSON.encode
+    (lambda enc: lambda v: "".join(enc(v, 0)))(
+        _c_encoder(None, None, json.encoder.encode_basestring_ascii, None, ":", ",", False, False, True)
+    )
+    if _c_encoder is not None
+    else _JSON.encode
 )
 _INT_BOUND = 1 << _BIG_INT_BITS
 _STR = {str}

@@ -22,9 +22,34 @@ import subprocess
 import sys
 from importlib.machinery import ModuleSpec
 
-OS_REMOVED = ("kill", "system", "putenv", "remove", "removedirs", "rmdir", "fchdir", "setuid", "fork", "forkpty",
-              "killpg", "rename", "renames", "truncate", "replace", "unlink", "fchmod", "fchown", "chmod", "chown",
-              "chroot", "lchflags", "lchmod", "lchown", "getcwd", "chdir")
+OS_REMOVED = (
+    "kill",
+    "system",
+    "putenv",
+    "remove",
+    "removedirs",
+    "rmdir",
+    "fchdir",
+    "setuid",
+    "fork",
+    "forkpty",
+    "killpg",
+    "rename",
+    "renames",
+    "truncate",
+    "replace",
+    "unlink",
+    "fchmod",
+    "fchown",
+    "chmod",
+    "chown",
+    "chroot",
+    "lchflags",
+    "lchmod",
+    "lchown",
+    "getcwd",
+    "chdir",
+)
 SHUTIL_REMOVED = ("rmtree", "move", "chown")
 BUILTINS_REMOVED = ("exit", "quit", "help")
 MODULES_BLOCKED = ("ipdb", "joblib", "resource", "psutil", "tkinter")
@@ -162,7 +187,7 @@ class HomeSeedFinder:
                 try:
                     view = memoryview(content)
                     while view:
-                        view = view[os.write(fd, view):]
+                        view = view[os.write(fd, view) :]
                 finally:
                     os.close(fd)
             except OSError:  # the sample filled /tmp, or wrote its own there first: its import decides

@@ -24,8 +24,7 @@ CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
-NAMESPACE_FLAGS = (CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID,
-                   CLONE_NEWNET)
+NAMESPACE_FLAGS = (CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET)
 
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2
@@ -71,8 +70,12 @@ def _syscall_number(name: str) -> int:
 
 
 class _MountAttr(ctypes.Structure):
-    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
-                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
 
 
 class _SockFprog(ctypes.Structure):
@@ -109,8 +112,7 @@ def unshare(flags: int) -> None:
 
 
 def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    _check(_libc.mount(_enc(source), _enc(target), _enc(fstype), ctypes.c_ulong(flags), _enc(data)),
-           f"mount {target}")
+    _check(_libc.mount(_enc(source), _enc(target), _enc(fstype), ctypes.c_ulong(flags), _enc(data)), f"mount {target}")
 
 
 def umount(target: str) -> None:
@@ -123,8 +125,14 @@ def pivot_root(new_root: str, put_old: str) -> None:
 
 def set_mount_attr(path: str, attr_set: int, attr_clr: int, recursive: bool) -> None:
     attr = _MountAttr(attr_set, attr_clr, 0, 0)
-    res = _libc.syscall(_syscall_number("mount_setattr"), AT_FDCWD, _enc(path),
-                        AT_RECURSIVE if recursive else 0, ctypes.byref(attr), ctypes.sizeof(attr))
+    res = _libc.syscall(
+        _syscall_number("mount_setattr"),
+        AT_FDCWD,
+        _enc(path),
+        AT_RECURSIVE if recursive else 0,
+        ctypes.byref(attr),
+        ctypes.sizeof(attr),
+    )
     _check(res, f"mount_setattr({path})")
 
 
@@ -203,10 +211,14 @@ class SampleLimits:
 
     def __init__(self, memory_mb: int, max_open_files: int):
         memory = memory_mb * 1024 * 1024
-        self.base = [(resource.RLIMIT_AS, _clamped(resource.RLIMIT_AS, memory)),
-                     (resource.RLIMIT_NOFILE, _clamped(resource.RLIMIT_NOFILE, max_open_files))]
-        self.evalplus = self.base + [(resource.RLIMIT_STACK, _clamped(resource.RLIMIT_STACK, memory)),
-                                     (resource.RLIMIT_DATA, _clamped(resource.RLIMIT_DATA, memory))]
+        self.base = [
+            (resource.RLIMIT_AS, _clamped(resource.RLIMIT_AS, memory)),
+            (resource.RLIMIT_NOFILE, _clamped(resource.RLIMIT_NOFILE, max_open_files)),
+        ]
+        self.evalplus = self.base + [
+            (resource.RLIMIT_STACK, _clamped(resource.RLIMIT_STACK, memory)),
+            (resource.RLIMIT_DATA, _clamped(resource.RLIMIT_DATA, memory)),
+        ]
         self.cpu_hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
 
     def apply(self, cpu_seconds: int, evalplus: bool) -> None:

@@ -117,8 +117,9 @@ def _autogroup_nice(pid: int) -> int:
 class SampleClock:
     """Effective seconds of a sample since it was forked, as the fork server sees it."""
 
-    def __init__(self, pid: int, cgroup: Handles, cpu_at_start: float | None, namespace: bool, nice: int,
-                 enabled: bool = True):
+    def __init__(
+        self, pid: int, cgroup: Handles, cpu_at_start: float | None, namespace: bool, nice: int, enabled: bool = True
+    ):
         """`cgroup`: the samples' cgroups, whose CPU counter read `cpu_at_start` before the fork
         (None: no CPU cgroup); `namespace`: the sample is alone in the server's pid namespace
         (every other process there is its own descendant); `nice`: the server's niceness, which
@@ -151,8 +152,12 @@ class SampleClock:
             return wall, cpu
         run, wait = _schedstat(f"/proc/{self.pid}/schedstat")
         nice, policy, _ = _process_state(self.pid)
-        self.lowered = self.lowered or nice > self.nice or policy in _NO_CREDIT_POLICIES or (
-            self.cpu_at_start is None and _autogroup_nice(self.pid) > 0)
+        self.lowered = (
+            self.lowered
+            or nice > self.nice
+            or policy in _NO_CREDIT_POLICIES
+            or (self.cpu_at_start is None and _autogroup_nice(self.pid) > 0)
+        )
         if self.lowered:
             return wall, cpu
         others = max(0.0, cpu - run)

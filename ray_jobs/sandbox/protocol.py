@@ -46,6 +46,7 @@ class Op(IntEnum):
 
 # ---- framing ---------------------------------------------------------------------------------
 
+
 def write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
@@ -67,7 +68,7 @@ def read_exact(fd: int, size: int, deadline: float | None = None) -> bytearray |
             wait = deadline - time.monotonic()
             if wait <= 0 or not select.select([fd], [], [], wait)[0]:
                 raise ProtocolError("the fork server stopped answering")
-        got = os.readv(fd, [view[done:done + (1 << 20)]])
+        got = os.readv(fd, [view[done : done + (1 << 20)]])
         if not got:
             return None
         done += got
@@ -110,6 +111,7 @@ class ProtocolError(RuntimeError):
 
 
 # ---- what crosses the boundary ----------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ServerSettings:
@@ -211,7 +213,9 @@ class Outcome:
     wall_s: float = 0.0
     effective_s: float = 0.0  # wall time minus time spent runnable but waiting for a CPU
     cpu_s: float = 0.0
-    result: bytes | bytearray = b""  # the result pipe's bytes, as the sample wrote them (scoring/verdict.py parses them lazily)
+    result: bytes | bytearray = (
+        b""  # the result pipe's bytes, as the sample wrote them (scoring/verdict.py parses them lazily)
+    )
     result_truncated: bool = False
     stdout: str = ""
     stdout_bytes: int = 0
@@ -230,11 +234,25 @@ CHUNK_BYTES = 4096 - OUTCOME_HEADER.size
 
 def write_outcome(fd: int, outcome: Outcome, signal_number: int, result: memoryview, stdout: memoryview) -> None:
     """One frame, one system call (where the pipe has room)."""
-    flags = (_TIMED_OUT * outcome.timed_out | _BACKSTOP * outcome.backstop | _OOM_KILLED * outcome.oom_killed
-             | _TRUNCATED * outcome.result_truncated | _STOPPED * outcome.stopped)
+    flags = (
+        _TIMED_OUT * outcome.timed_out
+        | _BACKSTOP * outcome.backstop
+        | _OOM_KILLED * outcome.oom_killed
+        | _TRUNCATED * outcome.result_truncated
+        | _STOPPED * outcome.stopped
+    )
     exit_code = -1 if outcome.exit_code is None else outcome.exit_code
-    header = OUTCOME_HEADER.pack(flags, exit_code, signal_number, outcome.wall_s, outcome.effective_s, outcome.cpu_s,
-                                 outcome.stdout_bytes, len(result), len(stdout))
+    header = OUTCOME_HEADER.pack(
+        flags,
+        exit_code,
+        signal_number,
+        outcome.wall_s,
+        outcome.effective_s,
+        outcome.cpu_s,
+        outcome.stdout_bytes,
+        len(result),
+        len(stdout),
+    )
     parts = [header, result, stdout]
     total, written = sum(len(p) for p in parts), os.writev(fd, parts)
     if written < total:  # a partial write (large outputs): finish the rest in order
@@ -258,8 +276,14 @@ def signal_name(number: int) -> str:
         return f"SIGRTMIN+{number - rtmin}" if number >= rtmin else f"SIG{number}"
 
 
-def read_outcome(fd: int, job_id: int, result_limit: int, stdout_limit: int,
-                 deadline: float | None = None, on_chunk: Callable[[bytearray], None] | None = None) -> Outcome | None:
+def read_outcome(
+    fd: int,
+    job_id: int,
+    result_limit: int,
+    stdout_limit: int,
+    deadline: float | None = None,
+    on_chunk: Callable[[bytearray], None] | None = None,
+) -> Outcome | None:
     """The next outcome (that of job `job_id`: the server answers in order and never learns ids);
     None at end of file. Sizes past the limits, or silence past `deadline`, raise ProtocolError.
     Chunks sent ahead of it are gathered, `on_chunk(text so far)` after each, and the outcome's
@@ -269,8 +293,9 @@ def read_outcome(fd: int, job_id: int, result_limit: int, stdout_limit: int,
         header = read_exact(fd, OUTCOME_HEADER.size, deadline)
         if header is None:
             return None
-        flags, exit_code, signal_number, wall, effective, cpu, stdout_bytes, result_len, stdout_len = \
+        flags, exit_code, signal_number, wall, effective, cpu, stdout_bytes, result_len, stdout_len = (
             OUTCOME_HEADER.unpack(header)
+        )
         so_far = len(received) if received is not None else 0
         if so_far + result_len > result_limit or stdout_len > stdout_limit:
             raise ProtocolError(f"outcome parts of {so_far + result_len} and {stdout_len} bytes exceed the limits")
@@ -290,13 +315,22 @@ def read_outcome(fd: int, job_id: int, result_limit: int, stdout_limit: int,
     stdout = read_exact(fd, stdout_len, deadline)
     if stdout is None:
         return None
-    return Outcome(job_id, timed_out=bool(flags & _TIMED_OUT), backstop=bool(flags & _BACKSTOP),
-                   exit_code=None if exit_code < 0 else exit_code,
-                   signal=signal_name(signal_number) if signal_number else None,
-                   oom_killed=bool(flags & _OOM_KILLED), wall_s=wall, effective_s=effective, cpu_s=cpu,
-                   result=result, result_truncated=bool(flags & _TRUNCATED),
-                   stdout=stdout.decode("utf-8", "replace"), stdout_bytes=stdout_bytes,
-                   stopped=bool(flags & _STOPPED))
+    return Outcome(
+        job_id,
+        timed_out=bool(flags & _TIMED_OUT),
+        backstop=bool(flags & _BACKSTOP),
+        exit_code=None if exit_code < 0 else exit_code,
+        signal=signal_name(signal_number) if signal_number else None,
+        oom_killed=bool(flags & _OOM_KILLED),
+        wall_s=wall,
+        effective_s=effective,
+        cpu_s=cpu,
+        result=result,
+        result_truncated=bool(flags & _TRUNCATED),
+        stdout=stdout.decode("utf-8", "replace"),
+        stdout_bytes=stdout_bytes,
+        stopped=bool(flags & _STOPPED),
+    )
 
 
 def _extend(buffer: bytearray, more: bytearray) -> bytearray:

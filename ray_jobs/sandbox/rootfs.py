@@ -53,9 +53,20 @@ _SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 _OLD = ".old-root"
 # As Docker does: kernel tunables read-only, kernel memory and timing side channels masked.
 _PROC_READ_ONLY = ("sys", "sysrq-trigger", "irq", "bus", "fs")
-_PROC_MASKED = ("kcore", "keys", "key-users", "timer_list", "sched_debug", "latency_stats", "kallsyms", "kmsg",
-                "acpi", "scsi", "asound",
-                "pressure")  # the host's CPU, memory and I/O stalls: what its other tenants do (red team, round 3)
+_PROC_MASKED = (
+    "kcore",
+    "keys",
+    "key-users",
+    "timer_list",
+    "sched_debug",
+    "latency_stats",
+    "kallsyms",
+    "kmsg",
+    "acpi",
+    "scsi",
+    "asound",
+    "pressure",
+)  # the host's CPU, memory and I/O stalls: what its other tenants do (red team, round 3)
 # The server's mount table: host devices, file systems and their options (red team, round 3). A
 # sample's own, /proc/self/mountinfo, lists the same mounts and cannot be covered (its pid is new
 # each time): docs/threat_model.md says what it shows.
@@ -188,15 +199,23 @@ def installed_entries(site_dirs: list[str]) -> tuple[list[str], list[str]]:
             if _hidden_entry(name) or _hidden_entry(os.path.basename(real)) or os.path.dirname(real) != site:
                 continue  # hidden, or a symlink out of site-packages (a source checkout, a home)
             binds.append(path)
-        masked += [os.path.join(site, d) for d in DATASET_DIRS
-                   if os.path.join(site, d.split("/")[0]) in binds and os.path.isdir(os.path.join(site, d))]
+        masked += [
+            os.path.join(site, d)
+            for d in DATASET_DIRS
+            if os.path.join(site, d.split("/")[0]) in binds and os.path.isdir(os.path.join(site, d))
+        ]
     return binds, masked
 
 
 def _hidden_entry(name: str) -> bool:
     normal = name.lower().replace("-", "_").replace(".", "_")
-    return (name.startswith(".") or name.endswith(_HIDDEN_SUFFIXES) or name == "__pycache__"
-            or name in PROJECT_PACKAGES or PROJECT_DISTRIBUTION in normal)
+    return (
+        name.startswith(".")
+        or name.endswith(_HIDDEN_SUFFIXES)
+        or name == "__pycache__"
+        or name in PROJECT_PACKAGES
+        or PROJECT_DISTRIBUTION in normal
+    )
 
 
 def site_package_dirs() -> list[str]:
@@ -283,8 +302,13 @@ def _make_dev(root: str) -> None:
     for name in DEVICES:
         Path(f"{root}/dev/{name}").touch()
         mount(f"/dev/{name}", f"{root}/dev/{name}", None, MS_BIND)
-    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
-                         ("stderr", "/proc/self/fd/2"), ("shm", SCRATCH)):
+    for name, target in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("shm", SCRATCH),
+    ):
         os.symlink(target, f"{root}/dev/{name}")
 
 

@@ -35,29 +35,82 @@ except Exception as exc:  # libseccomp missing: a degraded layer, not a crash
 from ray_jobs.sandbox.isolation import NAMESPACE_FLAGS
 
 DENIED = (
-    "io_uring_setup", "io_uring_enter", "io_uring_register",
-    "bpf", "userfaultfd", "perf_event_open", "fanotify_init",
-    "keyctl", "add_key", "request_key",
-    "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd", "kcmp",
-    "pivot_root", "chroot", "unshare", "setns", "mount_setattr",
-    "open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick",
-    "open_by_handle_at", "name_to_handle_at",
-    "kexec_load", "kexec_file_load", "reboot", "init_module", "finit_module", "delete_module",
-    "swapon", "swapoff", "acct", "quotactl", "syslog", "vhangup", "iopl", "ioperm",
-    "sethostname", "setdomainname", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
-    "shmget", "msgget", "semget", "mq_open",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "bpf",
+    "userfaultfd",
+    "perf_event_open",
+    "fanotify_init",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "pidfd_getfd",
+    "kcmp",
+    "pivot_root",
+    "chroot",
+    "unshare",
+    "setns",
+    "mount_setattr",
+    "open_tree",
+    "move_mount",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "kexec_load",
+    "kexec_file_load",
+    "reboot",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "swapon",
+    "swapoff",
+    "acct",
+    "quotactl",
+    "syslog",
+    "vhangup",
+    "iopl",
+    "ioperm",
+    "sethostname",
+    "setdomainname",
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "adjtimex",
+    "shmget",
+    "msgget",
+    "semget",
+    "mq_open",
     # splice from a socket into a pipe waits for data holding the pipe's lock, which wedged the
     # server's read of a sample's output (red team); sendfile and tee/vmsplice share the machinery
-    "splice", "tee", "vmsplice", "sendfile",
+    "splice",
+    "tee",
+    "vmsplice",
+    "sendfile",
     # no named sockets: a bound socket passed around in flight outlives its sample, a rendezvous
     # for the next one (socketpair, which asyncio uses, needs neither); and no descriptors sent
     # over sockets: one left in flight outlives its sample, with its memory or its file lock
-    "bind", "listen", "sendmsg", "sendmmsg",
+    "bind",
+    "listen",
+    "sendmsg",
+    "sendmmsg",
     # inotify instances are a per-user budget, shared with whoever else runs as that uid
-    "inotify_init", "inotify_init1", "fanotify_init",
+    "inotify_init",
+    "inotify_init1",
+    "fanotify_init",
     # lowering one's own priority made the clock credit the wait it caused (red team, round 3)
-    "setpriority", "sched_setattr", "sched_setscheduler", "sched_setparam",
-    "sync", "syncfs",
+    "setpriority",
+    "sched_setattr",
+    "sched_setscheduler",
+    "sched_setparam",
+    "sync",
+    "syncfs",
 )
 # Kernel AIO: "not built into this kernel", which libaio users handle (the io_setup budget, aio-max-nr, is host-wide)
 UNIMPLEMENTED = ("io_setup", "io_destroy", "io_submit", "io_cancel", "io_getevents", "io_pgetevents")
@@ -95,12 +148,19 @@ def compile_policy(deny_memfd: bool) -> bytes:
 
 def _deny_arguments(policy) -> None:
     """The calls refused only with certain arguments."""
-    policy.add_rule(_seccomp.ERRNO(errno.EPERM), "prctl", _seccomp.Arg(0, _seccomp.MASKED_EQ, _INT, PR_SET_DUMPABLE),
-                    _seccomp.Arg(1, _seccomp.NE, 0))
-    policy.add_rule(_seccomp.ERRNO(errno.EPERM), "fadvise64",
-                    _seccomp.Arg(3, _seccomp.MASKED_EQ, _INT, POSIX_FADV_DONTNEED))
+    policy.add_rule(
+        _seccomp.ERRNO(errno.EPERM),
+        "prctl",
+        _seccomp.Arg(0, _seccomp.MASKED_EQ, _INT, PR_SET_DUMPABLE),
+        _seccomp.Arg(1, _seccomp.NE, 0),
+    )
+    policy.add_rule(
+        _seccomp.ERRNO(errno.EPERM), "fadvise64", _seccomp.Arg(3, _seccomp.MASKED_EQ, _INT, POSIX_FADV_DONTNEED)
+    )
     for name in ("preadv2", "pwritev2"):  # EOPNOTSUPP: the kernel's own answer where a file cannot do it
-        policy.add_rule(_seccomp.ERRNO(errno.EOPNOTSUPP), name, _seccomp.Arg(5, _seccomp.MASKED_EQ, RWF_NOWAIT, RWF_NOWAIT))
+        policy.add_rule(
+            _seccomp.ERRNO(errno.EOPNOTSUPP), name, _seccomp.Arg(5, _seccomp.MASKED_EQ, RWF_NOWAIT, RWF_NOWAIT)
+        )
 
 
 def _deny(policy, name: str, code: int) -> None:

@@ -57,8 +57,9 @@ def home_seeds(packages: str | list[str], env: dict[str, str]) -> tuple[tuple[st
 def matplotlib_font_list(env: tuple[tuple[str, str], ...]) -> tuple[str, bytes] | None:
     """(file name, content) of the font list matplotlib caches, or None (logged) if it cannot be built."""
     spec = importlib.util.find_spec("matplotlib")
-    key = hashlib.sha256(repr((sys.executable, sys.prefix, spec and spec.origin,
-                               importlib.metadata.version("matplotlib"))).encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        repr((sys.executable, sys.prefix, spec and spec.origin, importlib.metadata.version("matplotlib"))).encode()
+    ).hexdigest()[:16]
     cached = CACHE_DIR / f"matplotlib-fontlist-{key}"
     try:
         name, _, content = cached.read_bytes().partition(b"\n")
@@ -77,14 +78,23 @@ def matplotlib_font_list(env: tuple[tuple[str, str], ...]) -> tuple[str, bytes] 
 
 def _build_font_list(env: dict | tuple) -> tuple[str, bytes] | None:
     try:
-        proc = subprocess.run([sys.executable, "-c", _MATPLOTLIB_FONT_LIST], env=dict(env), cwd="/",
-                              capture_output=True, timeout=_BUILD_TIMEOUT_S, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-c", _MATPLOTLIB_FONT_LIST],
+            env=dict(env),
+            cwd="/",
+            capture_output=True,
+            timeout=_BUILD_TIMEOUT_S,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         log.warning("matplotlib's font list for samples could not be built: %s", exc)
         return None
     name, _, content = proc.stdout.partition(b"\n")
     if proc.returncode != 0 or not name.startswith(b"fontlist-") or not content:
-        log.warning("matplotlib's font list for samples could not be built (exit %s): %s", proc.returncode,
-                    proc.stderr.decode(errors="replace")[-2000:])
+        log.warning(
+            "matplotlib's font list for samples could not be built (exit %s): %s",
+            proc.returncode,
+            proc.stderr.decode(errors="replace")[-2000:],
+        )
         return None
     return name.decode(), content

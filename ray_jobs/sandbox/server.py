@@ -54,8 +54,23 @@ _fork, _kill, _chdir = os.fork, os.kill, os.chdir
 
 # Imported once here so that samples using them fork with them already loaded.
 _WARM_MODULES = (
-    "typing", "math", "re", "collections", "itertools", "functools", "heapq", "string",
-    "hashlib", "bisect", "copy", "random", "statistics", "fractions", "decimal", "shutil", "subprocess",
+    "typing",
+    "math",
+    "re",
+    "collections",
+    "itertools",
+    "functools",
+    "heapq",
+    "string",
+    "hashlib",
+    "bisect",
+    "copy",
+    "random",
+    "statistics",
+    "fractions",
+    "decimal",
+    "shutil",
+    "subprocess",
 )
 
 # Trusted code run once in the server: the first compile() of a process costs ~3 ms of lazy
@@ -125,7 +140,7 @@ class _Capture:
     def read_from(self, fd: int) -> bool:
         """One read; False at end of file."""
         if self.filled < self.cap:
-            got = os.readv(fd, [memoryview(self.buffer)[self.filled:self.cap]])
+            got = os.readv(fd, [memoryview(self.buffer)[self.filled : self.cap]])
             self.filled += got
         else:
             got = os.readv(fd, [self.discard])
@@ -133,7 +148,7 @@ class _Capture:
         return got > 0
 
     def view(self) -> memoryview:
-        return memoryview(self.buffer)[:self.filled]
+        return memoryview(self.buffer)[: self.filled]
 
     def clear(self) -> None:
         _forget(self.buffer, self.filled)
@@ -142,8 +157,15 @@ class _Capture:
 
 
 class ForkServer:
-    def __init__(self, settings: ServerSettings, layers: isolation.LayerReport, sample_uid: int | None,
-                 handles: cgroups.Handles, fd_in: int, fd_out: int):
+    def __init__(
+        self,
+        settings: ServerSettings,
+        layers: isolation.LayerReport,
+        sample_uid: int | None,
+        handles: cgroups.Handles,
+        fd_in: int,
+        fd_out: int,
+    ):
         self.settings, self.layers = settings, layers
         self.sample_uid, self.cgroups = sample_uid, handles
         self.fd_in, self.fd_out = fd_in, fd_out
@@ -184,8 +206,9 @@ class ForkServer:
             os.dup2(devnull, 0)
             os.closerange(RESULT_FD + 1, 1 << 16)  # the protocol pipes to the client included
             os.setsid()
-            self.limits.apply(math.ceil(job.deadline * self.settings.wall_backstop_factor) + 1,
-                              evalplus=isinstance(job, OutputsJob))
+            self.limits.apply(
+                math.ceil(job.deadline * self.settings.wall_backstop_factor) + 1, evalplus=isinstance(job, OutputsJob)
+            )
             if self.sample_uid is not None:
                 isolation.switch_identity(self.sample_uid)
             elif os.geteuid() == 0 and self.layers.is_on("user_namespace"):
@@ -217,8 +240,9 @@ class ForkServer:
             self._sample_main(job_size, res_w, out_w)
         os.close(res_w)
         os.close(out_w)
-        clock = loadclock.SampleClock(pid, self.cgroups, cpu_at_fork, namespace=self.is_pid1, nice=self.nice,
-                                      enabled=self.timing)
+        clock = loadclock.SampleClock(
+            pid, self.cgroups, cpu_at_fork, namespace=self.is_pid1, nice=self.nice, enabled=self.timing
+        )
         captures = {res_r: self.result, out_r: self.output}
         timed_out, backstop, stopped = self._watch(pid, deadline, clock, captures, stream)
         # while it is a zombie (its wait goes with it when reaped); one that ended within a
@@ -244,11 +268,16 @@ class ForkServer:
         # without one, what the server reaped (the sample and the orphans it inherited) does
         cpu = clock.cpu() if cpu_at_fork is not None else _children_cpu_s() - reaped_before
         outcome = Outcome(
-            id=-1, timed_out=timed_out, backstop=backstop,
+            id=-1,
+            timed_out=timed_out,
+            backstop=backstop,
             exit_code=os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
             oom_killed=oom and not timed_out and not backstop and not stopped,
-            wall_s=wall, effective_s=effective, cpu_s=cpu,
-            result_truncated=self.result.total > self.result.filled, stdout_bytes=self.output.total,
+            wall_s=wall,
+            effective_s=effective,
+            cpu_s=cpu,
+            result_truncated=self.result.total > self.result.filled,
+            stdout_bytes=self.output.total,
             stopped=stopped,
         )
         return outcome, killed
@@ -259,8 +288,14 @@ class ForkServer:
         struck, self.oom_count = count > self.oom_count, count
         return struck
 
-    def _watch(self, pid: int, deadline: float, clock: loadclock.SampleClock,
-               captures: dict[int, _Capture], stream: bool = False) -> tuple[bool, bool, bool]:
+    def _watch(
+        self,
+        pid: int,
+        deadline: float,
+        clock: loadclock.SampleClock,
+        captures: dict[int, _Capture],
+        stream: bool = False,
+    ) -> tuple[bool, bool, bool]:
         """Collect pipe output until the sample exits, its effective time or the CPU time of all
         its processes passes `deadline` (timed out), or its wall time passes the backstop (no
         verdict). Grandchildren may hold the pipes open, so exit is watched through a pidfd.
@@ -290,8 +325,9 @@ class ForkServer:
                     if timed_out or backstop:
                         _kill(pid, signal.SIGKILL)
                         break
-                    check_at = min(wall + max(min(deadline - effective, (deadline - cpu) / self.cpus), _MIN_CHECK_S),
-                                   backstop_at)
+                    check_at = min(
+                        wall + max(min(deadline - effective, (deadline - cpu) / self.cpus), _MIN_CHECK_S), backstop_at
+                    )
                 wait = check_at - wall
                 if stream and self.result.filled > sent and not sending:
                     if wall >= send_at or self.result.filled - sent >= CHUNK_BYTES:
@@ -305,7 +341,7 @@ class ForkServer:
                 for fd, _ in events:
                     if fd == self.fd_out:
                         size = min(self.result.filled - sent, CHUNK_BYTES)
-                        write_chunk(self.fd_out, memoryview(self.result.buffer)[sent:sent + size])
+                        write_chunk(self.fd_out, memoryview(self.result.buffer)[sent : sent + size])
                         sent += size
                         send_at = wall + _CHUNK_INTERVAL_S
                         poller.unregister(self.fd_out)
@@ -336,7 +372,7 @@ class ForkServer:
             os.close(self.kill_fd)
             self.kill_fd = None
             return False
-        return any(seq == self.seq for (seq,) in KILL.iter_unpack(data[:len(data) // KILL.size * KILL.size]))
+        return any(seq == self.seq for (seq,) in KILL.iter_unpack(data[: len(data) // KILL.size * KILL.size]))
 
     def _kill_descendants(self) -> None:
         """Every process still alive after the sample is one of its descendants: as PID 1 of the
@@ -389,7 +425,7 @@ class ForkServer:
             _chdir(self.workdir)
 
     def _send(self, outcome: Outcome, signal_number: int) -> None:
-        write_outcome(self.fd_out, outcome, signal_number, self.result.view()[self.result.sent:], self.output.view())
+        write_outcome(self.fd_out, outcome, signal_number, self.result.view()[self.result.sent :], self.output.view())
         self.result.clear()
         self.output.clear()
 

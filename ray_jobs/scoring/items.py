@@ -76,26 +76,44 @@ def longest_deadline(config: SandboxConfig, suites: tuple[str, ...], benchmark: 
     return max(config.timeout_s + 1.0, config.plus_deadline_cap_s if differential else 0.0)
 
 
-def _job(index: int, item: ScoreItem, task: Task, oracle, sandbox: Sandbox, config: SandboxConfig,
-         oracles: dict | None) -> Job:
+def _job(
+    index: int, item: ScoreItem, task: Task, oracle, sandbox: Sandbox, config: SandboxConfig, oracles: dict | None
+) -> Job:
     if oracle is None:
-        return CheckJob(id=index, program=check_program(task, item.completion, item.kind), token=secrets.token_hex(8),
-                        time_limit=config.timeout_s)
+        return CheckJob(
+            id=index,
+            program=check_program(task, item.completion, item.kind),
+            token=secrets.token_hex(8),
+            time_limit=config.timeout_s,
+        )
     limits = tuple(oracle.time_limits(config.plus_min_time_limit_s, config.plus_time_limit_factor))
     # every input of the task, base then plus: both suites share them; a job runs the first len(limits)
     sandbox.add_inputs(item.task_id, oracles[item.task_id].inputs)
-    return OutputsJob(id=index, program=program(task, item.completion, item.kind), entry_point=task.entry_point,
-                      inputs_key=item.task_id, time_limits=limits,
-                      deadline=min(sum(limits) + 1.0, config.plus_deadline_cap_s),
-                      output_not_none=oracle.output_not_none, dict_subclasses=oracle.dict_subclasses)
+    return OutputsJob(
+        id=index,
+        program=program(task, item.completion, item.kind),
+        entry_point=task.entry_point,
+        inputs_key=item.task_id,
+        time_limits=limits,
+        deadline=min(sum(limits) + 1.0, config.plus_deadline_cap_s),
+        output_not_none=oracle.output_not_none,
+        dict_subclasses=oracle.dict_subclasses,
+    )
 
 
-def _run_items(pairs: list[tuple[ScoreItem, str]], tasks: dict[str, Task], sandbox: Sandbox,
-               config: SandboxConfig, oracles: dict | None) -> list[dict]:
+def _run_items(
+    pairs: list[tuple[ScoreItem, str]],
+    tasks: dict[str, Task],
+    sandbox: Sandbox,
+    config: SandboxConfig,
+    oracles: dict | None,
+) -> list[dict]:
     """One result row per (item, suite) pair, in the same order."""
     suite_oracles = [suite_oracle(tasks[item.task_id], suite, oracles) for item, suite in pairs]
-    jobs = [_job(i, item, tasks[item.task_id], oracle, sandbox, config, oracles)
-            for i, ((item, _), oracle) in enumerate(zip(pairs, suite_oracles))]
+    jobs = [
+        _job(i, item, tasks[item.task_id], oracle, sandbox, config, oracles)
+        for i, ((item, _), oracle) in enumerate(zip(pairs, suite_oracles))
+    ]
 
     judges: dict[int, PlusJudge] = {}
 
@@ -114,13 +132,16 @@ def _run_items(pairs: list[tuple[ScoreItem, str]], tasks: dict[str, Task], sandb
     return sandbox.run(jobs, judge, watch)
 
 
-def measure_canonical(keys: set[tuple[str, str]], tasks: dict[str, Task], sandbox: Sandbox, config: SandboxConfig,
-                      oracles: dict | None) -> dict[tuple[str, str], float | None]:
+def measure_canonical(
+    keys: set[tuple[str, str]], tasks: dict[str, Task], sandbox: Sandbox, config: SandboxConfig, oracles: dict | None
+) -> dict[tuple[str, str], float | None]:
     """(task_id, suite) -> the canonical solution's test runtime, run exactly as samples are, in
     the same sandbox, so that runtime ratios compare like with like. None if it did not pass."""
     pairs = [(ScoreItem(task_id, -1, tasks[task_id].canonical_solution), suite) for task_id, suite in sorted(keys)]
-    return {(item.task_id, suite): row["runtime_s"]
-            for (item, suite), row in zip(pairs, _run_items(pairs, tasks, sandbox, config, oracles))}
+    return {
+        (item.task_id, suite): row["runtime_s"]
+        for (item, suite), row in zip(pairs, _run_items(pairs, tasks, sandbox, config, oracles))
+    }
 
 
 def program_key(item: ScoreItem) -> ScoreItem:
@@ -144,14 +165,26 @@ def distinct_programs(items: list[ScoreItem]) -> tuple[list[ScoreItem], list[tup
 
 def _reused_row(row: dict, copy: ScoreItem) -> dict:
     """A verdict given to an identical program of the same task: no process of its own ran."""
-    return {**row, "completion_id": copy.completion_id, "reused_from": row["completion_id"],
-            "duration_s": 0.0, "cpu_s": None, "effective_s": None}
+    return {
+        **row,
+        "completion_id": copy.completion_id,
+        "reused_from": row["completion_id"],
+        "duration_s": 0.0,
+        "cpu_s": None,
+        "effective_s": None,
+    }
 
 
-def score_items(items: list[ScoreItem], tasks: dict[str, Task], suites: tuple[str, ...], sandbox: Sandbox,
-                config: SandboxConfig, oracles: dict | None = None,
-                canonical_runtimes: dict[tuple[str, str], float | None] | None = None,
-                dedupe: bool = True) -> list[dict]:
+def score_items(
+    items: list[ScoreItem],
+    tasks: dict[str, Task],
+    suites: tuple[str, ...],
+    sandbox: Sandbox,
+    config: SandboxConfig,
+    oracles: dict | None = None,
+    canonical_runtimes: dict[tuple[str, str], float | None] | None = None,
+    dedupe: bool = True,
+) -> list[dict]:
     """One result row per (item, suite). `oracles` (task_id -> TaskOracle) is needed for the
     differential suites ("plus"; MBPP's "base" too).
 
@@ -169,23 +202,35 @@ def score_items(items: list[ScoreItem], tasks: dict[str, Task], suites: tuple[st
     rows = [result_row(item, suite, NO_CODE if item.found == "none" else EMPTY, None) for item, suite in empty]
     rows += _run_items(pairs, tasks, sandbox, config, oracles)
     ran = {(row["task_id"], row["completion_id"], row["suite"]): row for row in rows}
-    rows += [_reused_row(ran[(source.task_id, source.completion_id, suite)], copy)
-             for copy, source in copies for suite in suites]
-    order = {(item.task_id, item.completion_id, suite): i for i, (item, suite) in enumerate(
-        (item, suite) for item in items for suite in suites)}
+    rows += [
+        _reused_row(ran[(source.task_id, source.completion_id, suite)], copy)
+        for copy, source in copies
+        for suite in suites
+    ]
+    order = {
+        (item.task_id, item.completion_id, suite): i
+        for i, (item, suite) in enumerate((item, suite) for item in items for suite in suites)
+    }
     rows.sort(key=lambda r: order[(r["task_id"], r["completion_id"], r["suite"])])
     reference = {} if canonical_runtimes is None else canonical_runtimes
     passed = [row for row in rows if row["passed"]]
     # a passed sample that is the canonical solution was a run of it, by this worker in this
     # sandbox: its own runtime is the reference (the canonical solutions of MBPP+ take 47 s)
-    programs = {(item.task_id, item.completion_id): program(tasks[item.task_id], item.completion, item.kind)
-                for item in items}
+    programs = {
+        (item.task_id, item.completion_id): program(tasks[item.task_id], item.completion, item.kind) for item in items
+    }
     for row in passed:
         key, task = (row["task_id"], row["suite"]), tasks[row["task_id"]]
-        if key not in reference and programs[(row["task_id"], row["completion_id"])] == task.prompt + task.canonical_solution:
+        if (
+            key not in reference
+            and programs[(row["task_id"], row["completion_id"])] == task.prompt + task.canonical_solution
+        ):
             reference[key] = row["runtime_s"]
-    reference.update(measure_canonical({(r["task_id"], r["suite"]) for r in passed} - set(reference),
-                                       tasks, sandbox, config, oracles))
+    reference.update(
+        measure_canonical(
+            {(r["task_id"], r["suite"]) for r in passed} - set(reference), tasks, sandbox, config, oracles
+        )
+    )
     for row in passed:
         row["canonical_runtime_s"] = reference[(row["task_id"], row["suite"])]
     return rows

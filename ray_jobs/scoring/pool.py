@@ -66,10 +66,22 @@ class ScoringPool:
     """Use as a context manager: `submit` shards, then `close()` for the ScoringRun. Leaving the block
     early (an error, Ctrl-C, the watchdog) stops the pool and kills its workers."""
 
-    def __init__(self, results_dir: Path, dataset_name: str, suites: tuple[str, ...], sandbox_config: SandboxConfig,
-                 oracles: dict | None, workers: int, config_id: str, expected_samples: int, progress: bool = True,
-                 stuck_after_s: float | None = None, dedupe: bool = True, bar_line: int = 0,
-                 shared: SharedVerdicts | None = None):
+    def __init__(
+        self,
+        results_dir: Path,
+        dataset_name: str,
+        suites: tuple[str, ...],
+        sandbox_config: SandboxConfig,
+        oracles: dict | None,
+        workers: int,
+        config_id: str,
+        expected_samples: int,
+        progress: bool = True,
+        stuck_after_s: float | None = None,
+        dedupe: bool = True,
+        bar_line: int = 0,
+        shared: SharedVerdicts | None = None,
+    ):
         """`expected_samples`: the progress bar's total; `bar_line`: its terminal line (1 below a
         generation bar that runs at the same time). With `dedupe`, a program that already has a
         verdict in `shared` (this pool's own by default; a sweep shares one between the pools of
@@ -78,7 +90,9 @@ class ScoringPool:
         self.sandbox_config, self.oracles, self.workers = sandbox_config, oracles, workers
         self.config_id, self.dedupe = config_id, dedupe
         spec = load_dataset(dataset_name).benchmark
-        self.stuck_after = stuck_after_s or longest_wait_s(sandbox_config, longest_deadline(sandbox_config, suites, spec))
+        self.stuck_after = stuck_after_s or longest_wait_s(
+            sandbox_config, longest_deadline(sandbox_config, suites, spec)
+        )
         self.poll_s = min(POLL_S, self.stuck_after / 2)
         self._shards: list[Shard] = []  # every one submitted, in order
         self._shared = (shared or SharedVerdicts()) if dedupe else None
@@ -243,8 +257,12 @@ class ScoringPool:
             log.warning("scoring shard %s failed (%s); retrying", shard.key, type(exc).__name__)
             self._todo.append(shard)
             return
-        log.error("scoring shard %s failed %d times; its samples are marked crashed: %s", shard.key,
-                  self._failures[shard.key], exc)
+        log.error(
+            "scoring shard %s failed %d times; its samples are marked crashed: %s",
+            shard.key,
+            self._failures[shard.key],
+            exc,
+        )
         self._given.pop(shard.key, None)
         self._finish(shard, crashed_rows(shard, self.suites, exc))
 
@@ -263,8 +281,9 @@ class ScoringPool:
         for row in given:
             row["config_id"] = self.config_id
         order = {(item.task_id, item.completion_id): i for i, item in enumerate(shard.items)}
-        rows = sorted(rows + given, key=lambda r: (order[(r["task_id"], r["completion_id"])],
-                                                   self.suites.index(r["suite"])))
+        rows = sorted(
+            rows + given, key=lambda r: (order[(r["task_id"], r["completion_id"])], self.suites.index(r["suite"]))
+        )
         schemas.write_table(rows, schemas.RESULTS, shard_path(self.results_dir, shard))
         self._bar.update(len(shard.items))
 
@@ -303,12 +322,34 @@ def _poll_progress(busy: dict, stuck_after: float, wait_s: float) -> tuple[list,
     return [worker for worker in working if now - busy[worker].moved_at > stuck_after], moved
 
 
-def score_shards(shards: list[Shard], results_dir: Path, dataset_name: str, suites: tuple[str, ...],
-                 sandbox_config: SandboxConfig, oracles: dict | None, workers: int, config_id: str,
-                 progress: bool = True, stuck_after_s: float | None = None, dedupe: bool = True,
-                 shared: SharedVerdicts | None = None) -> ScoringRun:
+def score_shards(
+    shards: list[Shard],
+    results_dir: Path,
+    dataset_name: str,
+    suites: tuple[str, ...],
+    sandbox_config: SandboxConfig,
+    oracles: dict | None,
+    workers: int,
+    config_id: str,
+    progress: bool = True,
+    stuck_after_s: float | None = None,
+    dedupe: bool = True,
+    shared: SharedVerdicts | None = None,
+) -> ScoringRun:
     """Score the shards that have no results file yet, all known up front."""
-    with ScoringPool(results_dir, dataset_name, suites, sandbox_config, oracles, workers, config_id,
-                     sum(len(s.items) for s in shards), progress, stuck_after_s, dedupe, shared=shared) as pool:
+    with ScoringPool(
+        results_dir,
+        dataset_name,
+        suites,
+        sandbox_config,
+        oracles,
+        workers,
+        config_id,
+        sum(len(s.items) for s in shards),
+        progress,
+        stuck_after_s,
+        dedupe,
+        shared=shared,
+    ) as pool:
         pool.submit(shards)
         return pool.close()

@@ -39,6 +39,9 @@ def human_eval_results(samples: list[Sample], results: pa.Table, final_suite: st
     for s in samples:
         final = by_key[(s.task_id, s.completion_id)]
         passed[s.line] = final["passed"]
-        result[s.line] = "passed" if passed[s.line] else (
-            f"{final['status']}: {final['error_type'] or ''} {final['error_message'] or ''}".strip())
+        result[s.line] = (
+            "passed"
+            if passed[s.line]
+            else (f"{final['status']}: {final['error_type'] or ''} {final['error_message'] or ''}".strip())
+        )
     return passed, result

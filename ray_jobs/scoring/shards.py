@@ -46,10 +46,20 @@ def make_shards(items: list[ScoreItem], shard_size: int, salt: str, dedupe: bool
     shard_size = max(1, min(shard_size, -(-len(groups) // MIN_SHARDS)))
     shards = []
     for start in range(0, len(groups), shard_size):
-        chunk = [item for group in groups[start:start + shard_size] for item in group]
+        chunk = [item for group in groups[start : start + shard_size] for item in group]
         # a solution's kind is part of its key (completions keep the keys they always had)
-        shards.append(Shard(content_key(salt, [[i.task_id, i.completion_id, i.completion]
-                                               + ([i.kind] if i.kind != "completion" else []) for i in chunk]), chunk))
+        shards.append(
+            Shard(
+                content_key(
+                    salt,
+                    [
+                        [i.task_id, i.completion_id, i.completion] + ([i.kind] if i.kind != "completion" else [])
+                        for i in chunk
+                    ],
+                ),
+                chunk,
+            )
+        )
     return shards
 
 
@@ -78,23 +88,28 @@ class ScoringWorker:
     def answers(self) -> int:
         return self.sandbox.answers
 
-    def score(self, items: list[ScoreItem], suites: tuple[str, ...], dedupe: bool,
-              known_runtimes: dict | None = None) -> list[dict]:
+    def score(
+        self, items: list[ScoreItem], suites: tuple[str, ...], dedupe: bool, known_runtimes: dict | None = None
+    ) -> list[dict]:
         """`known_runtimes`: canonical runtimes other workers measured, (task_id, suite) -> seconds
         (None: the canonical solution did not pass): not measured again here."""
         from ray_jobs.scoring.items import score_items
 
         self.canonical_runtimes.update(known_runtimes or {})
-        return score_items(items, self.dataset.tasks, suites, self.sandbox, self.config, self.oracles,
-                           self.canonical_runtimes, dedupe)
+        return score_items(
+            items, self.dataset.tasks, suites, self.sandbox, self.config, self.oracles, self.canonical_runtimes, dedupe
+        )
 
 
 def crashed_rows(shard: Shard, suites: tuple[str, ...], exc: BaseException) -> list[dict]:
     """Result rows for a shard whose scoring call failed every time: each sample `crashed`, so the
     job finishes and says so, rather than losing every other shard's results."""
     message = f"the scoring task failed {SHARD_RETRIES + 1} times: {type(exc).__name__}: {exc}"[:500]
-    return [result_row(item, suite, Verdict("crashed", "ScoringTaskFailed", message), None)
-            for item in shard.items for suite in suites]
+    return [
+        result_row(item, suite, Verdict("crashed", "ScoringTaskFailed", message), None)
+        for item in shard.items
+        for suite in suites
+    ]
 
 
 def shard_path(results_dir: Path, shard: Shard) -> Path:

@@ -46,5 +46,12 @@ class SharedVerdicts:
 
 def _reused(row: dict, item: ScoreItem) -> dict:
     """The verdict of the run that `row` records, given to `item`: no process of its own ran."""
-    return {**row, "completion_id": item.completion_id, "reused_from": row["completion_id"],
-            "reused_config": row["config_id"], "duration_s": 0.0, "cpu_s": None, "effective_s": None}
+    return {
+        **row,
+        "completion_id": item.completion_id,
+        "reused_from": row["completion_id"],
+        "reused_config": row["config_id"],
+        "duration_s": 0.0,
+        "cpu_s": None,
+        "effective_s": None,
+    }

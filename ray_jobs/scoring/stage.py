@@ -20,17 +20,42 @@ class ScoringStage:
     keys the shards, so a rerun with the same salt resumes. `shared`: verdicts of the other
     configurations of a sweep on the same dataset and sandbox (with `dedupe`)."""
 
-    def __init__(self, dataset: Dataset, results_dir: Path, sandbox: SandboxConfig, *, workers: int | None,
-                 shard_size: int, dedupe: bool, config_id: str, shard_salt: str, cache_dir: Path, expected_samples: int,
-                 progress: bool = True, bar_line: int = 0, shared: SharedVerdicts | None = None):
+    def __init__(
+        self,
+        dataset: Dataset,
+        results_dir: Path,
+        sandbox: SandboxConfig,
+        *,
+        workers: int | None,
+        shard_size: int,
+        dedupe: bool,
+        config_id: str,
+        shard_salt: str,
+        cache_dir: Path,
+        expected_samples: int,
+        progress: bool = True,
+        bar_line: int = 0,
+        shared: SharedVerdicts | None = None,
+    ):
         from ray_jobs.ray_runtime import cluster_cpus
         from ray_jobs.tasks.groundtruth import load_oracles
 
         self.shard_size, self.dedupe, self.shard_salt = shard_size, dedupe, shard_salt
         oracles = load_oracles(dataset.name, cache_dir) if dataset.differential else None
-        self._pool = ScoringPool(results_dir, dataset.name, dataset.suites, sandbox, oracles,
-                                 workers or cluster_cpus(), config_id, expected_samples, progress,
-                                 dedupe=dedupe, bar_line=bar_line, shared=shared)
+        self._pool = ScoringPool(
+            results_dir,
+            dataset.name,
+            dataset.suites,
+            sandbox,
+            oracles,
+            workers or cluster_cpus(),
+            config_id,
+            expected_samples,
+            progress,
+            dedupe=dedupe,
+            bar_line=bar_line,
+            shared=shared,
+        )
 
     def __enter__(self) -> ScoringStage:
         self._pool.__enter__()

@@ -88,7 +88,7 @@ def _line_after(result: bytes, marker: bytes, last: bool = False) -> bytes | Non
     if at < 0:
         return None
     end = result.find(b"\n", at)
-    return result[at + len(marker):end if end >= 0 else len(result)]
+    return result[at + len(marker) : end if end >= 0 else len(result)]
 
 
 def _exception_verdict(payload: bytes | memoryview) -> Verdict:
@@ -119,10 +119,16 @@ def _process_verdict(outcome: Outcome) -> Verdict:
     if outcome.timed_out:
         return Verdict("timeout", None, "time limit exceeded")
     if outcome.backstop:
-        return Verdict("timeout", "WallClockBackstop", "its own time stayed under the limit, but the machine left it "
-                                                       "no CPU past the wall-clock backstop, in every run")
+        return Verdict(
+            "timeout",
+            "WallClockBackstop",
+            "its own time stayed under the limit, but the machine left it "
+            "no CPU past the wall-clock backstop, in every run",
+        )
     if outcome.oom_killed:
-        return Verdict("out_of_memory", "MemoryCgroup", "killed by the memory cgroup (memory beyond the address-space limit)")
+        return Verdict(
+            "out_of_memory", "MemoryCgroup", "killed by the memory cgroup (memory beyond the address-space limit)"
+        )
     if outcome.signal == "SIGXCPU":
         return Verdict("timeout", None, "CPU-time limit exceeded")
     if outcome.signal:
@@ -135,8 +141,11 @@ def _passed(result: bytes) -> Verdict:
     sanity-checked."""
     reported = _line_after(result, b"R ", last=True)
     values = reported[:200].split() if reported is not None else []
-    return replace(PASSED, runtime_s=_seconds(values[0] if values else None),
-                   limit_share=_seconds(values[1] if len(values) > 1 else None))
+    return replace(
+        PASSED,
+        runtime_s=_seconds(values[0] if values else None),
+        limit_share=_seconds(values[1] if len(values) > 1 else None),
+    )
 
 
 def _seconds(text: bytes | None) -> float | None:
@@ -168,8 +177,16 @@ def _poly(xs: list, x: float) -> float:
 # EvalPlus 0.3.1's special oracles for MBPP (evalplus/eval/_special_oracle.py), keyed as there by
 # entry point (tasks/benchmarks.py names those compared as `output is not None`). Compared as sets
 # (any order, duplicates ignored):
-MBPP_OUTPUT_SET_EQ_TASKS = ("similar_elements", "find_char_long", "common_in_nested_lists", "extract_singly",
-                            "larg_nnum", "intersection_array", "find_dissimilar", "Diff")
+MBPP_OUTPUT_SET_EQ_TASKS = (
+    "similar_elements",
+    "find_char_long",
+    "common_in_nested_lists",
+    "extract_singly",
+    "larg_nnum",
+    "intersection_array",
+    "find_dissimilar",
+    "Diff",
+)
 
 
 def _surface_Area(base_edge, height):  # Mbpp/581: `height` read as the pyramid's perpendicular height
@@ -317,7 +334,9 @@ class PlusJudge:
             return _passed(outcome.result)
         if verdict is None:
             if outcome.result_truncated:
-                verdict = Verdict("failed", "ResultTooLarge", f"results past the cap after {self.index} matching outputs")
+                verdict = Verdict(
+                    "failed", "ResultTooLarge", f"results past the cap after {self.index} matching outputs"
+                )
             else:
                 verdict = _process_verdict(outcome)
         if verdict.status != "syntax_error" and self.index < self.count and not outcome.worker_died:
@@ -346,12 +365,14 @@ class PlusJudge:
                 space = result.find(b" ", start, end)
                 split = end if space < 0 else space
                 # a kind is one letter: a longer one is copied only as far as it can differ
-                kind = bytes(result[start:min(split, start + 2)])
-                with memoryview(result) as view, view[min(split + 1, end):end] as rest:
+                kind = bytes(result[start : min(split, start + 2)])
+                with memoryview(result) as view, view[min(split + 1, end) : end] as rest:
                     self.decided = self._line(kind, rest)
             self.start = self.scanned = end + 1
             if self.decided is None and complete and self.lines == self.limit:
-                self.decided = Verdict("failed", "TooManyLines", f"more result lines than its {self.count} inputs explain")
+                self.decided = Verdict(
+                    "failed", "TooManyLines", f"more result lines than its {self.count} inputs explain"
+                )
 
     def _line(self, kind: bytes, rest: memoryview) -> Verdict | None:
         index, count = self.index, self.count
@@ -369,7 +390,9 @@ class PlusJudge:
             return Verdict("timeout", None, f"input #{_short_text(rest)} exceeded its time limit")
         if kind == b"U":
             position, _, type_name = _short_text(rest).partition(" ")
-            return Verdict("failed", "UnencodableOutput", f"input #{position}: output of type {type_name} is not a builtin type")
+            return Verdict(
+                "failed", "UnencodableOutput", f"input #{position}: output of type {type_name} is not a builtin type"
+            )
         if kind == b"D":
             return PASSED if index == count else Verdict("failed", None, f"{index} outputs for {count} inputs")
         return None
@@ -409,6 +432,7 @@ def _mismatch(kind: bytes, payload: memoryview, oracle, index: int) -> str | Non
     if expected_digest is not None:  # expected is large, this output is small
         matched = expected_digest != NEVER_EQUAL and equality_digest(out) == expected_digest
     else:
-        matched = outputs_match(out, expected, oracle.inputs[index], oracle.entry_point, oracle.atol,
-                                oracle.special_oracles)
+        matched = outputs_match(
+            out, expected, oracle.inputs[index], oracle.entry_point, oracle.atol, oracle.special_oracles
+        )
     return None if matched else f"{want}, got {_short(out)}"

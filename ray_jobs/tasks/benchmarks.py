@@ -28,8 +28,16 @@ MBPP_CHAT_TEMPLATE = (
 HUMANEVAL_COMPLETION_STOPS = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
 # EvalPlus's for direct completion on MBPP, where a whole program follows the docstring
 # (evalplus/provider/utility.py: EOS + extra_eos_for_direct_completion("mbpp"), 0.3.1).
-MBPP_COMPLETION_STOPS = ("<|endoftext|>", "<|endofmask|>", "</s>", "\nif __name__", "\ndef main(", "\nprint(",
-                         '\n"""', "\nassert")
+MBPP_COMPLETION_STOPS = (
+    "<|endoftext|>",
+    "<|endofmask|>",
+    "</s>",
+    "\nif __name__",
+    "\ndef main(",
+    "\nprint(",
+    '\n"""',
+    "\nassert",
+)
 # evalplus/eval/_special_oracle.py (0.3.1): outputs of these MBPP tasks are no comparable values (a
 # re.Match); EvalPlus keeps only whether they are not None.
 MBPP_OUTPUT_NOT_NONE_TASKS = frozenset({"check_str", "text_match_three", "text_starta_endb"})
@@ -68,32 +76,71 @@ class Benchmark:
         return self.suites[-1]
 
 
-_HUMANEVAL = dict(row_format="humaneval", whole_program=False, chat_template=HUMANEVAL_CHAT_TEMPLATE,
-                  completion_stops=HUMANEVAL_COMPLETION_STOPS, special_oracles="humaneval", dict_subclasses=False)
+_HUMANEVAL = dict(
+    row_format="humaneval",
+    whole_program=False,
+    chat_template=HUMANEVAL_CHAT_TEMPLATE,
+    completion_stops=HUMANEVAL_COMPLETION_STOPS,
+    special_oracles="humaneval",
+    dict_subclasses=False,
+)
 _HUMANEVAL_PLUS = dict(_HUMANEVAL, suites=("base", "plus"), base_differential=False, tests_from="humaneval")
 # HumanEval's `passed`: the same samples scored by the same check() programs (HumanEval+'s tests
 # are HumanEval's), so its base suite is what papers call HumanEval
 
-BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
-    Benchmark("humaneval", None, "b796127e635a67f93fb35c04f4cb03cf06f38c8072ee7cee8833d7bee06979ef",
-              suites=("base",), base_differential=False, suite_names=("HumanEval",), **_HUMANEVAL),
-    Benchmark("humaneval_plus", "humanevalplus/HumanEvalPlus-v0.1.10.jsonl.gz",
-              "272720b90ac375502c8ed23cd791c2a93dfb22a911641a494da74a426c09f101",
-              suite_names=("HumanEval", "HumanEval+"), in_evalplus_average=True, **_HUMANEVAL_PLUS),
-    Benchmark("humaneval_plus_mini", "humanevalplus/HumanEvalPlus-Mini-v0.1.10.jsonl.gz",
-              "91486741f1627101021fbe50523df08eebb5b0bf5e804b633dcd5ca3c14dbd2f",
-              suite_names=("HumanEval", "HumanEval+ Mini"), **_HUMANEVAL_PLUS),
-    Benchmark("mbpp_plus", "mbppplus/MbppPlus-v0.2.0.jsonl.gz",
-              "af43697e8791c4c149bdfd6b489d8b5412507551ac20e28a439f650b8225db63", row_format="mbpp",
-              suites=("base", "plus"), base_differential=True, whole_program=True, chat_template=MBPP_CHAT_TEMPLATE,
-              completion_stops=MBPP_COMPLETION_STOPS, special_oracles="mbpp", dict_subclasses=True,
-              suite_names=("MBPP", "MBPP+"), output_not_none_tasks=MBPP_OUTPUT_NOT_NONE_TASKS,
-              in_evalplus_average=True),
-)}
+BENCHMARKS: dict[str, Benchmark] = {
+    b.name: b
+    for b in (
+        Benchmark(
+            "humaneval",
+            None,
+            "b796127e635a67f93fb35c04f4cb03cf06f38c8072ee7cee8833d7bee06979ef",
+            suites=("base",),
+            base_differential=False,
+            suite_names=("HumanEval",),
+            **_HUMANEVAL,
+        ),
+        Benchmark(
+            "humaneval_plus",
+            "humanevalplus/HumanEvalPlus-v0.1.10.jsonl.gz",
+            "272720b90ac375502c8ed23cd791c2a93dfb22a911641a494da74a426c09f101",
+            suite_names=("HumanEval", "HumanEval+"),
+            in_evalplus_average=True,
+            **_HUMANEVAL_PLUS,
+        ),
+        Benchmark(
+            "humaneval_plus_mini",
+            "humanevalplus/HumanEvalPlus-Mini-v0.1.10.jsonl.gz",
+            "91486741f1627101021fbe50523df08eebb5b0bf5e804b633dcd5ca3c14dbd2f",
+            suite_names=("HumanEval", "HumanEval+ Mini"),
+            **_HUMANEVAL_PLUS,
+        ),
+        Benchmark(
+            "mbpp_plus",
+            "mbppplus/MbppPlus-v0.2.0.jsonl.gz",
+            "af43697e8791c4c149bdfd6b489d8b5412507551ac20e28a439f650b8225db63",
+            row_format="mbpp",
+            suites=("base", "plus"),
+            base_differential=True,
+            whole_program=True,
+            chat_template=MBPP_CHAT_TEMPLATE,
+            completion_stops=MBPP_COMPLETION_STOPS,
+            special_oracles="mbpp",
+            dict_subclasses=True,
+            suite_names=("MBPP", "MBPP+"),
+            output_not_none_tasks=MBPP_OUTPUT_NOT_NONE_TASKS,
+            in_evalplus_average=True,
+        ),
+    )
+}
 DATASETS = tuple(BENCHMARKS)
 # (score name, dataset, suite): the mean pass@1 of these four is the EvalPlus average model reports quote
-EVALPLUS_SCORES = tuple((name, b.name, suite) for b in BENCHMARKS.values() if b.in_evalplus_average
-                        for suite, name in zip(b.suites, b.suite_names))
+EVALPLUS_SCORES = tuple(
+    (name, b.name, suite)
+    for b in BENCHMARKS.values()
+    if b.in_evalplus_average
+    for suite, name in zip(b.suites, b.suite_names)
+)
 
 
 def benchmark(name: str) -> Benchmark:

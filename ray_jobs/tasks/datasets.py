@@ -14,6 +14,7 @@ from ray_jobs.tasks.benchmarks import DATASETS, Benchmark, benchmark
 
 DATA_DIR = Path(__file__).parent / "data"
 
+
 class DatasetError(UserError, ValueError):
     """A dataset file is missing, corrupt or not the pinned version."""
 
@@ -73,14 +74,18 @@ def load_dataset(name: str) -> Dataset:
         raise DatasetError(f"dataset file for {name!r} is missing: {path}")
     actual = _sha256(path)
     if actual != expected:
-        raise DatasetError(f"{path}: sha256 {actual} does not match the pinned {expected}; the file is corrupt or another version")
+        raise DatasetError(
+            f"{path}: sha256 {actual} does not match the pinned {expected}; the file is corrupt or another version"
+        )
     spec = benchmark(name)
     return Dataset(spec, actual, _READERS[spec.row_format](path, spec))
 
 
 def _load_humaneval(path: Path, spec: Benchmark) -> dict[str, Task]:
     # The Mini variant ships no `test` field; HumanEval+'s tests equal HumanEval's, task by task.
-    fallback_tests = {t.task_id: t.test for t in load_dataset(spec.tests_from).tasks.values()} if spec.tests_from else {}
+    fallback_tests = (
+        {t.task_id: t.test for t in load_dataset(spec.tests_from).tasks.values()} if spec.tests_from else {}
+    )
     tasks = {}
     with gzip.open(path, "rt") as fh:
         for line in fh:
@@ -130,8 +135,30 @@ _READERS = {"humaneval": _load_humaneval, "mbpp": _load_mbpp}
 # tasks are stored as lists and strings and rebuilt here, task by task, exactly as EvalPlus
 # rebuilds them (quirks included: an empty item of Mbpp/115 becomes {}, a dict). The `contract`
 # field itself is not run: EvalPlus uses it only to generate inputs, never when scoring.
-_TUPLE_ITEMS = {2, 116, 132, 143, 222, 261, 273, 394, 399, 421, 424, 429, 470, 560, 579, 596, 616, 630, 726, 740,
-                744, 809}
+_TUPLE_ITEMS = {
+    2,
+    116,
+    132,
+    143,
+    222,
+    261,
+    273,
+    394,
+    399,
+    421,
+    424,
+    429,
+    470,
+    560,
+    579,
+    596,
+    616,
+    630,
+    726,
+    740,
+    744,
+    809,
+}
 _TUPLE_ITEMS_OF_LISTS = {63, 64, 70, 94, 120, 237, 272, 299, 400, 409, 417, 438, 473, 614, 780}
 _FIRST_ARG_TUPLE_ITEMS = {75, 413, 444, 753}
 _SECOND_ARG_TUPLE = {106, 750}

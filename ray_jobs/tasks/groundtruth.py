@@ -47,9 +47,18 @@ class TaskOracle:
 
     def head(self, count: int) -> TaskOracle:
         """The oracle of the first `count` inputs (MBPP's base suite: its base inputs)."""
-        return TaskOracle(self.task_id, self.entry_point, self.inputs[:count], self.expected[:count],
-                          self.expected_digest[:count], self.canonical_seconds[:count], self.atol,
-                          self.special_oracles, self.dict_subclasses, self.output_not_none)
+        return TaskOracle(
+            self.task_id,
+            self.entry_point,
+            self.inputs[:count],
+            self.expected[:count],
+            self.expected_digest[:count],
+            self.canonical_seconds[:count],
+            self.atol,
+            self.special_oracles,
+            self.dict_subclasses,
+            self.output_not_none,
+        )
 
 
 def _run_canonical(task: Task) -> TaskOracle:
@@ -74,8 +83,18 @@ def _run_canonical(task: Task) -> TaskOracle:
         large = kind == "H"
         expected.append(None if large else out)
         digests.append(digest if large else None)
-    return TaskOracle(task.task_id, task.entry_point, inputs, expected, digests, seconds, task.atol,
-                      spec.special_oracles, spec.dict_subclasses, output_not_none)
+    return TaskOracle(
+        task.task_id,
+        task.entry_point,
+        inputs,
+        expected,
+        digests,
+        seconds,
+        task.atol,
+        spec.special_oracles,
+        spec.dict_subclasses,
+        output_not_none,
+    )
 
 
 def _cache_file(cache_dir: Path, dataset: Dataset) -> Path:
@@ -101,11 +120,15 @@ def load_oracles(dataset_name: str, cache_dir: Path, workers: int = 2) -> dict[s
     __main__, which breaks scripts without a main guard."""
     path = _cache_file(cache_dir, load_dataset(dataset_name))
     if not path.exists():
-        print(f"computing the expected outputs of {dataset_name} (once; cached in {path.parent}) ...",
-              file=sys.stderr, flush=True)
+        print(
+            f"computing the expected outputs of {dataset_name} (once; cached in {path.parent}) ...",
+            file=sys.stderr,
+            flush=True,
+        )
         subprocess.run(
             [sys.executable, "-m", "ray_jobs.tasks.groundtruth", dataset_name, str(cache_dir), str(workers)],
-            check=True, cwd=str(Path(__file__).resolve().parents[2]),
+            check=True,
+            cwd=str(Path(__file__).resolve().parents[2]),
         )
     with path.open("rb") as fh:
         return pickle.load(fh)

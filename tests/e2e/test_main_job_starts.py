@@ -22,10 +22,33 @@ def test_the_main_job_ends_every_time_it_is_started(tmp_path, tiny_model):
     for start in range(STARTS):
         out = tmp_path / f"start-{start}"
         proc = subprocess.run(
-            [sys.executable, "-m", "ray_jobs.evaluate", "--model", str(tiny_model), "--output-dir", str(out),
-             "--device", "cpu", "--replicas", "1", "--limit", "1", "--num-samples", "1", "--max-tokens", "8",
-             "--watchdog-s", "240", "--no-progress"],
-            cwd=REPO, capture_output=True, text=True, timeout=600)
+            [
+                sys.executable,
+                "-m",
+                "ray_jobs.evaluate",
+                "--model",
+                str(tiny_model),
+                "--output-dir",
+                str(out),
+                "--device",
+                "cpu",
+                "--replicas",
+                "1",
+                "--limit",
+                "1",
+                "--num-samples",
+                "1",
+                "--max-tokens",
+                "8",
+                "--watchdog-s",
+                "240",
+                "--no-progress",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert proc.returncode == 0, f"start {start}: exit {proc.returncode}\n{proc.stderr[-3000:]}"
         summary = Summary.model_validate_json((out / "summary.json").read_text())
         assert summary.samples == 1 and sum(summary.status_counts["base"].values()) == 1

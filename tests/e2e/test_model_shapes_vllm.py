@@ -28,14 +28,24 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def own_app_config(output_dir: Path, model: Path, **extra) -> EvalConfig:
-    data = {"output_dir": output_dir, "limit": 2, "k": [1], "report": False, "model": {"model": str(model)},
-            "serving": {"device": "cpu", "replicas": 1, "startup_timeout_s": 900},
-            "sampling": {"seed": None}, "generation": {"num_samples": 2, "chunk_size": 2}, **extra}
+    data = {
+        "output_dir": output_dir,
+        "limit": 2,
+        "k": [1],
+        "report": False,
+        "model": {"model": str(model)},
+        "serving": {"device": "cpu", "replicas": 1, "startup_timeout_s": 900},
+        "sampling": {"seed": None},
+        "generation": {"num_samples": 2, "chunk_size": 2},
+        **extra,
+    }
     return EvalConfig.model_validate(data)
 
 
 def generations(cfg: EvalConfig) -> list[dict]:
-    return schemas.read_tables(sorted((cfg.output_dir / "generations").glob("*.parquet")), schemas.GENERATIONS).to_pylist()
+    return schemas.read_tables(
+        sorted((cfg.output_dir / "generations").glob("*.parquet")), schemas.GENERATIONS
+    ).to_pylist()
 
 
 def test_a_base_model_runs_in_completion_mode_within_its_small_context(tmp_path, ray_local, model_shapes):
@@ -53,7 +63,8 @@ def test_a_base_model_runs_in_completion_mode_within_its_small_context(tmp_path,
     # the raw HumanEval prompt was sent, not a chat conversation
     tokenizer = AutoTokenizer.from_pretrained(str(model))
     assert {r["task_id"]: r["prompt_tokens"] for r in rows} == {
-        t: len(tokenizer(TASKS[t].prompt)["input_ids"]) for t in ("HumanEval/0", "HumanEval/1")}
+        t: len(tokenizer(TASKS[t].prompt)["input_ids"]) for t in ("HumanEval/0", "HumanEval/1")
+    }
     assert sum(summary["status_counts"]["base"].values()) == 4
 
 
@@ -63,10 +74,33 @@ def test_a_starcoder_model_in_chat_mode_from_the_command_line_with_a_quiet_conso
     logs, no traceback, no ERROR line (they are in the run's log file)."""
     out = tmp_path / "starcoder"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address}
-    proc = subprocess.run([sys.executable, "-m", "ray_jobs.evaluate", "--model", str(model_shapes("starcoder")),
-                           "--output-dir", str(out), "--device", "cpu", "--replicas", "1", "--limit", "2",
-                           "--num-samples", "2", "--k", "1", "--max-tokens", "24"],
-                          capture_output=True, text=True, timeout=900, env=env)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ray_jobs.evaluate",
+            "--model",
+            str(model_shapes("starcoder")),
+            "--output-dir",
+            str(out),
+            "--device",
+            "cpu",
+            "--replicas",
+            "1",
+            "--limit",
+            "2",
+            "--num-samples",
+            "2",
+            "--k",
+            "1",
+            "--max-tokens",
+            "24",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
     console = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
     assert proc.returncode == 0, proc.stderr
     assert len(console) <= 40, "\n".join(console)
@@ -81,8 +115,9 @@ def test_a_starcoder_model_in_chat_mode_from_the_command_line_with_a_quiet_conso
     assert fit["max_model_len"] == fit["longest_prompt_tokens"] + 24
     cfg = EvalConfig.model_validate(summary["config"])
     rows = generations(cfg)
-    assert len(rows) == 4 and all(r["prompt_tokens"] == fit["longest_prompt_tokens"] or r["task_id"] == "HumanEval/0"
-                                  for r in rows)
+    assert len(rows) == 4 and all(
+        r["prompt_tokens"] == fit["longest_prompt_tokens"] or r["task_id"] == "HumanEval/0" for r in rows
+    )
     assert all(1 <= r["completion_tokens"] <= 24 for r in rows if r["finish_reason"] != "error")
     assert not [r for r in rows if r["finish_reason"] == "error"]
 
@@ -95,8 +130,23 @@ def test_a_replica_that_fails_to_start_reports_its_own_error(tmp_path, ray_local
     weights = broken / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])  # the preflight reads no weights: only the replica finds out
     before = set(serve.status().applications)
-    code = evaluate.main(["--model", str(broken), "--prompt-mode", "completion", "--output-dir", str(tmp_path / "out"),
-                          "--device", "cpu", "--replicas", "1", "--limit", "1", "--no-progress"])
+    code = evaluate.main(
+        [
+            "--model",
+            str(broken),
+            "--prompt-mode",
+            "completion",
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--device",
+            "cpu",
+            "--replicas",
+            "1",
+            "--limit",
+            "1",
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     # the replica's own exception (vLLM cannot parse the cut safetensors header), and where the rest is
@@ -119,4 +169,6 @@ def test_a_model_answering_in_answer_tags_has_its_code_found_in_the_tag(tmp_path
     assert len(rows) == 4 and {r["response"] for r in rows} == {ANSWER_RESPONSE}, rows
     assert {(r["extracted_from"], r["completion"]) for r in rows} == {("tag", "    return 0\n")}
     assert summary["extraction"] == {"rules": "auto", "found": {"fence": 0, "tag": 4, "text": 0, "none": 0}}
-    assert summary["status_counts"]["base"]["failed"] == 4  # run as the function's body: a wrong answer, not a syntax error
+    assert (
+        summary["status_counts"]["base"]["failed"] == 4
+    )  # run as the function's body: a wrong answer, not a syntax error

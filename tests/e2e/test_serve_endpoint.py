@@ -31,9 +31,24 @@ def test_openai_endpoint_answers_the_readme_request_and_stops_cleanly(tiny_model
     port = free_port()
     # its own local Ray (no RAY_ADDRESS), as on a fresh machine
     proc = subprocess.Popen(
-        [sys.executable, "-m", "serve_app.serve", "--model", str(tiny_model), "--served-name", "tiny-qwen3",
-         "--device", "cpu", "--max-model-len", "1024", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "serve_app.serve",
+            "--model",
+            str(tiny_model),
+            "--served-name",
+            "tiny-qwen3",
+            "--device",
+            "cpu",
+            "--max-model-len",
+            "1024",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
@@ -46,11 +61,18 @@ def test_openai_endpoint_answers_the_readme_request_and_stops_cleanly(tiny_model
         base = f"http://127.0.0.1:{port}/v1"
         with urllib.request.urlopen(f"{base}/models", timeout=30) as response:
             assert "tiny-qwen3" in [m["id"] for m in json.loads(response.read())["data"]]
-        reply = post(f"{base}/chat/completions", {
-            "model": "tiny-qwen3",
-            "messages": [{"role": "user", "content": "Write a Python function that reverses a string."}],
-            "max_tokens": 16, "temperature": 0.7, "top_p": 0.8, "n": 2,
-            "chat_template_kwargs": {"enable_thinking": False}})
+        reply = post(
+            f"{base}/chat/completions",
+            {
+                "model": "tiny-qwen3",
+                "messages": [{"role": "user", "content": "Write a Python function that reverses a string."}],
+                "max_tokens": 16,
+                "temperature": 0.7,
+                "top_p": 0.8,
+                "n": 2,
+                "chat_template_kwargs": {"enable_thinking": False},
+            },
+        )
         assert len(reply["choices"]) == 2
         assert all(isinstance(c["message"]["content"], str) for c in reply["choices"])
         assert 0 < reply["usage"]["completion_tokens"] <= 2 * 16

@@ -15,13 +15,21 @@ pytestmark = pytest.mark.slow  # engine starts of their own
 
 def test_sweep_serves_once_runs_both_configs_and_resumes(tmp_path, ray_local):
     model = build(tmp_path / "tiny")
-    sweep = SweepConfig(**{
-        "output_dir": str(tmp_path / "sweep"),
-        "base": {"dataset": "humaneval", "limit": 3, "k": [1, 2], "model": {"model": str(model)},
-                 "serving": {"device": "cpu", "replicas": 1},
-                 "sampling": {"max_tokens": 16, "seed": None}, "generation": {"num_samples": 2}},
-        "matrix": {"prompt.thinking": [False, True]},
-    })
+    sweep = SweepConfig(
+        **{
+            "output_dir": str(tmp_path / "sweep"),
+            "base": {
+                "dataset": "humaneval",
+                "limit": 3,
+                "k": [1, 2],
+                "model": {"model": str(model)},
+                "serving": {"device": "cpu", "replicas": 1},
+                "sampling": {"max_tokens": 16, "seed": None},
+                "generation": {"num_samples": 2},
+            },
+            "matrix": {"prompt.thinking": [False, True]},
+        }
+    )
     assert [name for _, name, _ in expand(sweep)] == ["thinking=false", "thinking=true"]
     index = run_sweep(sweep)
     assert set(index) == {"thinking=false", "thinking=true"}
@@ -44,16 +52,25 @@ def test_model_variants_are_served_in_turn_each_with_its_own_weights(tmp_path, r
     import pyarrow.parquet as pq
 
     first, second = build(tmp_path / "tiny-a", seed=0), build(tmp_path / "tiny-b", seed=1)
-    sweep = SweepConfig(**{
-        "output_dir": str(tmp_path / "sweep"),
-        "base": {"dataset": "humaneval", "limit": 2, "k": [1], "model": {"served_name": "tiny"},
-                 "serving": {"device": "cpu", "replicas": 1},
-                 "sampling": {"max_tokens": 16, "seed": 7}, "generation": {"num_samples": 1}},
-        "models": [{"model": str(first)}, {"model": str(second)}],
-    })
+    sweep = SweepConfig(
+        **{
+            "output_dir": str(tmp_path / "sweep"),
+            "base": {
+                "dataset": "humaneval",
+                "limit": 2,
+                "k": [1],
+                "model": {"served_name": "tiny"},
+                "serving": {"device": "cpu", "replicas": 1},
+                "sampling": {"max_tokens": 16, "seed": 7},
+                "generation": {"num_samples": 1},
+            },
+            "models": [{"model": str(first)}, {"model": str(second)}],
+        }
+    )
     index = run_sweep(sweep)
     assert [(name, entry["model"]) for name, entry in index.items()] == [("m0", str(first)), ("m1", str(second))]
-    responses = {name: pq.read_table(tmp_path / "sweep" / name / "generations").column("response").to_pylist()
-                 for name in index}
+    responses = {
+        name: pq.read_table(tmp_path / "sweep" / name / "generations").column("response").to_pylist() for name in index
+    }
     assert responses["m0"] != responses["m1"]  # same prompts and seeds, different weights
     assert "| m1 |" in (tmp_path / "sweep" / "index.md").read_text()

@@ -17,8 +17,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _run(samples: Path, out: Path, mode: str) -> dict:
-    proc = subprocess.run([sys.executable, str(REPO / "tests" / "support" / "fault_scoring_script.py"), str(samples), str(out), mode],
-                          capture_output=True, text=True, timeout=600, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "support" / "fault_scoring_script.py"), str(samples), str(out), mode],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))
     return json.loads(line.removeprefix("RESULT "))
@@ -48,8 +53,18 @@ def test_full_disk_gives_a_clear_error_and_no_corrupt_file(tmp_path, capsys):
         # extra fields are carried into samples_results.jsonl: 40 x 2 KB cannot fit in 48 KB
         rows = [{**row, "padding": "x" * 2000} for row in canonical_and_wrong("humaneval")[:40]]
         samples = write_jsonl(tmp_path / "s.jsonl", rows)
-        code = score.main(["--samples", str(samples), "--output-dir", str(mount / "out"), "--allow-missing-tasks",
-                           "--no-progress", "--workers", "1"])
+        code = score.main(
+            [
+                "--samples",
+                str(samples),
+                "--output-dir",
+                str(mount / "out"),
+                "--allow-missing-tasks",
+                "--no-progress",
+                "--workers",
+                "1",
+            ]
+        )
         assert code == 2 and "No space left on device" in capsys.readouterr().err
         leftovers = [p for p in (mount / "out").rglob("*") if p.is_file()]
         assert not [p for p in leftovers if p.name.endswith(".tmp")]  # temp files cleaned up
@@ -72,8 +87,17 @@ def test_a_scoring_call_that_keeps_failing_marks_its_samples_crashed(tmp_path, r
     task = load_dataset("humaneval").tasks["HumanEval/0"]
     good = Shard("good", [ScoreItem("HumanEval/0", 0, task.canonical_solution)])
     broken = Shard("broken", [ScoreItem("HumanEval/9999", 0, "    return 1\n")])
-    stats = score_shards([good, broken], tmp_path, "humaneval", ("base",), SandboxConfig(), None, workers=1,
-                         config_id="test", progress=False)
+    stats = score_shards(
+        [good, broken],
+        tmp_path,
+        "humaneval",
+        ("base",),
+        SandboxConfig(),
+        None,
+        workers=1,
+        config_id="test",
+        progress=False,
+    )
     assert stats.shards_total == 2
     good_rows = pq.read_table(shard_path(tmp_path, good)).to_pylist()
     broken_rows = pq.read_table(shard_path(tmp_path, broken)).to_pylist()
@@ -95,9 +119,19 @@ def test_more_scoring_workers_than_free_cpus_still_finish(tmp_path, ray_local):
     from ray_jobs.tasks.datasets import load_dataset
 
     tasks = load_dataset("humaneval").tasks
-    shards = [Shard(f"s{i}", [ScoreItem(f"HumanEval/{i}", 0, tasks[f"HumanEval/{i}"].canonical_solution)])
-              for i in range(12)]
+    shards = [
+        Shard(f"s{i}", [ScoreItem(f"HumanEval/{i}", 0, tasks[f"HumanEval/{i}"].canonical_solution)]) for i in range(12)
+    ]
     workers = int(ray.cluster_resources()["CPU"]) + 6  # more than the cluster can ever place
-    score_shards(shards, tmp_path, "humaneval", ("base",), SandboxConfig(), None, workers=workers,
-                 config_id="test", progress=False)
+    score_shards(
+        shards,
+        tmp_path,
+        "humaneval",
+        ("base",),
+        SandboxConfig(),
+        None,
+        workers=workers,
+        config_id="test",
+        progress=False,
+    )
     assert [pq.read_table(shard_path(tmp_path, s)).column("status").to_pylist() for s in shards] == [["passed"]] * 12

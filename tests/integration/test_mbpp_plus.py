@@ -30,6 +30,7 @@ MBPP = load_dataset("mbpp_plus")
 
 # ---- the dataset --------------------------------------------------------------------------------
 
+
 def test_dataset_is_pinned_and_its_inputs_are_rebuilt_as_evalplus_rebuilds_them():
     assert len(MBPP.tasks) == 378 and MBPP.suites == ("base", "plus") and MBPP.benchmark.base_differential
     assert sum(len(t.base_inputs) for t in MBPP.tasks.values()) == 1174
@@ -45,6 +46,7 @@ def test_dataset_is_pinned_and_its_inputs_are_rebuilt_as_evalplus_rebuilds_them(
 
 
 # ---- EvalPlus's comparison, special oracles included (verdict.outputs_match) --------------------
+
 
 def match(out, expected, args, entry_point, atol=0.0):
     return outputs_match(out, expected, args, entry_point, atol, "mbpp")
@@ -69,7 +71,7 @@ def test_output_not_none_tasks_compare_only_whether_there_is_a_match():
 def test_surface_area_digit_distance_sum_div_and_are_equivalent_oracles():
     # Mbpp/581: the canonical 2*b*s + b**2 reads s as the slant height; the pyramid's own height passes too
     assert match(33, 33, [3, 4], "surface_Area")
-    assert match(round(9 + 4 * 3 * math.sqrt(1.5 ** 2 + 16) / 2), 33, [3, 4], "surface_Area")
+    assert match(round(9 + 4 * 3 * math.sqrt(1.5**2 + 16) / 2), 33, [3, 4], "surface_Area")
     assert not match(34, 33, [3, 4], "surface_Area")
     # Mbpp/558: the canonical zips 123 with 45 (6); the shorter number padded with zeros (045) passes too
     assert match(1 + 2 + 2, 6, [123, 45], "digit_distance_nums")
@@ -105,8 +107,9 @@ def test_counters_and_other_dicts_cross_the_codec_only_for_mbpp_jobs():
 
 # ---- prompts and extraction ---------------------------------------------------------------------
 
-QWEN3 = ModelProfile("Qwen/Qwen3-0.6B", Path("/nonexistent"), ("Qwen3ForCausalLM",), "qwen3", 40960,
-                     "max_position_embeddings")
+QWEN3 = ModelProfile(
+    "Qwen/Qwen3-0.6B", Path("/nonexistent"), ("Qwen3ForCausalLM",), "qwen3", 40960, "max_position_embeddings"
+)
 
 
 def fitted(**extra) -> EvalConfig:
@@ -121,8 +124,10 @@ def test_chat_prompt_is_evalplus_instruction_with_the_example_assertion():
     method, body = request_body(RequestRow("Mbpp/2", 0, 0, 1, 1), task, cfg)
     content = body["messages"][-1]["content"]
     assert method == "chat" and body["stop"] is None
-    assert content.startswith("Please provide a self-contained Python script that solves the following problem "
-                              "in a markdown code block:\n```\n\"\"\"\nWrite a function to find the shared elements")
+    assert content.startswith(
+        "Please provide a self-contained Python script that solves the following problem "
+        'in a markdown code block:\n```\n"""\nWrite a function to find the shared elements'
+    )
     assert "assert set(similar_elements((3, 4, 5, 6),(5, 7, 4, 10))) == set((4, 5))" in content
     # a template set on purpose stays; HumanEval keeps its own default
     assert fitted(prompt={"template": "T {prompt}"}).prompt.template == "T {prompt}"
@@ -136,12 +141,14 @@ def test_completion_mode_sends_the_docstring_with_evalplus_stops():
     method, body = request_body(RequestRow("Mbpp/2", 0, 0, 1, 1), task, cfg)
     assert method == "completions" and body["prompt"] == task.prompt
     assert body["stop"] == [*MBPP_COMPLETION_STOPS, "\n@@"] and "\nassert" in body["stop"]
-    continuation = "def similar_elements(a, b):\n    return tuple(set(a) & set(b))\n\nprint(similar_elements((1,), (1,)))"
+    continuation = (
+        "def similar_elements(a, b):\n    return tuple(set(a) & set(b))\n\nprint(similar_elements((1,), (1,)))"
+    )
     completion = response_completion(continuation, task, cfg)
     assert completion == "\ndef similar_elements(a, b):\n    return tuple(set(a) & set(b))\n"
 
 
-RESPONSE = '''<think>easy</think>
+RESPONSE = """<think>easy</think>
 Here is the script:
 ```python
 import math
@@ -163,16 +170,18 @@ assert similar_elements((1, 2), (2, 3)) == (9,)
 if __name__ == "__main__":
     similar_elements((1,), (1,))
 ```
-'''
+"""
 
 
 def test_whole_programs_keep_imports_helpers_and_entry_point_only():
     task = MBPP.tasks["Mbpp/2"]
     completion = extract_completion(RESPONSE, task.entry_point, program=True)
-    assert completion == ("\nimport math\nfrom collections import Counter\nSCALE = 1\n"
-                          "def _common(a, b):\n    return set(a) & set(b)\n"
-                          "def similar_elements(test_tup1, test_tup2):\n"
-                          "    return tuple(sorted(_common(test_tup1, test_tup2))) if SCALE else ()\n")
+    assert completion == (
+        "\nimport math\nfrom collections import Counter\nSCALE = 1\n"
+        "def _common(a, b):\n    return set(a) & set(b)\n"
+        "def similar_elements(test_tup1, test_tup2):\n"
+        "    return tuple(sorted(_common(test_tup1, test_tup2))) if SCALE else ()\n"
+    )
     namespace: dict = {}
     exec(task.prompt + completion, namespace)  # the failing example assert is gone, so it loads
     assert namespace["similar_elements"]((3, 4, 5, 6), (5, 7, 4, 10)) == (4, 5)
@@ -183,11 +192,16 @@ def test_whole_programs_keep_imports_helpers_and_entry_point_only():
 
 
 def test_sweep_matrix_takes_the_dataset_as_an_axis():
-    sweep = SweepConfig(output_dir="/tmp/sweep", base={"limit": 2, "model": {"model": "/m"}},
-                        matrix={"dataset": ["humaneval_plus", "mbpp_plus"]})
+    sweep = SweepConfig(
+        output_dir="/tmp/sweep",
+        base={"limit": 2, "model": {"model": "/m"}},
+        matrix={"dataset": ["humaneval_plus", "mbpp_plus"]},
+    )
     configs = expand(sweep)
     assert [(m, name, cfg.dataset) for m, name, cfg in configs] == [
-        (0, "dataset=humaneval_plus", "humaneval_plus"), (0, "dataset=mbpp_plus", "mbpp_plus")]
+        (0, "dataset=humaneval_plus", "humaneval_plus"),
+        (0, "dataset=mbpp_plus", "mbpp_plus"),
+    ]
     assert [cfg.prompt.template for _, _, cfg in configs] == [DEFAULT_CHAT_TEMPLATE, MBPP_CHAT_TEMPLATE]
 
 
@@ -197,17 +211,29 @@ WRAPPED = "{canonical}\n_reference = {ep}\ndef {ep}(*args):\n    out = _referenc
 SPECIAL = [  # (task, a correct answer EvalPlus accepts though it differs from the canonical output, a wrong one)
     ("Mbpp/2", WRAPPED.replace("{expr}", "out[::-1]"), WRAPPED.replace("{expr}", "out[1:]")),
     ("Mbpp/769", WRAPPED.replace("{expr}", "out[::-1] + out[:1]"), WRAPPED.replace("{expr}", "out[1:]")),
-    ("Mbpp/737", "\nimport re\ndef check_str(string):\n    return bool(re.match('[aeiouAEIOU]', string))\n",
-     "\ndef check_str(string):\n    return 'no match'\n"),
-    ("Mbpp/88", "\ndef freq_count(items):\n    counts = {}\n    for x in items:\n        counts[x] = counts.get(x, 0) + 1\n"
-                "    return counts\n",
-     "\nfrom collections import defaultdict\ndef freq_count(items):\n    counts = defaultdict(int)\n"
-     "    for x in items:\n        counts[x] += 2\n    return counts\n"),
-    ("Mbpp/581", "\nimport math\ndef surface_Area(b, h):\n    return round(b * b + 2 * b * math.sqrt((b / 2) ** 2 + h * h))\n",
-     "\ndef surface_Area(b, h):\n    return b * b + 2 * b * h + 1\n"),
-    ("Mbpp/558", "\ndef digit_distance_nums(a, b):\n    x, y = str(a), str(b)\n    n = max(len(x), len(y))\n"
-                 "    return sum(abs(int(p) - int(q)) for p, q in zip(x.zfill(n), y.zfill(n)))\n",
-     "\ndef digit_distance_nums(a, b):\n    return abs(a - b)\n"),
+    (
+        "Mbpp/737",
+        "\nimport re\ndef check_str(string):\n    return bool(re.match('[aeiouAEIOU]', string))\n",
+        "\ndef check_str(string):\n    return 'no match'\n",
+    ),
+    (
+        "Mbpp/88",
+        "\ndef freq_count(items):\n    counts = {}\n    for x in items:\n        counts[x] = counts.get(x, 0) + 1\n"
+        "    return counts\n",
+        "\nfrom collections import defaultdict\ndef freq_count(items):\n    counts = defaultdict(int)\n"
+        "    for x in items:\n        counts[x] += 2\n    return counts\n",
+    ),
+    (
+        "Mbpp/581",
+        "\nimport math\ndef surface_Area(b, h):\n    return round(b * b + 2 * b * math.sqrt((b / 2) ** 2 + h * h))\n",
+        "\ndef surface_Area(b, h):\n    return b * b + 2 * b * h + 1\n",
+    ),
+    (
+        "Mbpp/558",
+        "\ndef digit_distance_nums(a, b):\n    x, y = str(a), str(b)\n    n = max(len(x), len(y))\n"
+        "    return sum(abs(int(p) - int(q)) for p, q in zip(x.zfill(n), y.zfill(n)))\n",
+        "\ndef digit_distance_nums(a, b):\n    return abs(a - b)\n",
+    ),
     ("Mbpp/82", WRAPPED.replace("{expr}", "out * (1 + 1e-12)"), WRAPPED.replace("{expr}", "out * (1 + 1e-3)")),
 ]
 
@@ -240,8 +266,9 @@ def test_every_canonical_solution_passes_both_suites_and_a_wrong_answer_fails_th
         for task in MBPP.tasks.values():
             for completion in (task.canonical_solution, f"\ndef {task.entry_point}(*args):\n    return None\n"):
                 fh.write(json.dumps({"task_id": task.task_id, "completion": completion}) + "\n")
-    cfg = ScoreConfig(samples=samples, output_dir=tmp_path / "out", dataset="mbpp_plus", k=[1, 2], workers=2,
-                      cache_dir=cache_dir)
+    cfg = ScoreConfig(
+        samples=samples, output_dir=tmp_path / "out", dataset="mbpp_plus", k=[1, 2], workers=2, cache_dir=cache_dir
+    )
     summary = score.run(cfg, progress=False).model_dump(mode="json")
     assert summary["pass_at_k"] == {"base": {"pass@1": 0.5, "pass@2": 1.0}, "plus": {"pass@1": 0.5, "pass@2": 1.0}}
     for suite in ("base", "plus"):

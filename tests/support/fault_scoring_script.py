@@ -31,7 +31,18 @@ if remove:
             removed = True
         time.sleep(0.05)
 thread.join()
-print("RESULT " + json.dumps({"removed": removed, "pass_at_k": result["pass_at_k"], "status_counts": result["status_counts"],
-                  "samples": result["samples"], "shards": len(list((out / "results").glob("*.parquet")))}), flush=True)
+print(
+    "RESULT "
+    + json.dumps(
+        {
+            "removed": removed,
+            "pass_at_k": result["pass_at_k"],
+            "status_counts": result["status_counts"],
+            "samples": result["samples"],
+            "shards": len(list((out / "results").glob("*.parquet"))),
+        }
+    ),
+    flush=True,
+)
 ray.shutdown()
 cluster.shutdown()

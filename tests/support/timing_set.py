@@ -50,9 +50,18 @@ def official_verdicts(samples: Path, limit: float, workdir: Path) -> list[bool]:
 
     problems = workdir / "problems.jsonl"
     problems.write_text(json.dumps(read_problems()[TASK]) + "\n")
-    subprocess.run([str(Path(sys.executable).with_name("evaluate_functional_correctness")), str(samples),
-                    f"--problem_file={problems}", "--n_workers=2", f"--timeout={limit}"],
-                   check=True, capture_output=True, cwd=workdir)
+    subprocess.run(
+        [
+            str(Path(sys.executable).with_name("evaluate_functional_correctness")),
+            str(samples),
+            f"--problem_file={problems}",
+            "--n_workers=2",
+            f"--timeout={limit}",
+        ],
+        check=True,
+        capture_output=True,
+        cwd=workdir,
+    )
     results = Path(str(samples) + "_results.jsonl").read_text().splitlines()
     return [json.loads(line)["passed"] for line in results]
 
@@ -69,8 +78,10 @@ class CpuHogs:
         self.procs: list[subprocess.Popen] = []
 
     def __enter__(self) -> CpuHogs:
-        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
-                      for _ in range(self.count)]
+        self.procs = [
+            subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+            for _ in range(self.count)
+        ]
         return self
 
     def __exit__(self, *exc) -> None:

@@ -45,33 +45,70 @@ def test_paired_comparison_known_answer():
 
 
 def _results(rows):
-    return pa.Table.from_pylist([{"error_type": None, "error_message": None, "duration_s": 0.1, "config_id": "c", **r}
-                                 for r in rows], schema=schemas.RESULTS)
+    return pa.Table.from_pylist(
+        [{"error_type": None, "error_message": None, "duration_s": 0.1, "config_id": "c", **r} for r in rows],
+        schema=schemas.RESULTS,
+    )
 
 
 def test_failure_breakdown_separates_truncation_and_generation_errors():
-    results = _results([
-        {"task_id": "T/0", "completion_id": 0, "suite": "base", "passed": True, "status": "passed"},
-        {"task_id": "T/0", "completion_id": 1, "suite": "base", "passed": False, "status": "syntax_error"},
-        {"task_id": "T/0", "completion_id": 2, "suite": "base", "passed": False, "status": "syntax_error"},
-        {"task_id": "T/0", "completion_id": 3, "suite": "base", "passed": False, "status": "empty"},
-        {"task_id": "T/0", "completion_id": 4, "suite": "base", "passed": False, "status": "error", "error_type": "KeyError"},
-    ])
-    gens = pa.Table.from_pylist([
-        {"task_id": "T/0", "completion_id": i, "config_id": "c", "response": "", "completion": "",
-         "finish_reason": reason} for i, reason in enumerate(["stop", "length", "stop", "error", "stop"])],
-        schema=schemas.GENERATIONS)
+    results = _results(
+        [
+            {"task_id": "T/0", "completion_id": 0, "suite": "base", "passed": True, "status": "passed"},
+            {"task_id": "T/0", "completion_id": 1, "suite": "base", "passed": False, "status": "syntax_error"},
+            {"task_id": "T/0", "completion_id": 2, "suite": "base", "passed": False, "status": "syntax_error"},
+            {"task_id": "T/0", "completion_id": 3, "suite": "base", "passed": False, "status": "empty"},
+            {
+                "task_id": "T/0",
+                "completion_id": 4,
+                "suite": "base",
+                "passed": False,
+                "status": "error",
+                "error_type": "KeyError",
+            },
+        ]
+    )
+    gens = pa.Table.from_pylist(
+        [
+            {
+                "task_id": "T/0",
+                "completion_id": i,
+                "config_id": "c",
+                "response": "",
+                "completion": "",
+                "finish_reason": reason,
+            }
+            for i, reason in enumerate(["stop", "length", "stop", "error", "stop"])
+        ],
+        schema=schemas.GENERATIONS,
+    )
     breakdown = failure_breakdown(Run("r", None, results, gens, {}), "base")
     assert breakdown == {"passed": 1, "truncated": 1, "syntax_error": 1, "generation_error": 1, "error:KeyError": 1}
 
 
 def test_runtime_vs_canonical_uses_passed_rows_with_both_timings():
     def row(i, passed, runtime, canonical, suite="base"):
-        return {"task_id": f"T/{i}", "completion_id": 0, "suite": suite, "passed": passed,
-                "status": "passed" if passed else "failed", "runtime_s": runtime, "canonical_runtime_s": canonical}
+        return {
+            "task_id": f"T/{i}",
+            "completion_id": 0,
+            "suite": suite,
+            "passed": passed,
+            "status": "passed" if passed else "failed",
+            "runtime_s": runtime,
+            "canonical_runtime_s": canonical,
+        }
 
-    results = _results([row(0, True, 1.0, 1.0), row(1, True, 3.0, 1.0), row(2, True, 0.5, 1.0), row(3, True, 8.0, 2.0),
-                        row(4, False, None, None), row(5, True, 2.0, None), row(6, True, 9.0, 1.0, "plus")])
+    results = _results(
+        [
+            row(0, True, 1.0, 1.0),
+            row(1, True, 3.0, 1.0),
+            row(2, True, 0.5, 1.0),
+            row(3, True, 8.0, 2.0),
+            row(4, False, None, None),
+            row(5, True, 2.0, None),
+            row(6, True, 9.0, 1.0, "plus"),
+        ]
+    )
     got = runtime_vs_canonical(Run("r", None, results, None, {}), "base")
     assert sorted(got["ratios"]) == [0.5, 1.0, 3.0, 4.0]
     assert got["samples"] == 4 and got["median"] == 2.0 and got["share_over_2x"] == 0.5
@@ -80,7 +117,9 @@ def test_runtime_vs_canonical_uses_passed_rows_with_both_timings():
 
 
 def test_quality_metrics_on_known_code():
-    code = "import os\n\n\ndef f(x):\n    if x > 1:\n        return 1\n    elif x < 0:\n        return 2\n    return 3\n"
+    code = (
+        "import os\n\n\ndef f(x):\n    if x > 1:\n        return 1\n    elif x < 0:\n        return 2\n    return 3\n"
+    )
     assert radon_metrics(code)["complexity"] == 3 and radon_metrics(code)["sloc"] == 7
     assert radon_metrics("def (:")["complexity"] is None
     q = quality_metrics([code, "def g():\n    return 1\n"])

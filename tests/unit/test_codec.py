@@ -18,26 +18,47 @@ from ray_jobs.sandbox.codec import (
 )
 
 
-@pytest.mark.parametrize("value", [
-    None, True, 0, -7, 2 ** 5000, 1.5, float("inf"), "x\ny", [1, [2, (3,)]], (1, "a"), {"k": [1, 2]},
-    {(1, 2): {3}}, {1, 2}, frozenset({"a"}), b"\x00\xff", 3 + 4j, [],
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        True,
+        0,
+        -7,
+        2**5000,
+        1.5,
+        float("inf"),
+        "x\ny",
+        [1, [2, (3,)]],
+        (1, "a"),
+        {"k": [1, 2]},
+        {(1, 2): {3}},
+        {1, 2},
+        frozenset({"a"}),
+        b"\x00\xff",
+        3 + 4j,
+        [],
+    ],
+)
 def test_round_trip_keeps_exact_types(value):
     back = decode(encode(value))
     assert back == value and type(back) is type(value)
 
 
 def test_big_ints_are_linear_hex_on_the_wire():
-    assert '"i"' in encode(10 ** 5000)
+    assert '"i"' in encode(10**5000)
 
 
-@pytest.mark.parametrize("value", [
-    type("Eq", (), {"__eq__": lambda s, o: True})(),
-    type("I", (int,), {})(3),
-    type("S", (str,), {})("x"),
-    [1, object()],
-    {"k": type("L", (list,), {})()},
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        type("Eq", (), {"__eq__": lambda s, o: True})(),
+        type("I", (int,), {})(3),
+        type("S", (str,), {})("x"),
+        [1, object()],
+        {"k": type("L", (list,), {})()},
+    ],
+)
 def test_non_builtin_types_are_rejected(value):
     with pytest.raises(UnencodableValue):
         encode(value)
@@ -54,7 +75,7 @@ def test_equality_digest_matches_python_equality():
     assert equality_digest({1, 2}) == equality_digest(frozenset({2, 1}))
     assert equality_digest({"a": 1, "b": 2}) == equality_digest({"b": 2, "a": 1})
     assert equality_digest([1, 2]) != equality_digest((1, 2))
-    assert equality_digest(2 ** 2000) == equality_digest(2 ** 2000)
+    assert equality_digest(2**2000) == equality_digest(2**2000)
     assert equality_digest(0.1) != equality_digest(0.10000000000000002)
     assert equality_digest([math.nan]) == NEVER_EQUAL
 
@@ -63,6 +84,7 @@ def test_numpy_scalars_travel_as_their_values_and_keep_a_top_level_tag():
     """EvalPlus compares with ==, so np.int64(3) passes for 3; its tolerance path also asserts
     type(out) == type(expected), which a numpy scalar fails: the tag keeps that distinguishable."""
     import numpy as np  # a core dependency: never skipped
+
     assert decode(encode(np.int64(3))) == NumpyScalar(3)
     assert decode(encode([np.float64(1.5), np.bool_(True)])) == [1.5, True]
     assert decode(encode(np.str_("a"))) == NumpyScalar("a")
@@ -113,10 +135,36 @@ def _reference_digest(value) -> str:
 def test_streamed_digest_is_byte_identical_to_the_reference_form():
     """Digests cached by earlier versions (HumanEval+'s large outputs) must stay valid."""
     import numpy as np  # a core dependency: never skipped
+
     rng = random.Random(0)
-    scalars = [None, True, False, 0, -1, 7, 2 ** 1024, -(2 ** 1024), 2 ** 1024 - 1, 1.0, -0.0, 1.5, 1e300,
-               float("inf"), math.nan, "", "é\n\"", "\u2603", b"\x00", 3 + 0j, 1 + 2j, complex(math.nan, 1),
-               np.int64(4), np.float64(2.0), np.str_("s"), np.bool_(True)]
+    scalars = [
+        None,
+        True,
+        False,
+        0,
+        -1,
+        7,
+        2**1024,
+        -(2**1024),
+        2**1024 - 1,
+        1.0,
+        -0.0,
+        1.5,
+        1e300,
+        float("inf"),
+        math.nan,
+        "",
+        'é\n"',
+        "\u2603",
+        b"\x00",
+        3 + 0j,
+        1 + 2j,
+        complex(math.nan, 1),
+        np.int64(4),
+        np.float64(2.0),
+        np.str_("s"),
+        np.bool_(True),
+    ]
 
     def value(depth=0):
         kind = rng.choice("xltsdSI" if depth < 3 else "x")
@@ -127,9 +175,9 @@ def test_streamed_digest_is_byte_identical_to_the_reference_form():
             items = [value(depth + 1) for _ in range(size)]
             return items if kind == "l" else tuple(items)
         if kind == "S":
-            return [rng.choice(["x", "y\"", "é"]) for _ in range(size)]
+            return [rng.choice(["x", 'y"', "é"]) for _ in range(size)]
         if kind == "I":
-            return [rng.choice([1, -5, 2 ** 1023, 2 ** 1024]) for _ in range(size)]
+            return [rng.choice([1, -5, 2**1023, 2**1024]) for _ in range(size)]
         if kind == "s":
             return {rng.choice([1, "a", (1, 2), 2.5, frozenset({1})]) for _ in range(size)}
         return {rng.choice([1, "k", (1,), 2.0, None]): value(depth + 1) for _ in range(size)}

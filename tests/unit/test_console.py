@@ -11,7 +11,9 @@ def test_quiet_terminal_sends_process_output_to_the_log(tmp_path, capfd):
     log = tmp_path / "logs" / "run.log"
     with console.quiet_terminal(log):
         os.write(2, b"ray: a JSON log line\n")
-        subprocess.run([sys.executable, "-c", "import sys; print('child stdout'); print('child stderr', file=sys.stderr)"])
+        subprocess.run(
+            [sys.executable, "-c", "import sys; print('child stdout'); print('child stderr', file=sys.stderr)"]
+        )
         console.say("header for the person")
     print("after")
     out, err = capfd.readouterr()

@@ -34,8 +34,10 @@ def run(response: str):
 
 
 def test_full_def_in_markdown_after_thinking():
-    response = ("<think>\nThe user wants addition. ```python\nwrong()\n```\n</think>\n\nHere it is:\n\n"
-                "```python\nimport math\n\ndef add(a: int, b: int) -> int:\n    return a + b\n```\n\nDone.")
+    response = (
+        "<think>\nThe user wants addition. ```python\nwrong()\n```\n</think>\n\nHere it is:\n\n"
+        "```python\nimport math\n\ndef add(a: int, b: int) -> int:\n    return a + b\n```\n\nDone."
+    )
     assert run(response) == 5
 
 
@@ -101,6 +103,7 @@ HOSTILE = {
 @contextlib.contextmanager
 def at_most(seconds: float):
     """Fail (rather than hang for minutes) when the block runs longer than `seconds`."""
+
     def expire(*_):
         raise TimeoutError(f"took more than {seconds} s")
 
@@ -139,8 +142,21 @@ def seed_strip_thinking(text: str) -> str:
 
 
 def test_scanning_equals_the_seed_regexes_on_random_text():
-    pieces = ["<think>", "</think>", "```", "```python", "``` Py3 x", "```bash", "\n", " ", "\t", "x", "def add(a, b):",
-              "<answer>", "`"]
+    pieces = [
+        "<think>",
+        "</think>",
+        "```",
+        "```python",
+        "``` Py3 x",
+        "```bash",
+        "\n",
+        " ",
+        "\t",
+        "x",
+        "def add(a, b):",
+        "<answer>",
+        "`",
+    ]
     rng = random.Random(24)
     for _ in range(5000):
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 14)))
@@ -158,6 +174,7 @@ def test_dedent_equals_textwrap():
 
 
 # ---- what models write (issue 24) ----------------------------------------------------------------
+
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_auto_extraction_finds_what_models_write(case):
@@ -188,8 +205,9 @@ def test_seed_rules_are_the_seeds_on_every_case():
         t = task(case.task_id)
         program = t.benchmark.whole_program
         for block in ("first", "last"):
-            assert (extract(case.response, t.entry_point, block, program, rules="seed").code
-                    == seed_extract_completion(case.response, t.entry_point, block, program)), case.name
+            assert extract(case.response, t.entry_point, block, program, rules="seed").code == seed_extract_completion(
+                case.response, t.entry_point, block, program
+            ), case.name
 
 
 def test_nothing_found_is_its_own_outcome():
@@ -210,8 +228,10 @@ def test_the_entry_point_block_wins_in_either_order():
 
 
 def test_restated_function_keeps_its_decorators_and_drops_example_calls():
-    response = ("```python\nimport functools\n\n@functools.lru_cache(maxsize=None)\ndef add(a, b):\n    return a + b\n\n"
-                "assert add(1, 1) == 3\nprint(add(2, 2))\nadd(0, 0)\nif __name__ == '__main__':\n    add(input(), 1)\n```")
+    response = (
+        "```python\nimport functools\n\n@functools.lru_cache(maxsize=None)\ndef add(a, b):\n    return a + b\n\n"
+        "assert add(1, 1) == 3\nprint(add(2, 2))\nadd(0, 0)\nif __name__ == '__main__':\n    add(input(), 1)\n```"
+    )
     completion = extract_completion(response, "add")
     assert completion == "\nimport functools\n\n@functools.lru_cache(maxsize=None)\ndef add(a, b):\n    return a + b\n"
     assert extract_completion(response, "add", rules="seed").count("assert") == 1  # the seed keeps them

@@ -13,11 +13,13 @@ safetensors_rust.SafetensorError: Error while deserializing header: incomplete m
 
 
 def test_the_last_exception_of_a_ray_traceback_is_the_cause():
-    assert root_cause(RAY_WRAPPED) == ("safetensors_rust.SafetensorError: Error while deserializing header: "
-                                       "incomplete metadata, file not fully covered")
+    assert root_cause(RAY_WRAPPED) == (
+        "safetensors_rust.SafetensorError: Error while deserializing header: "
+        "incomplete metadata, file not fully covered"
+    )
 
 
 def test_detail_lines_under_the_exception_are_kept_and_no_exception_is_none():
-    text = "Traceback (most recent call last):\n  File \"x.py\", line 1\nValueError: bad max_model_len\n  User-specified 8192"
+    text = 'Traceback (most recent call last):\n  File "x.py", line 1\nValueError: bad max_model_len\n  User-specified 8192'
     assert root_cause(text) == "ValueError: bad max_model_len User-specified 8192"
     assert root_cause("The actor died unexpectedly before finishing this task.") is None

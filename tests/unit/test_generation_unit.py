@@ -12,8 +12,9 @@ from serve_app.model_info import ModelProfile
 TASK = load_dataset("humaneval").tasks["HumanEval/2"]
 
 
-QWEN3 = ModelProfile("Qwen/Qwen3-0.6B", Path("/nonexistent"), ("Qwen3ForCausalLM",), "qwen3", 40960,
-                     "max_position_embeddings")
+QWEN3 = ModelProfile(
+    "Qwen/Qwen3-0.6B", Path("/nonexistent"), ("Qwen3ForCausalLM",), "qwen3", 40960, "max_position_embeddings"
+)
 
 
 def cfg(**extra) -> EvalConfig:
@@ -58,12 +59,23 @@ def test_request_bodies_follow_mode_and_thinking():
 
 def test_generation_rows_keep_all_choices_and_fill_errors():
     row = RequestRow("HumanEval/2", 1, 2, 2, None)
-    response = {"usage": {"prompt_tokens": 50}, "choices": [
-        {"index": 1, "message": {"content": "```python\nreturn number % 1.0\n```"}, "finish_reason": "stop", "token_ids": [1, 2]},
-        {"index": 0, "message": {"content": "<think>hmm"}, "finish_reason": "length", "token_ids": [1, 2, 3]},
-    ]}
+    response = {
+        "usage": {"prompt_tokens": 50},
+        "choices": [
+            {
+                "index": 1,
+                "message": {"content": "```python\nreturn number % 1.0\n```"},
+                "finish_reason": "stop",
+                "token_ids": [1, 2],
+            },
+            {"index": 0, "message": {"content": "<think>hmm"}, "finish_reason": "length", "token_ids": [1, 2, 3]},
+        ],
+    }
     out = generation_rows(row, TASK, cfg(), response, None, 1.5, "r1", "cid", 100.0)
-    assert [(r["completion_id"], r["finish_reason"], r["completion_tokens"]) for r in out] == [(2, "length", 3), (3, "stop", 2)]
+    assert [(r["completion_id"], r["finish_reason"], r["completion_tokens"]) for r in out] == [
+        (2, "length", 3),
+        (3, "stop", 2),
+    ]
     assert out[0]["completion"] == "" and out[1]["completion"] == "    return number % 1.0\n"
     errors = generation_rows(row, TASK, cfg(), None, "EngineDeadError: x", 0.1, None, "cid", 100.0)
     assert [(r["completion_id"], r["finish_reason"]) for r in errors] == [(2, "error"), (3, "error")]
@@ -81,8 +93,11 @@ def test_config_yaml_then_flags(tmp_path):
     with pytest.raises(config.ConfigError, match="samplin"):
         config.build(EvalConfig, path, {"output_dir": tmp_path})
     with pytest.raises(config.ConfigError, match="max_tokens"):
-        config.build(EvalConfig, None, {"output_dir": tmp_path, "sampling": {"max_tokens": 99999},
-                                                  "serving": {"max_model_len": 4096}})
+        config.build(
+            EvalConfig,
+            None,
+            {"output_dir": tmp_path, "sampling": {"max_tokens": 99999}, "serving": {"max_model_len": 4096}},
+        )
 
 
 def test_generation_id_ignores_serving_but_not_sampling():
@@ -94,24 +109,40 @@ def test_generation_id_ignores_serving_but_not_sampling():
 
 def test_generation_rows_record_where_the_code_was_found():
     row = RequestRow("HumanEval/2", 0, 0, 3, None)
-    response = {"choices": [
-        {"index": 0, "message": {"content": "```python\nreturn number % 1.0\n```"}, "finish_reason": "stop"},
-        {"index": 1, "message": {"content": "<think>x</think><answer>\n    return number % 1.0\n</answer>"},
-         "finish_reason": "stop"},
-        {"index": 2, "message": {"content": "<think>hmm"}, "finish_reason": "length"},
-    ]}
+    response = {
+        "choices": [
+            {"index": 0, "message": {"content": "```python\nreturn number % 1.0\n```"}, "finish_reason": "stop"},
+            {
+                "index": 1,
+                "message": {"content": "<think>x</think><answer>\n    return number % 1.0\n</answer>"},
+                "finish_reason": "stop",
+            },
+            {"index": 2, "message": {"content": "<think>hmm"}, "finish_reason": "length"},
+        ]
+    }
     out = generation_rows(row, TASK, cfg(), response, None, 1.0, "r1", "cid", 100.0)
     assert [(r["extracted_from"], r["completion"]) for r in out] == [
-        ("fence", "    return number % 1.0\n"), ("tag", "    return number % 1.0\n"), ("none", "")]
+        ("fence", "    return number % 1.0\n"),
+        ("tag", "    return number % 1.0\n"),
+        ("none", ""),
+    ]
     seed = generation_rows(row, TASK, cfg(prompt={"extraction": "seed"}), response, None, 1.0, "r1", "cid", 100.0)
     assert [r["extracted_from"] for r in seed] == ["fence", "text", "none"]  # the seed runs the tags as code
     assert "<answer>" in seed[1]["completion"]
     errors = generation_rows(row, TASK, cfg(), None, "EngineDeadError: x", 0.1, None, "cid", 100.0)
     assert {r["extracted_from"] for r in errors} == {None}  # no response, no extraction
     completion_mode = cfg(prompt={"mode": "completion"})
-    raw = generation_rows(RequestRow("HumanEval/2", 0, 0, 1, None), TASK, completion_mode,
-                          {"choices": [{"index": 0, "text": "    return 0.5\n", "finish_reason": "stop"}]},
-                          None, 1.0, "r1", "cid", 100.0)
+    raw = generation_rows(
+        RequestRow("HumanEval/2", 0, 0, 1, None),
+        TASK,
+        completion_mode,
+        {"choices": [{"index": 0, "text": "    return 0.5\n", "finish_reason": "stop"}]},
+        None,
+        1.0,
+        "r1",
+        "cid",
+        100.0,
+    )
     assert (raw[0]["extracted_from"], raw[0]["completion"]) == ("text", "    return 0.5\n")
     assert cfg(prompt={"extraction": "seed"}).generation_id() != cfg().generation_id()  # the shards hold the code
 

@@ -22,11 +22,14 @@ from ray_jobs.sandbox.protocol import (
 )
 
 
-@pytest.mark.parametrize("job", [
-    CheckJob(7, "def f():\n    return 'é'\n" * 3, "a1b2", 3.0),
-    CheckJob(0, "x", "t", 0.5, "evalplus"),
-    OutputsJob(3, "def f(x):\n    return x\n", "f", "HumanEval/0", (1.0, 2.5), 4.5),
-])
+@pytest.mark.parametrize(
+    "job",
+    [
+        CheckJob(7, "def f():\n    return 'é'\n" * 3, "a1b2", 3.0),
+        CheckJob(0, "x", "t", 0.5, "evalplus"),
+        OutputsJob(3, "def f(x):\n    return x\n", "f", "HumanEval/0", (1.0, 2.5), 4.5),
+    ],
+)
 def test_jobs_survive_the_wire_with_their_types(job):
     back = decode_job(memoryview(encode_job(job)))
     assert back == job and type(back) is type(job)
@@ -34,12 +37,30 @@ def test_jobs_survive_the_wire_with_their_types(job):
 
 def test_an_outcome_round_trips_and_gets_its_job_id():
     read_end, write_end = os.pipe()
-    outcome = Outcome(id=-1, timed_out=True, exit_code=None, wall_s=1.5, effective_s=1.0, cpu_s=0.9,
-                      stdout_bytes=5, result_truncated=False)
+    outcome = Outcome(
+        id=-1,
+        timed_out=True,
+        exit_code=None,
+        wall_s=1.5,
+        effective_s=1.0,
+        cpu_s=0.9,
+        stdout_bytes=5,
+        result_truncated=False,
+    )
     write_outcome(write_end, outcome, 9, memoryview(b"E {}\n"), memoryview(b"hello"))
     back = read_outcome(read_end, 42, 1 << 16, 1 << 16)
-    assert back == Outcome(id=42, timed_out=True, exit_code=None, signal="SIGKILL", wall_s=1.5, effective_s=1.0,
-                           cpu_s=0.9, result=b"E {}\n", stdout="hello", stdout_bytes=5)
+    assert back == Outcome(
+        id=42,
+        timed_out=True,
+        exit_code=None,
+        signal="SIGKILL",
+        wall_s=1.5,
+        effective_s=1.0,
+        cpu_s=0.9,
+        result=b"E {}\n",
+        stdout="hello",
+        stdout_bytes=5,
+    )
 
 
 def test_result_chunks_sent_ahead_are_gathered_before_the_outcome():

@@ -29,18 +29,46 @@ def make_run(root, name: str, pass_every: int | None, tasks: int = 12):
             passed = pass_every is not None and (t + c) % pass_every == 0
             status = "passed" if passed else ("error" if c == 3 else "failed")
             error = ("ZeroDivisionError", "division by zero") if status == "error" else (None, None)
-            rows.append({"task_id": f"HumanEval/{t}", "completion_id": c, "suite": "base", "passed": passed,
-                         "status": status, "error_type": error[0], "error_message": error[1], "duration_s": 0.01,
-                         "config_id": name, "runtime_s": 0.002 * (1 + c) if passed else None,
-                         "canonical_runtime_s": 0.002 if passed else None})
-            gens.append({"task_id": f"HumanEval/{t}", "completion_id": c, "config_id": name,
-                         "response": f"<think>secret reasoning {t}</think>```python\n{CODE if passed else WRONG}```",
-                         "completion": CODE if passed else WRONG, "finish_reason": "stop" if c else "length",
-                         "prompt_tokens": 50, "completion_tokens": 10 + t + c})
+            rows.append(
+                {
+                    "task_id": f"HumanEval/{t}",
+                    "completion_id": c,
+                    "suite": "base",
+                    "passed": passed,
+                    "status": status,
+                    "error_type": error[0],
+                    "error_message": error[1],
+                    "duration_s": 0.01,
+                    "config_id": name,
+                    "runtime_s": 0.002 * (1 + c) if passed else None,
+                    "canonical_runtime_s": 0.002 if passed else None,
+                }
+            )
+            gens.append(
+                {
+                    "task_id": f"HumanEval/{t}",
+                    "completion_id": c,
+                    "config_id": name,
+                    "response": f"<think>secret reasoning {t}</think>```python\n{CODE if passed else WRONG}```",
+                    "completion": CODE if passed else WRONG,
+                    "finish_reason": "stop" if c else "length",
+                    "prompt_tokens": 50,
+                    "completion_tokens": 10 + t + c,
+                }
+            )
     schemas.write_table(rows, schemas.RESULTS, run / "results" / "shard-a.parquet")
     schemas.write_table(gens, schemas.GENERATIONS, run / "generations" / "shard-a.parquet")
-    (run / "summary.json").write_text(json.dumps({"dataset": "humaneval", "model": f"tiny/{name}", "num_samples": 4,
-                                                  "sampling": {"temperature": 0.7}, "thinking": False}))
+    (run / "summary.json").write_text(
+        json.dumps(
+            {
+                "dataset": "humaneval",
+                "model": f"tiny/{name}",
+                "num_samples": 4,
+                "sampling": {"temperature": 0.7},
+                "thinking": False,
+            }
+        )
+    )
     return run
 
 
@@ -94,9 +122,19 @@ def chromium():
 
 
 def _flags(chromium, tmp_path):
-    return [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
+    return [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=5000",
+    ]
 
 
 def test_report_reads_as_a_page_in_chromium(tmp_path, chromium):
@@ -114,13 +152,20 @@ def test_report_reads_as_a_page_in_chromium(tmp_path, chromium):
 
     probe = tmp_path / "probe.html"
     probe.write_text(page.replace("</body>", PROBE))
-    dom = subprocess.run([*_flags(chromium, tmp_path), "--dump-dom", f"file://{probe}"], capture_output=True,
-                         text=True, timeout=120).stdout
+    dom = subprocess.run(
+        [*_flags(chromium, tmp_path), "--dump-dom", f"file://{probe}"], capture_output=True, text=True, timeout=120
+    ).stdout
     seen = json.loads(html.unescape(re.search(r"<title>PROBE (.*?)</title>", dom, re.S).group(1)))
     assert seen["rows"] == page.count("<tr")  # the parser kept every row: none was outside a table
     assert seen["titleBeforePlots"] and seen["passBeforePlots"]
-    assert seen["figures"] == ["plot-passk", "plot-outcomes", "plot-heatmap", "plot-tokens", "plot-quality",
-                               "plot-runtime"]
+    assert seen["figures"] == [
+        "plot-passk",
+        "plot-outcomes",
+        "plot-heatmap",
+        "plot-tokens",
+        "plot-quality",
+        "plot-runtime",
+    ]
     # n=4 has only pass@1: that figure is one sentence, not an empty axis; the other five are drawn
     assert seen["images"] == 5 and len(seen["emptyFigures"]) == 1 and "pass@1" in seen["emptyFigures"][0]
     assert seen["tasksInBrowser"] == 24
@@ -128,8 +173,11 @@ def test_report_reads_as_a_page_in_chromium(tmp_path, chromium):
     assert seen["sortedAscending"]
 
     shot = tmp_path / "report.png"
-    subprocess.run([*_flags(chromium, tmp_path), f"--screenshot={shot}", "--window-size=1200,2400",
-                    f"file://{html_path}"], capture_output=True, timeout=120)
+    subprocess.run(
+        [*_flags(chromium, tmp_path), f"--screenshot={shot}", "--window-size=1200,2400", f"file://{html_path}"],
+        capture_output=True,
+        timeout=120,
+    )
     assert shot.stat().st_size > 20_000  # a real page with plots, not a blank one
 
 

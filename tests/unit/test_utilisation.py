@@ -6,8 +6,10 @@ from ray_jobs.metrics.utilisation import replica_utilisation
 
 
 def request(replica, started, latency, samples=2, tokens=10):
-    return [{"replica": replica, "request_started_at": started, "latency_s": latency, "completion_tokens": tokens}
-            for _ in range(samples)]
+    return [
+        {"replica": replica, "request_started_at": started, "latency_s": latency, "completion_tokens": tokens}
+        for _ in range(samples)
+    ]
 
 
 def test_busy_share_counts_overlapping_requests_once():
@@ -23,11 +25,21 @@ def test_busy_share_counts_overlapping_requests_once():
 
 
 def test_errors_and_old_files_are_left_out():
-    rows = (request(None, 100.0, 1.0)  # an error: no replica answered
-            + [{"replica": "a", "request_started_at": None, "latency_s": 1.0, "completion_tokens": 3}]  # a v1 file
-            + request("a", 100.0, 5.0))
+    rows = (
+        request(None, 100.0, 1.0)  # an error: no replica answered
+        + [{"replica": "a", "request_started_at": None, "latency_s": 1.0, "completion_tokens": 3}]  # a v1 file
+        + request("a", 100.0, 5.0)
+    )
     out = replica_utilisation(rows)
     assert out["window_s"] == 5.0
-    assert out["replicas"] == {"a": {"requests": 1, "samples": 2, "completion_tokens": 20, "busy_share": 1.0,
-                                     "mean_in_flight": 1.0, "tokens_per_s": 4.0}}
+    assert out["replicas"] == {
+        "a": {
+            "requests": 1,
+            "samples": 2,
+            "completion_tokens": 20,
+            "busy_share": 1.0,
+            "mean_in_flight": 1.0,
+            "tokens_per_s": 4.0,
+        }
+    }
     assert replica_utilisation([]) == {"window_s": 0.0, "replicas": {}}

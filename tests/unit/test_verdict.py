@@ -9,7 +9,15 @@ from ray_jobs.tasks.groundtruth import TaskOracle
 
 
 def raw(result="", timed_out=False, signal=None, exit_code=0, **extra):
-    return Outcome(id=0, result=result.encode("utf-8", "surrogateescape"), timed_out=timed_out, signal=signal, exit_code=exit_code, wall_s=0.1, **extra)
+    return Outcome(
+        id=0,
+        result=result.encode("utf-8", "surrogateescape"),
+        timed_out=timed_out,
+        signal=signal,
+        exit_code=exit_code,
+        wall_s=0.1,
+        **extra,
+    )
 
 
 def exc(kind, phase="run"):
@@ -20,7 +28,10 @@ def test_base_taxonomy():
     assert base_verdict(raw("P tok\n"), "tok").status == "passed"
     assert base_verdict(raw("P other\n"), "tok").status == "crashed"
     assert base_verdict(raw(exc("AssertionError")), "t").status == "failed"
-    assert (base_verdict(raw(exc("KeyError")), "t").status, base_verdict(raw(exc("KeyError")), "t").error_type) == ("error", "KeyError")
+    assert (base_verdict(raw(exc("KeyError")), "t").status, base_verdict(raw(exc("KeyError")), "t").error_type) == (
+        "error",
+        "KeyError",
+    )
     assert base_verdict(raw(exc("SyntaxError", "compile")), "t").status == "syntax_error"
     assert base_verdict(raw(exc("MemoryError")), "t").status == "out_of_memory"
     assert base_verdict(raw(timed_out=True, signal="SIGKILL", exit_code=None), "t").status == "timeout"
@@ -38,13 +49,16 @@ def test_base_taxonomy():
     assert (starved.status, starved.error_type) == ("timeout", "WallClockBackstop")
 
 
-@pytest.mark.parametrize("payload", [
-    "E " + "[" * 100_000 + "]" * 100_000,  # json.loads raises RecursionError
-    "E " + '{"type": ' * 50_000,
-    "E \udcff\x00" * 1000,
-    "O " + "[" * 100_000 + "\nD",
-    "R " + "9" * 10_000 + " nan\nP tok",
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "E " + "[" * 100_000 + "]" * 100_000,  # json.loads raises RecursionError
+        "E " + '{"type": ' * 50_000,
+        "E \udcff\x00" * 1000,
+        "O " + "[" * 100_000 + "\nD",
+        "R " + "9" * 10_000 + " nan\nP tok",
+    ],
+)
 def test_no_result_report_can_raise(payload):
     """Whatever a sample writes on its result pipe, deciding its verdict never raises."""
     o = oracle([1])
@@ -81,8 +95,15 @@ def test_evalplus_comparison_rules():
 
 
 def oracle(expected, digests=None):
-    return TaskOracle("T/1", "f", [[i] for i in range(len(expected))], expected,
-                      digests or [None] * len(expected), [0.0] * len(expected), 0.0)
+    return TaskOracle(
+        "T/1",
+        "f",
+        [[i] for i in range(len(expected))],
+        expected,
+        digests or [None] * len(expected),
+        [0.0] * len(expected),
+        0.0,
+    )
 
 
 def outs(*values):
@@ -122,12 +143,13 @@ def test_numpy_scalar_outputs_follow_evalplus():
 
 
 def test_a_wrong_answer_on_a_huge_integer_is_failed_not_crashed():
-    o = oracle([10 ** 5000])
-    verdict = plus_verdict(raw(outs(10 ** 5000 + 1) + "D\n"), o)
+    o = oracle([10**5000])
+    verdict = plus_verdict(raw(outs(10**5000 + 1) + "D\n"), o)
     assert verdict.status == "failed" and "too large to show" in verdict.error_message
 
 
 # ---- the trusted side's work per sample is bounded, whatever the sample wrote (issue: liveness) ----
+
 
 def _timed(fn, *args):
     import time

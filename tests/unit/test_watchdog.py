@@ -20,8 +20,11 @@ def test_a_deadlocked_main_thread_is_interrupted_with_the_place_named(caplog):
     held.acquire()  # held by nobody who will release it
     said: list[str] = []
     started = time.monotonic()
-    with caplog.at_level(logging.ERROR, logger="ray_jobs.watchdog"), pytest.raises(watchdog.StageStuck) as stuck, \
-            watchdog.Watchdog(1.0, said.append):
+    with (
+        caplog.at_level(logging.ERROR, logger="ray_jobs.watchdog"),
+        pytest.raises(watchdog.StageStuck) as stuck,
+        watchdog.Watchdog(1.0, said.append),
+    ):
         watchdog.enter("serving")
         _blocked_forever_on(held)
     assert time.monotonic() - started < 5.0
