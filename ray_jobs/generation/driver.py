@@ -41,7 +41,10 @@ class _PassThrough:
 
 def _warm_up() -> None:
     try:
-        ray.data.range(1).map_batches(_PassThrough, concurrency=1, num_cpus=0).materialize()
+        # from_items, as generate's own datasets: no read task, so no CPU to wait for. range(1)'s
+        # read task needs one, and a resumed run's scoring workers may hold every CPU already
+        # (the resumed shards are scored first): the warm-up then sat out its whole 120 s join.
+        ray.data.from_items([{"warm": 0}]).map_batches(_PassThrough, concurrency=1, num_cpus=0).materialize()
     except Exception as exc:  # only an optimisation: generation starts them itself if need be
         log.info("Ray Data warm-up failed: %s", exc)
 
