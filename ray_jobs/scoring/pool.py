@@ -320,36 +320,3 @@ def _poll_progress(busy: dict, stuck_after: float, wait_s: float) -> tuple[list,
             moved = moved or state.answers >= 0
             state.answers, state.moved_at = answers, now
     return [worker for worker in working if now - busy[worker].moved_at > stuck_after], moved
-
-
-def score_shards(
-    shards: list[Shard],
-    results_dir: Path,
-    dataset_name: str,
-    suites: tuple[str, ...],
-    sandbox_config: SandboxConfig,
-    oracles: dict | None,
-    workers: int,
-    config_id: str,
-    progress: bool = True,
-    stuck_after_s: float | None = None,
-    dedupe: bool = True,
-    shared: SharedVerdicts | None = None,
-) -> ScoringRun:
-    """Score the shards that have no results file yet, all known up front."""
-    with ScoringPool(
-        results_dir,
-        dataset_name,
-        suites,
-        sandbox_config,
-        oracles,
-        workers,
-        config_id,
-        sum(len(s.items) for s in shards),
-        progress,
-        stuck_after_s,
-        dedupe,
-        shared=shared,
-    ) as pool:
-        pool.submit(shards)
-        return pool.close()

@@ -8,11 +8,11 @@ from ray_jobs import score
 from ray_jobs.config import SandboxConfig
 from ray_jobs.sandbox.client import Sandbox
 from ray_jobs.scoring.items import ScoreItem, distinct_programs, score_items
-from ray_jobs.scoring.pool import score_shards
 from ray_jobs.scoring.shards import make_shards
 from ray_jobs.scoring.shared_verdicts import SharedVerdicts
 from ray_jobs.tasks.datasets import load_dataset
 from tests.integration.test_score_cli import write_jsonl
+from tests.support.scoring import score_shards
 
 RIGHT = "    return number % 1.0\n"
 SLOW_RIGHT = "    import time\n    time.sleep(0.5)\n    return number % 1.0\n"

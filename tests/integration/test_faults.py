@@ -80,9 +80,9 @@ def test_a_scoring_call_that_keeps_failing_marks_its_samples_crashed(tmp_path, r
     retried, then becomes `crashed` rows; the other shards' results are kept and the job ends."""
     from ray_jobs.config import SandboxConfig
     from ray_jobs.scoring.items import ScoreItem
-    from ray_jobs.scoring.pool import score_shards
     from ray_jobs.scoring.shards import SHARD_RETRIES, Shard, shard_path
     from ray_jobs.tasks.datasets import load_dataset
+    from tests.support.scoring import score_shards
 
     task = load_dataset("humaneval").tasks["HumanEval/0"]
     good = Shard("good", [ScoreItem("HumanEval/0", 0, task.canonical_solution)])
@@ -114,9 +114,9 @@ def test_more_scoring_workers_than_free_cpus_still_finish(tmp_path, ray_local):
 
     from ray_jobs.config import SandboxConfig
     from ray_jobs.scoring.items import ScoreItem
-    from ray_jobs.scoring.pool import score_shards
     from ray_jobs.scoring.shards import Shard, shard_path
     from ray_jobs.tasks.datasets import load_dataset
+    from tests.support.scoring import score_shards
 
     tasks = load_dataset("humaneval").tasks
     shards = [

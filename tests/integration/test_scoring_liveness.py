@@ -7,9 +7,9 @@ import time
 
 from ray_jobs.config import SandboxConfig
 from ray_jobs.scoring.items import ScoreItem
-from ray_jobs.scoring.pool import score_shards
 from ray_jobs.scoring.shards import SHARD_RETRIES, make_shards, shard_path
 from ray_jobs.storage import schemas
+from tests.support.scoring import score_shards
 
 
 def test_a_worker_silent_past_its_limit_is_replaced_and_the_stage_finishes(tmp_path, ray_local):
