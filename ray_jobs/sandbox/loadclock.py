@@ -39,8 +39,14 @@ _TICK = os.sysconf("SC_CLK_TCK")
 _NO_CREDIT_POLICIES = {getattr(os, "SCHED_BATCH", 3), getattr(os, "SCHED_IDLE", 5)}
 
 
+_available: dict[int, bool] = {}  # pid -> answer: asked once per process, not once per test
+
+
 def available() -> bool:
-    return os.path.exists("/proc/thread-self/schedstat")
+    pid = os.getpid()
+    if pid not in _available:
+        _available[pid] = os.path.exists("/proc/thread-self/schedstat")
+    return _available[pid]
 
 
 def _read(path: str) -> bytes:

@@ -167,7 +167,7 @@ def test_streamed_digest_is_byte_identical_to_the_reference_form():
     ]
 
     def value(depth=0):
-        kind = rng.choice("xltsdSI" if depth < 3 else "x")
+        kind = rng.choice("xltsdSIN" if depth < 3 else "x")
         size = rng.randint(0, 4)
         if kind == "x":
             return rng.choice(scalars)
@@ -178,6 +178,9 @@ def test_streamed_digest_is_byte_identical_to_the_reference_form():
             return [rng.choice(["x", 'y"', "é"]) for _ in range(size)]
         if kind == "I":
             return [rng.choice([1, -5, 2**1023, 2**1024]) for _ in range(size)]
+        if kind == "N":  # numbers only (HumanEval/130's outputs): ints, bools and floats of every kind
+            numbers = [0, -3, True, False, 2.0, -0.0, 0.5, 1e300, 2**1024, float("inf"), -math.inf, math.nan]
+            return (list if rng.random() < 0.5 else tuple)(rng.choice(numbers) for _ in range(size))
         if kind == "s":
             return {rng.choice([1, "a", (1, 2), 2.5, frozenset({1})]) for _ in range(size)}
         return {rng.choice([1, "k", (1,), 2.0, None]): value(depth + 1) for _ in range(size)}
@@ -192,7 +195,8 @@ def test_streamed_digest_is_byte_identical_to_the_reference_form():
 def test_large_outputs_are_found_by_node_count_and_digested_strictly():
     assert exceeds_nodes([1] * 10, 10) and not exceeds_nodes([1] * 9, 10)
     assert exceeds_nodes([[1, 2]] * 4, 12) and not exceeds_nodes([[1, 2]] * 4, 13)
-    assert not exceeds_nodes({"a": [1, 2]}, 5) and exceeds_nodes({"a": [1, 2]}, 4)
+    assert not exceeds_nodes({0: [1, 2]}, 5) and exceeds_nodes({0: [1, 2]}, 4)
+    assert exceeds_nodes("x" * 10, 10) and not exceeds_nodes("x" * 9, 10)  # a character is a node
     assert encode_or_digest([1, 2]) == ("O", "[1,2]")
     kind, digest = encode_or_digest(list(range(100_000)))
     assert kind == "H" and digest == _reference_digest(list(range(100_000)))
