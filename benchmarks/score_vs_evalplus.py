@@ -38,6 +38,7 @@ NameError when the program loads; MBPP: the program's own import lines dropped).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -228,13 +229,13 @@ _FLOOR_INPUTS: dict[str, list] = {}  # task_id -> every input of the task, inher
 
 def _call_every_input(jobs: list[tuple[str, str, str]]) -> None:
     """The floor's work in one process: each program's calls on every input, nothing else."""
-    sys.stdout = sys.stderr = open(os.devnull, "w")
-    for task_id, program, entry_point in jobs:
-        namespace: dict = {}
-        exec(program, namespace)
-        candidate = namespace[entry_point]
-        for args in _FLOOR_INPUTS[task_id]:
-            candidate(*args)
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        for task_id, program, entry_point in jobs:
+            namespace: dict = {}
+            exec(program, namespace)
+            candidate = namespace[entry_point]
+            for args in _FLOOR_INPUTS[task_id]:
+                candidate(*args)
 
 
 def passing_floor(samples: Path, dataset: str, ours: dict, workers: int) -> tuple[float, int]:
