@@ -81,11 +81,13 @@ class ScoringPool:
         dedupe: bool = True,
         bar_line: int = 0,
         shared: SharedVerdicts | None = None,
+        runtimes: dict[tuple[str, str], float | None] | None = None,
     ):
         """`expected_samples`: the progress bar's total; `bar_line`: its terminal line (1 below a
         generation bar that runs at the same time). With `dedupe`, a program that already has a
         verdict in `shared` (this pool's own by default; a sweep shares one between the pools of
-        its configurations) is not run again."""
+        its configurations) is not run again. `runtimes`: canonical runtimes already known
+        (canonical_runtimes.py), not measured again; the pool adds those its workers measure."""
         self.results_dir, self.dataset_name, self.suites = results_dir, dataset_name, suites
         self.sandbox_config, self.oracles, self.workers = sandbox_config, oracles, workers
         self.config_id, self.dedupe = config_id, dedupe
@@ -109,7 +111,7 @@ class ScoringPool:
         self._failures: dict[str, int] = {}
         # canonical runtimes the workers measured, shared so that each is measured about once per
         # run rather than once per worker (MBPP+'s canonical solutions take 47 s on one worker)
-        self._runtimes: dict[tuple[str, str], float | None] = {}
+        self.runtimes: dict[tuple[str, str], float | None] = {} if runtimes is None else runtimes
         self._oracles_ref = None
         self._stop = threading.Event()
         self._error: BaseException | None = None
@@ -225,7 +227,7 @@ class ScoringPool:
                 # named per shard: the dashboard's task list then says which results file is in work
                 call = worker.score.options(name=f"score shard-{shard.key} ({len(items)} samples)")
                 tasks = {item.task_id for item in items}
-                known = {key: value for key, value in self._runtimes.items() if key[0] in tasks}
+                known = {key: value for key, value in self.runtimes.items() if key[0] in tasks}
                 state.calls[call.remote(items, self.suites, self.dedupe, known)] = shard
 
     def _to_run(self, shard: Shard) -> list[ScoreItem]:
@@ -274,7 +276,7 @@ class ScoringPool:
             if row["reused_from"] is not None:  # an identical program of the same shard ran
                 row["reused_config"] = self.config_id
             if row["passed"]:
-                self._runtimes[(row["task_id"], row["suite"])] = row["canonical_runtime_s"]
+                self.runtimes[(row["task_id"], row["suite"])] = row["canonical_runtime_s"]
         if self._shared is not None:
             self._shared.record(shard.items, rows)
         given = self._given.pop(shard.key, [])

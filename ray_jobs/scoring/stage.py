@@ -1,12 +1,14 @@
 """The scoring leg of both entry points, written once: the canonical outputs the differential
-suites compare with, content-keyed shards, and the pool of sandboxed workers. `evaluate` submits
-each generation shard's samples as the shard lands; `score` submits all of them at once."""
+suites compare with, the canonical runtimes kept from earlier runs, content-keyed shards, and the
+pool of sandboxed workers. `evaluate` submits each generation shard's samples as the shard lands;
+`score` submits all of them at once."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from ray_jobs.config import SandboxConfig
+from ray_jobs.scoring import canonical_runtimes
 from ray_jobs.scoring.items import ScoreItem
 from ray_jobs.scoring.pool import ScoringPool, ScoringRun
 from ray_jobs.scoring.shards import make_shards
@@ -42,6 +44,7 @@ class ScoringStage:
 
         self.shard_size, self.dedupe, self.shard_salt = shard_size, dedupe, shard_salt
         oracles = load_oracles(dataset.name, cache_dir) if dataset.differential else None
+        self._runtimes_file = canonical_runtimes.cache_file(cache_dir, dataset, sandbox)
         self._pool = ScoringPool(
             results_dir,
             dataset.name,
@@ -55,6 +58,7 @@ class ScoringStage:
             dedupe=dedupe,
             bar_line=bar_line,
             shared=shared,
+            runtimes=canonical_runtimes.load(self._runtimes_file),
         )
 
     def __enter__(self) -> ScoringStage:
@@ -68,4 +72,6 @@ class ScoringStage:
         self._pool.submit(make_shards(items, self.shard_size, self.shard_salt, self.dedupe))
 
     def close(self) -> ScoringRun:
-        return self._pool.close()
+        run = self._pool.close()
+        canonical_runtimes.save(self._runtimes_file, self._pool.runtimes)
+        return run

@@ -10,6 +10,7 @@ from ray_jobs.sandbox.client import Sandbox
 from ray_jobs.scoring.items import ScoreItem, distinct_programs, score_items
 from ray_jobs.scoring.shards import make_shards
 from ray_jobs.scoring.shared_verdicts import SharedVerdicts
+from ray_jobs.storage import schemas
 from ray_jobs.tasks.datasets import load_dataset
 from tests.integration.test_score_cli import write_jsonl
 from tests.support.scoring import score_shards
@@ -191,3 +192,35 @@ def test_a_program_scored_by_one_configuration_is_not_run_by_another(tmp_path, r
     )
     assert [r["reused_from"] for r in alone.results.to_pylist()] == [None, None, None]
     assert [r["status"] for r in alone.results.to_pylist()] == [r["status"] for r in rows]
+
+
+def test_a_later_run_takes_canonical_runtimes_from_the_cache(tmp_path, ray_local):
+    """A run keeps the canonical runtimes it measured; the next run on the same dataset and sandbox
+    settings takes them from there instead of running the canonical solutions again."""
+    from ray_jobs.config import ScoreConfig
+    from ray_jobs.scoring import canonical_runtimes
+
+    samples = write_jsonl(tmp_path / "s.jsonl", [{"task_id": "HumanEval/2", "completion": RIGHT}])
+
+    def canonical_runtime(out: str, sandbox: SandboxConfig) -> float:
+        config = ScoreConfig(
+            samples=samples,
+            output_dir=tmp_path / out,
+            allow_missing_tasks=True,
+            k=[1],
+            workers=1,
+            cache_dir=tmp_path / "cache",
+            sandbox=sandbox,
+        )
+        score.run(config, progress=False)
+        results = sorted((tmp_path / out / "results").glob("*.parquet"))
+        (row,) = schemas.read_tables(results, schemas.RESULTS).to_pylist()
+        assert row["passed"]
+        return row["canonical_runtime_s"]
+
+    first = canonical_runtime("first", SandboxConfig())
+    path = canonical_runtimes.cache_file(tmp_path / "cache", load_dataset("humaneval"), SandboxConfig())
+    assert canonical_runtimes.load(path) == {("HumanEval/2", "base"): first}
+    canonical_runtimes.save(path, {("HumanEval/2", "base"): 123.0})  # what a real run could not measure
+    assert canonical_runtime("second", SandboxConfig()) == 123.0
+    assert canonical_runtime("other-sandbox", SandboxConfig(timeout_s=4.0)) not in (None, 123.0)
