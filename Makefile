@@ -26,7 +26,7 @@ test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports  # the import rules of docs/architecture.md (pyproject's importlinter contracts)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=20
 
 # Minutes, not CI's twenty: unit, sandbox and integration tests that are not marked slow;
 # no vLLM engine, no full dataset.

@@ -36,7 +36,8 @@ from ray_jobs import evaluate
 from ray_jobs.config import EvalConfig
 cfg = EvalConfig.model_validate(json.loads(sys.argv[2]))
 started = time.perf_counter()
-summary = evaluate.run(cfg, progress=False).model_dump(mode="json")
+summary = evaluate.run(cfg, progress=False)
+summary = summary if isinstance(summary, dict) else summary.model_dump(mode="json")  # older revisions return a dict
 print("RESULT " + json.dumps({"total_s": time.perf_counter() - started, "generation_s": summary["timing"]["generation_s"],
                               "pass_at_k": summary["pass_at_k"]}))
 """
