@@ -38,6 +38,9 @@ from ray_jobs.sandbox.codec import (
         b"\x00\xff",
         3 + 4j,
         [],
+        [1, 2.5, True, None, "s"],  # flat sequences are sent without a walk: still exact
+        (1, float("-inf"), False),
+        [2**2000, -1],
     ],
 )
 def test_round_trip_keeps_exact_types(value):
@@ -47,6 +50,7 @@ def test_round_trip_keeps_exact_types(value):
 
 def test_big_ints_are_linear_hex_on_the_wire():
     assert '"i"' in encode(10**5000)
+    assert '"i"' in encode([1, 2.0, 10**5000]) and '"i"' in encode((10**5000, True))  # in a flat sequence too
 
 
 @pytest.mark.parametrize(
@@ -57,6 +61,8 @@ def test_big_ints_are_linear_hex_on_the_wire():
         type("S", (str,), {})("x"),
         [1, object()],
         {"k": type("L", (list,), {})()},
+        [1, 2.0, type("I", (int,), {})(3)],  # a subclass among plain numbers: no flat fast path
+        (True, type("F", (float,), {})(1.0)),
     ],
 )
 def test_non_builtin_types_are_rejected(value):
