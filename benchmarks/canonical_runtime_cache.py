@@ -24,18 +24,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from score_throughput import make_samples
+from score_vs_evalplus import our_verdicts
 
 USER_CACHE = Path("~/.cache/ray_humaneval").expanduser()
 
 
 def run_score(samples: Path, out: Path, cache_dir: Path, dataset: str, workers: int) -> tuple[float, dict]:
+    """(seconds, (task_id, completion_id, suite) -> passed)."""
     from ray_jobs import score
     from ray_jobs.config import ScoreConfig
 
     cfg = ScoreConfig(samples=samples, output_dir=out, workers=workers, dataset=dataset, cache_dir=cache_dir)
     started = time.perf_counter()
-    summary = score.run(cfg, progress=False)
-    return time.perf_counter() - started, summary.status_counts
+    score.run(cfg, progress=False)
+    return time.perf_counter() - started, our_verdicts(out)
 
 
 def main() -> None:
@@ -76,7 +78,8 @@ def main() -> None:
                     timings[side].append(seconds)
                     print(f"run {r + 1} {side}: {seconds:.1f} s", flush=True)
                 if counts["cold"] != counts["warm"]:
-                    sys.exit(f"verdicts differ: {counts}")
+                    differ = [k for k in counts["cold"] if counts["cold"][k] != counts["warm"].get(k)]
+                    sys.exit(f"verdicts differ on {len(differ)} (sample, suite) pairs, e.g. {differ[:5]}")
     finally:
         ray.shutdown()
     cold_s, warm_s = statistics.median(timings["cold"]), statistics.median(timings["warm"])
