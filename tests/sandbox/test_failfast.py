@@ -308,6 +308,20 @@ def test_right_on_input_0_and_wrong_on_input_5_fails_at_5_with_todays_verdict(sa
     assert full_raw.result.count(b"\n") == N + 2 and fast_raw.result.count(b"\n") < 100
 
 
+def test_an_input_is_not_timed_while_the_previous_output_is_freed(sandbox):
+    """The harness holds no reference to the last output during the next call, so freeing a huge
+    one is not charged to the next input's limit (Mbpp/255 timed out so on a busy machine)."""
+    body = (
+        "import sys\nheld = []\ndef double(x):\n"
+        "    if held:  # the held list and getrefcount's argument: 2 if the harness let go\n"
+        "        return 2 * x if sys.getrefcount(held[0]) == 2 else -1\n"
+        "    if x == 300:\n        held.append(2 * x)  # 600: a fresh int, not a cached small one\n"
+        "        return held[0]\n    return 2 * x\n"
+    )
+    ((verdict, _),) = _run(sandbox, [body])
+    assert verdict.passed, verdict
+
+
 @pytest.mark.parametrize(
     "body",
     [
