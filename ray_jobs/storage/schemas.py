@@ -67,8 +67,11 @@ GENERATIONS = pa.schema(
 def write_table(rows: list[dict], schema: pa.Schema, target: Path) -> None:
     """Validate rows against the schema and write atomically (temp file, then rename)."""
     table = pa.Table.from_pylist(rows, schema=schema)
-    with atomic.atomic_path(target) as tmp:
-        pq.write_table(table, tmp)
+    # the sink is ours to close: given a path, pyarrow leaves the file open on a failed write
+    # until a garbage collection frees its traceback, and a full disk kept the space (and the
+    # mount) busy after the temp file was deleted
+    with atomic.atomic_path(target) as tmp, pa.OSFile(str(tmp), mode="wb") as sink:
+        pq.write_table(table, sink)
 
 
 def _conform(table: pa.Table, schema: pa.Schema, path: Path) -> pa.Table:

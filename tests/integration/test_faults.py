@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -71,8 +73,18 @@ def test_full_disk_gives_a_clear_error_and_no_corrupt_file(tmp_path, capsys):
         for path in leftovers:
             if path.suffix == ".parquet":
                 pq.read_table(path)  # whatever was renamed into place is whole
+        # the failed write closed its temp file: a deleted file held open keeps its space in use
+        assert [path for path in _open_files() if path.startswith(str(mount))] == []
     finally:
-        subprocess.run(["umount", str(mount)])
+        subprocess.run(["umount", "--lazy", str(mount)])
+
+
+def _open_files() -> list[str]:
+    paths = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the directory's own fd is gone by now
+            paths.append(os.readlink(f"/proc/self/fd/{fd}"))
+    return paths
 
 
 def test_a_scoring_call_that_keeps_failing_marks_its_samples_crashed(tmp_path, ray_local):
