@@ -245,11 +245,12 @@ def test_a_long_line_is_scanned_once_however_it_arrives():
     """A line without its newline, growing a few KiB at a time: each piece is searched once."""
     judge = PlusJudge(ORACLES[0])
     text = bytearray(b"O ")
-    started = time.process_time()
+    # this thread's CPU only: when this process is also a Ray driver, its threads burn CPU meanwhile
+    started = time.thread_time()
     for _ in range(4000):
         text += b"1" * 4096
         assert judge.feed(text) is None
-    assert time.process_time() - started < 1.0
+    assert time.thread_time() - started < 1.0
     text += b"\n"
     assert "longer than the harness ever sends" in judge.feed(text).error_message
 

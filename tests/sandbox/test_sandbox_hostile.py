@@ -292,10 +292,11 @@ def _scored_with_heap_peak(sandbox, completions: list[str], suites=("base",), or
     tasks = load_dataset(dataset).tasks
     items = [ScoreItem("HumanEval/2", i, text) for i, text in enumerate(completions)]
     tracemalloc.start()
-    started = time.process_time()
+    # this thread's CPU only: when this process is also a Ray driver, its threads burn CPU meanwhile
+    started = time.thread_time()
     try:
         rows = score_items(items, tasks, suites, sandbox, sandbox.config, oracles)
-        return rows, tracemalloc.get_traced_memory()[1], time.process_time() - started
+        return rows, tracemalloc.get_traced_memory()[1], time.thread_time() - started
     finally:
         tracemalloc.stop()
 
@@ -314,7 +315,7 @@ def test_result_floods_are_judged_one_at_a_time_in_bounded_memory(sandbox):
 def test_a_hash_collision_output_costs_the_trusted_side_no_time(sandbox):
     """A plus-suite sample whose output is a set of ints that all hash alike: decoding it was
     quadratic in the scoring worker (30,000 ints: 16 s of its CPU, twice)."""
-    started = time.process_time()
+    started = time.thread_time()
     verdict = run_plus(sandbox, "def double(x):\n    return {i * (2**61 - 1) for i in range(1, 3000)}\n")
-    assert verdict.status == "failed" and time.process_time() - started < 1.0
+    assert verdict.status == "failed" and time.thread_time() - started < 1.0
     assert_worker_healthy(sandbox)

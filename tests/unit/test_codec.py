@@ -220,8 +220,9 @@ def test_decoding_refuses_hash_collisions_in_linear_time(tag):
     colliding = [i * (2**61 - 1) for i in range(1, 20_001)]
     payload = [[v, 1] for v in colliding] if tag in ("d", "C") else colliding
     text = json.dumps({tag: payload})
-    started = time.process_time()
+    # this thread's CPU only: when this process is also a Ray driver, its threads burn CPU meanwhile
+    started = time.thread_time()
     with pytest.raises(ValueError, match="same hash"):
         decode(text)
-    assert time.process_time() - started < 0.5
+    assert time.thread_time() - started < 0.5
     assert decode(json.dumps({tag: payload[:20]}))  # a few alike (-1 and -2 hash alike too) are honest
