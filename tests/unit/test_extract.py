@@ -120,10 +120,10 @@ def at_most(seconds: float):
 @pytest.mark.parametrize("name", HOSTILE)
 def test_a_hostile_megabyte_is_read_in_under_a_second(name, rules):
     for program in (False, True):
-        started = time.perf_counter()
+        started = time.thread_time()  # the work itself, not the machine's load (~0.25 s here)
         with at_most(5.0):
             extract(HOSTILE[name], "add", program=program, rules=rules)
-        assert time.perf_counter() - started < 1.0, (name, program)
+        assert time.thread_time() - started < 1.0, (name, program)
 
 
 # ---- the seed's rules, now linear, read as before ------------------------------------------------
