@@ -160,18 +160,25 @@ def _warm_interpreter() -> None:
     exec(compile(_WARM_UP_PROGRAM, "<warm-up>", "exec", dont_inherit=True), {"__name__": "__main__"})
 
 
+def _run_program(program: str) -> None:
+    """One check program, to its end: a failing one (wrong, raising, a syntax error, --mixed)
+    stops at its error, as it does in any scorer."""
+    try:
+        exec(compile(program, "<sample>", "exec"), {"__name__": "__main__"})
+    except BaseException:  # SystemExit included: a sample's exit() ends only itself
+        pass
+
+
 def _execute(programs: list[str], fork_each: bool) -> None:
     with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
         for program in programs:
             if not fork_each:
-                exec(compile(program, "<sample>", "exec"), {"__name__": "__main__"})
+                _run_program(program)
                 continue
             pid = os.fork()
             if pid == 0:
-                try:
-                    exec(compile(program, "<sample>", "exec"), {"__name__": "__main__"})
-                finally:
-                    os._exit(0)
+                _run_program(program)
+                os._exit(0)
             os.waitpid(pid, 0)
 
 
